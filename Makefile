@@ -1,0 +1,52 @@
+# dmask: two entry points on a fresh Debian 12 machine, run as root.
+#   make run   install everything and start the gateway with config/gateway.yaml
+#   make test  install everything and run the test suite (unit + integration)
+# Re-running is fast: each step leaves a stamp and only re-runs when its inputs change.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config/gateway.yaml
+APT_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0 \
+	orthanc dcmtk dicom3tools openssl
+STAMPS := .make
+
+.PHONY: run test install apt venv bench clean
+
+run: install
+	$(BIN)/dmask serve --config $(CONFIG)
+
+test: install
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+install: $(STAMPS)/apt $(STAMPS)/venv
+
+apt: $(STAMPS)/apt
+venv: $(STAMPS)/venv
+
+$(STAMPS)/apt: Makefile
+	@mkdir -p $(STAMPS)
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+	@# The Debian package starts a system Orthanc on 4242/8042; the tests start their own.
+	@-if command -v service >/dev/null 2>&1; then service orthanc stop >/dev/null 2>&1 || true; fi
+	@touch $@
+
+$(STAMPS)/venv: pyproject.toml
+	@mkdir -p $(STAMPS)
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip 'setuptools<81' wheel
+	$(BIN)/pip install -q -e '.[audit,dev]'
+	$(BIN)/pip check
+	@touch $@
+
+bench: install
+	$(BIN)/python bench/deid.py
+
+clean:
+	rm -rf $(STAMPS) $(VENV) var
