@@ -1,0 +1,84 @@
+"""Typed errors of dmask.
+
+Every failure that can stop an instance is a type here, so that the pipeline can map it to a
+quarantine reason and a DICOM status in one place (``gateway.pipeline``) instead of parsing
+messages. Messages never carry patient data: they name what went wrong, not whose data it was.
+"""
+
+from __future__ import annotations
+
+
+class DmaskError(Exception):
+    """Base of every error dmask raises on purpose.
+
+    ``reason`` is a short, stable, machine-readable code used for quarantine reasons, metric
+    labels and ``dmask requeue --reason``.
+    """
+
+    reason = "error"
+
+
+class ConfigError(DmaskError):
+    """The configuration is invalid; the message names the key path, the line and what was expected."""
+
+    reason = "config"
+
+
+class InvalidDataset(DmaskError):
+    """The received bytes are not a DICOM dataset we can read (truncated, wrong VR, bad meta)."""
+
+    reason = "invalid-dataset"
+
+
+class UnsupportedSOPClass(DmaskError):
+    """The SOP class is not one the route or the pixel layer handles."""
+
+    reason = "unsupported-sop-class"
+
+
+class UnsupportedTransferSyntax(DmaskError):
+    """The pixel data is in a transfer syntax we cannot decode (or encode)."""
+
+    reason = "unsupported-transfer-syntax"
+
+
+class PixelDataError(DmaskError):
+    """The pixel data cannot be decoded: shorter than declared, corrupt codestream, bad attributes."""
+
+    reason = "pixel-data"
+
+
+class UnsupportedPixelFormat(DmaskError):
+    """The decoded pixels have a layout the mask cannot work on (bit depth, samples, planes)."""
+
+    reason = "unsupported-pixel-format"
+
+
+class NoFaceFound(DmaskError):
+    """A profile requires a face and none was found in the image (or in some frames)."""
+
+    reason = "no-face"
+
+
+class ResidualFace(DmaskError):
+    """An independent detector still finds a face on the masked output that no mask covers."""
+
+    reason = "residual-face"
+
+
+class TrackingGap(DmaskError):
+    """In a frame sequence the face was lost for longer than the tolerated gap."""
+
+    reason = "tracking-gap"
+
+
+class RouteRejected(DmaskError):
+    """The first matching route says ``reject`` (or no route matches)."""
+
+    reason = "route-rejected"
+
+
+class DeidentificationError(DmaskError):
+    """The attribute scrubber could not apply the profile (e.g. an attribute it cannot clean)."""
+
+    reason = "deidentification"
