@@ -6,6 +6,8 @@ typed errors into a message and an exit code. Nothing here knows how masking or 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from gateway import __version__
@@ -23,7 +25,44 @@ audit_app = typer.Typer(
 app.add_typer(audit_app, name="audit")
 
 
+DEFAULT_CONFIG = Path("config/gateway.yaml")
+EXIT_CONFIG_ERROR = 2
+
+
 @app.command()
 def version() -> None:
     """Print the dmask version."""
     typer.echo(__version__)
+
+
+@app.command("check-config")
+def check_config(
+    path: Path = typer.Argument(DEFAULT_CONFIG, help="The YAML configuration to validate."),
+    reference: bool = typer.Option(
+        False, "--reference", help="Print the configuration reference (markdown) and exit."
+    ),
+) -> None:
+    """Validate a configuration file; on error print every problem with key path and line.
+
+    Exit status 0 when the file (with DMASK__ environment overrides and the secret) is valid,
+    2 when it is not.
+    """
+    from gateway.config import config_reference, load_config
+    from gateway.errors import ConfigError
+
+    if reference:
+        typer.echo(config_reference(), nl=False)
+        return
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    typer.echo(
+        f"{path}: OK ({len(config.routes)} routes, {len(config.profiles)} profiles, "
+        f"{len(config.destinations)} destinations)"
+    )
+
+
+if __name__ == "__main__":
+    app()
