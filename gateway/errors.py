@@ -82,3 +82,21 @@ class DeidentificationError(DmaskError):
     """The attribute scrubber could not apply the profile (e.g. an attribute it cannot clean)."""
 
     reason = "deidentification"
+
+
+class AuditError(DmaskError):
+    """An audit cannot run on its input (faces folder layout, transform name, missing extra)."""
+
+    reason = "audit"
+
+
+class SpoolFull(DmaskError):
+    """The spool cannot take an instance: disk below its free-space floor, size cap, write error."""
+
+    reason = "spool-full"
+
+
+class ForwardError(DmaskError):
+    """A destination did not take an instance (unreachable, refused, failure status); retried."""
+
+    reason = "forward-failed"

@@ -1,0 +1,451 @@
+"""The durable queue between receive and forward: a folder of files plus an SQLite (WAL) table.
+
+A received instance becomes a *job*. Its original bytes are on disk (0600) and its state is a row
+that moves ``received -> processing -> done | retry | quarantined``. Receive answers a C-STORE
+with Success only after :meth:`FolderSpool.admit` returned, that is after the bytes were written,
+fsynced, renamed into the spool and the row committed: from then on the instance survives a
+crash of the gateway. Every destination of a job is tracked separately (``deliveries``), so a
+fan-out that reached one PACS and not the other retries only the missing one.
+
+Receive and the serve loop use the :class:`Spool` protocol only, so that a distributed queue can
+replace this embedded one without touching them.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import secrets
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from gateway.errors import SpoolFull
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    state TEXT NOT NULL,
+    reason TEXT,
+    original TEXT NOT NULL,
+    output TEXT,
+    calling_ae TEXT NOT NULL,
+    called_ae TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    received_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    next_at REAL NOT NULL DEFAULT 0,
+    first_failure_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, next_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    destination TEXT NOT NULL,
+    delivered_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,
+    PRIMARY KEY (job_id, destination)
+);
+"""
+
+_DATABASE = "state.sqlite"
+_ORIGINALS = "originals"
+_OUTPUTS = "outputs"
+_INCOMING = "incoming"
+
+
+class JobState(str, enum.Enum):
+    """Where a job is in its life; ``retry`` waits for ``next_at`` before it is claimed again."""
+
+    RECEIVED = "received"
+    PROCESSING = "processing"
+    DONE = "done"
+    RETRY = "retry"
+    QUARANTINED = "quarantined"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One received instance as the queue knows it (never its attributes: they are not decoded).
+
+    ``destinations`` is empty until the pipeline has routed the job; ``pending`` lists those that
+    do not have the result yet. ``output`` is the processed instance once the pipeline ran, so a
+    retry only forwards again.
+    """
+
+    id: int
+    state: JobState
+    reason: str | None
+    original: Path
+    output: Path | None
+    calling_ae: str
+    called_ae: str
+    size: int
+    attempts: int
+    received_at: float
+    updated_at: float
+    next_at: float
+    first_failure_at: float | None
+    destinations: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+
+
+class Spool(Protocol):
+    """What receive and the serve loop need from a durable queue."""
+
+    def incoming_dir(self) -> Path:
+        """Folder where receive writes the bytes of an instance before :meth:`admit`."""
+
+    def check_capacity(self, expected_bytes: int = 0) -> None:
+        """Raise :class:`~gateway.errors.SpoolFull` when a new instance cannot be taken."""
+
+    def admit(self, received: Path, *, calling_ae: str, called_ae: str) -> int:
+        """Make a received file durable and queue it; return the job id."""
+
+    def claim(self, now: float | None = None) -> Job | None:
+        """Take the oldest job that is due and mark it processing."""
+
+    def output_path(self, job_id: int) -> Path:
+        """Where the processed instance of a job is kept until every destination has it."""
+
+    def record_processed(self, job_id: int, output: Path, destinations: Sequence[str]) -> None:
+        """Remember the pipeline's result and the destinations it must reach."""
+
+    def record_deliveries(self, job_id: int, delivered: Iterable[str],
+                          failed: dict[str, str], next_at: float | None) -> JobState:
+        """Record one forwarding round; the job is done, retried at ``next_at`` or dead-lettered."""
+
+    def quarantine(self, job_id: int, reason: str) -> None:
+        """Stop a job for good (until requeued) with a reason code."""
+
+    def recover(self) -> int:
+        """Put back jobs left in processing by a crash; return how many."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def secure_delete(path: Path) -> None:
+    """Overwrite a file with zeros, fsync and unlink it, so an original does not linger on disk.
+
+    On journalling or copy-on-write file systems this is best effort; it still keeps the
+    bytes out of reach of anything that reads free blocks of the spool's own files.
+    """
+    try:
+        with open(path, "r+b", buffering=0) as handle:
+            remaining = os.fstat(handle.fileno()).st_size
+            block = b"\0" * min(remaining, 1 << 20)
+            while remaining > 0:
+                remaining -= handle.write(block[: min(remaining, len(block))])
+            os.fsync(handle.fileno())
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+class FolderSpool:
+    """The embedded spool: ``originals/``, ``outputs/``, ``incoming/`` and ``state.sqlite``.
+
+    Parameters
+    ----------
+    path
+        The spool folder; created 0700 when missing.
+    min_free_bytes
+        Refuse new instances when the file system has less free space than this.
+    max_bytes
+        Refuse new instances once the originals in the spool add up to this many bytes.
+    retention
+        Seconds an original is kept after every destination has its result.
+    """
+
+    def __init__(self, path: Path, *, min_free_bytes: int = 0, max_bytes: int | None = None,
+                 retention: float = 0) -> None:
+        self.path = Path(path)
+        self.min_free_bytes = min_free_bytes
+        self.max_bytes = max_bytes
+        self.retention = retention
+        for folder in (self.path, self.path / _ORIGINALS, self.path / _OUTPUTS,
+                       self.path / _INCOMING):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path / _DATABASE, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+        os.chmod(self.path / _DATABASE, 0o600)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self._bytes = self._db.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM jobs WHERE state != 'done'").fetchone()[0]
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+    def _job(self, row: sqlite3.Row | tuple) -> Job:
+        (job_id, state, reason, original, output, calling_ae, called_ae, size, attempts,
+         received_at, updated_at, next_at, first_failure_at) = row
+        deliveries = self._db.execute(
+            "SELECT destination, delivered_at FROM deliveries WHERE job_id = ? ORDER BY rowid",
+            (job_id,)).fetchall()
+        return Job(id=job_id, state=JobState(state), reason=reason, original=Path(original),
+                   output=Path(output) if output else None, calling_ae=calling_ae,
+                   called_ae=called_ae, size=size, attempts=attempts, received_at=received_at,
+                   updated_at=updated_at, next_at=next_at, first_failure_at=first_failure_at,
+                   destinations=tuple(d for d, _ in deliveries),
+                   pending=tuple(d for d, at in deliveries if at is None))
+
+    # -- receive side -----------------------------------------------------------------------
+
+    def incoming_dir(self) -> Path:
+        """Folder for bytes being received (same file system as the spool, so rename is atomic)."""
+        return self.path / _INCOMING
+
+    def check_capacity(self, expected_bytes: int = 0) -> None:
+        """Raise SpoolFull below the free-disk floor or above the spool's size cap."""
+        free = shutil.disk_usage(self.path).free
+        if free - expected_bytes < self.min_free_bytes:
+            raise SpoolFull("free disk space is below the spool's floor")
+        if self.max_bytes is not None and self._bytes + expected_bytes > self.max_bytes:
+            raise SpoolFull("the spool holds its configured maximum")
+
+    def admit(self, received: Path, *, calling_ae: str, called_ae: str) -> int:
+        """Write-fsync-rename-commit: after this returns the instance survives a crash.
+
+        The file is moved (renamed, not copied) into ``originals/``; it must therefore be on
+        the spool's file system, e.g. in :meth:`incoming_dir`.
+
+        Raises
+        ------
+        SpoolFull
+            The spool is over its limits or the disk is full; the file is removed.
+        """
+        size = received.stat().st_size
+        try:
+            self.check_capacity(size)
+            os.chmod(received, 0o600)
+            with open(received, "rb") as handle:
+                os.fsync(handle.fileno())
+            target = self.path / _ORIGINALS / f"{secrets.token_hex(16)}.dcm"
+            os.rename(received, target)
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            received.unlink(missing_ok=True)
+            raise SpoolFull(f"cannot store the instance: {exc.strerror}") from None
+        except SpoolFull:
+            received.unlink(missing_ok=True)
+            raise
+        now = time.time()
+        try:
+            with self._transaction() as db:
+                cursor = db.execute(
+                    "INSERT INTO jobs (state, original, calling_ae, called_ae, size, received_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (JobState.RECEIVED.value, str(target), calling_ae, called_ae, size, now, now))
+                self._bytes += size
+        except sqlite3.Error:
+            target.unlink(missing_ok=True)
+            raise SpoolFull("the spool's state database refused the job") from None
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    # -- processing side --------------------------------------------------------------------
+
+    def claim(self, now: float | None = None) -> Job | None:
+        """Take the oldest received job, or the oldest retry that is due, into processing."""
+        now = time.time() if now is None else now
+        with self._transaction() as db:
+            row = db.execute(
+                "UPDATE jobs SET state = 'processing', updated_at = ? WHERE id = ("
+                " SELECT id FROM jobs WHERE state = 'received'"
+                " OR (state = 'retry' AND next_at <= ?) ORDER BY next_at, id LIMIT 1)"
+                " RETURNING *", (now, now)).fetchone()
+            return None if row is None else self._job(row)
+
+    def output_path(self, job_id: int) -> Path:
+        """Where the processed instance of a job is written."""
+        return self.path / _OUTPUTS / f"{job_id}.dcm"
+
+    def record_processed(self, job_id: int, output: Path, destinations: Sequence[str]) -> None:
+        """Remember the processed instance and create one delivery per destination."""
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET output = ?, updated_at = ? WHERE id = ?",
+                       (str(output), time.time(), job_id))
+            db.execute("DELETE FROM deliveries WHERE job_id = ?", (job_id,))
+            db.executemany("INSERT INTO deliveries (job_id, destination) VALUES (?, ?)",
+                           [(job_id, name) for name in destinations])
+
+    def record_deliveries(self, job_id: int, delivered: Iterable[str],
+                          failed: dict[str, str], next_at: float | None) -> JobState:
+        """Record one forwarding round.
+
+        Every destination in ``delivered`` has the result; those in ``failed`` (destination ->
+        reason code) are retried at ``next_at``, or the job is quarantined (dead letter) when
+        ``next_at`` is None. Once nothing is pending the job is done and its files are removed
+        (the original after the retention time, see :meth:`purge`).
+        """
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE deliveries SET delivered_at = ?, attempts = attempts + 1, reason = NULL"
+                " WHERE job_id = ? AND destination = ?",
+                [(now, job_id, name) for name in delivered])
+            db.executemany(
+                "UPDATE deliveries SET attempts = attempts + 1, reason = ?"
+                " WHERE job_id = ? AND destination = ?",
+                [(reason, job_id, name) for name, reason in failed.items()])
+            pending = db.execute("SELECT COUNT(*) FROM deliveries WHERE job_id = ?"
+                                 " AND delivered_at IS NULL", (job_id,)).fetchone()[0]
+            if not pending:
+                state, reason = JobState.DONE, None
+            elif next_at is None:
+                state, reason = JobState.QUARANTINED, sorted(set(failed.values()))[0]
+            else:
+                state, reason = JobState.RETRY, sorted(set(failed.values()))[0]
+            db.execute(
+                "UPDATE jobs SET state = ?, reason = ?, attempts = attempts + 1, updated_at = ?,"
+                " next_at = COALESCE(?, next_at),"
+                " first_failure_at = CASE WHEN ? THEN COALESCE(first_failure_at, ?)"
+                " ELSE first_failure_at END WHERE id = ?",
+                (state.value, reason, now, next_at, bool(failed), now, job_id))
+            row = db.execute("SELECT original, output, size FROM jobs WHERE id = ?",
+                             (job_id,)).fetchone()
+            if state is JobState.DONE:
+                self._bytes -= row[2]
+        if state is JobState.DONE:
+            if row[1]:
+                Path(row[1]).unlink(missing_ok=True)
+            if self.retention <= 0:
+                self._drop_original(job_id, Path(row[0]))
+        return state
+
+    def quarantine(self, job_id: int, reason: str) -> None:
+        """Stop a job with a reason; its original stays until it is requeued or purged."""
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET state = 'quarantined', reason = ?, updated_at = ?"
+                       " WHERE id = ?", (reason, time.time(), job_id))
+
+    def release(self, job_id: int) -> None:
+        """Give a claimed job back untouched (e.g. the service stops before running it)."""
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET state = CASE WHEN first_failure_at IS NULL"
+                       " THEN 'received' ELSE 'retry' END WHERE id = ? AND state = 'processing'",
+                       (job_id,))
+
+    def recover(self) -> int:
+        """After a crash: put processing jobs back and remove files no committed job owns.
+
+        A file in ``originals/`` without a row was renamed but never committed, so its sender
+        never got Success and will send it again; a file in ``incoming/`` is a partial receive.
+        """
+        with self._transaction() as db:
+            count = db.execute(
+                "UPDATE jobs SET state = CASE WHEN first_failure_at IS NULL"
+                " THEN 'received' ELSE 'retry' END WHERE state = 'processing'").rowcount
+            known = {row[0] for row in db.execute(
+                "SELECT original FROM jobs WHERE original IS NOT NULL")}
+            outputs = {row[0] for row in db.execute(
+                "SELECT output FROM jobs WHERE output IS NOT NULL AND state != 'done'")}
+        for path in (self.path / _ORIGINALS).iterdir():
+            if str(path) not in known:
+                secure_delete(path)
+        for path in (self.path / _OUTPUTS).iterdir():
+            if str(path) not in outputs:
+                path.unlink(missing_ok=True)
+        for path in (self.path / _INCOMING).iterdir():
+            secure_delete(path)
+        return count
+
+    def _drop_original(self, job_id: int, original: Path) -> None:
+        secure_delete(original)
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET original = '' WHERE id = ?", (job_id,))
+
+    def purge(self, now: float | None = None) -> int:
+        """Delete originals of done jobs older than the retention time; return how many."""
+        now = time.time() if now is None else now
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, original FROM jobs WHERE state = 'done' AND original != ''"
+                " AND updated_at <= ?", (now - self.retention,)).fetchall()
+        for job_id, original in rows:
+            self._drop_original(job_id, Path(original))
+        return len(rows)
+
+    # -- administration ---------------------------------------------------------------------
+
+    def counts(self) -> dict[tuple[str, str | None], int]:
+        """Number of jobs per (state, reason)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT state, reason, COUNT(*) FROM jobs GROUP BY state, reason").fetchall()
+        return {(state, reason): count for state, reason, count in rows}
+
+    def jobs(self, state: JobState | None = None, reason: str | None = None,
+             limit: int = 1000) -> list[Job]:
+        """Jobs filtered by state and reason, oldest first."""
+        query, args = "SELECT * FROM jobs WHERE 1", []
+        if state is not None:
+            query += " AND state = ?"
+            args.append(state.value)
+        if reason is not None:
+            query += " AND reason = ?"
+            args.append(reason)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY id LIMIT ?", (*args, limit)).fetchall()
+            return [self._job(row) for row in rows]
+
+    def requeue(self, ids: Sequence[int] = (), *, reason: str | None = None,
+                all_failed: bool = False) -> int:
+        """Send quarantined (or retrying) jobs through the pipeline again; return how many.
+
+        The pipeline runs again from the original, so a job quarantined because of a profile
+        that has since been fixed gets the new treatment. Jobs whose original is gone (done and
+        past retention) cannot be requeued.
+        """
+        condition, args = "state IN ('quarantined', 'retry') AND original != ''", []
+        if ids:
+            condition += f" AND id IN ({','.join('?' * len(ids))})"
+            args.extend(ids)
+        elif reason is not None:
+            condition += " AND reason = ?"
+            args.append(reason)
+        elif not all_failed:
+            return 0
+        with self._transaction() as db:
+            selected = [row[0] for row in db.execute(
+                f"SELECT id FROM jobs WHERE {condition}", args)]
+            for job_id in selected:
+                db.execute("DELETE FROM deliveries WHERE job_id = ?", (job_id,))
+                db.execute("UPDATE jobs SET state = 'received', reason = NULL, output = NULL,"
+                           " next_at = 0, first_failure_at = NULL, updated_at = ? WHERE id = ?",
+                           (time.time(), job_id))
+        for job_id in selected:
+            self.output_path(job_id).unlink(missing_ok=True)
+        return len(selected)

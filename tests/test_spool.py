@@ -1,0 +1,123 @@
+"""The spool's state machine, crash recovery, limits and file hygiene, on a real folder + SQLite."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import SpoolFull
+from gateway.spool import FolderSpool, JobState
+
+
+def _receive(spool: FolderSpool, payload: bytes = b"DICM" * 100) -> int:
+    incoming = spool.incoming_dir() / f"rx-{time.monotonic_ns()}.dcm"
+    incoming.write_bytes(payload)
+    return spool.admit(incoming, calling_ae="CAMERA1", called_ae="DMASK")
+
+
+def test_admit_moves_file_into_the_spool_with_0600(tmp_path: Path) -> None:
+    spool = FolderSpool(tmp_path / "spool")
+    job_id = _receive(spool)
+    (job,) = spool.jobs()
+    assert job.id == job_id and job.state is JobState.RECEIVED
+    assert stat.S_IMODE(job.original.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "spool").stat().st_mode) == 0o700
+    assert not list(spool.incoming_dir().iterdir())
+
+
+def test_full_round_trip_deletes_original_and_output(tmp_path: Path) -> None:
+    spool = FolderSpool(tmp_path / "spool")
+    job_id = _receive(spool)
+    job = spool.claim()
+    assert job is not None and job.id == job_id and job.state is JobState.PROCESSING
+    assert spool.claim() is None
+    output = spool.output_path(job_id)
+    output.write_bytes(b"out")
+    spool.record_processed(job_id, output, ["pacs", "folder"])
+    assert spool.record_deliveries(job_id, ["folder"], {"pacs": "forward-failed"},
+                                   next_at=time.time() + 60) is JobState.RETRY
+    assert spool.claim() is None  # not due yet
+    job = spool.claim(now=time.time() + 61)
+    assert job is not None and job.pending == ("pacs",) and job.output == output
+    assert spool.record_deliveries(job_id, ["pacs"], {}, None) is JobState.DONE
+    assert not output.exists() and not job.original.exists()
+    assert spool.counts() == {("done", None): 1}
+
+
+def test_dead_letter_and_requeue(tmp_path: Path) -> None:
+    spool = FolderSpool(tmp_path / "spool")
+    job_id = _receive(spool)
+    spool.claim()
+    spool.record_processed(job_id, spool.output_path(job_id), ["pacs"])
+    assert spool.record_deliveries(job_id, [], {"pacs": "forward-failed"}, None) \
+        is JobState.QUARANTINED
+    other = _receive(spool)
+    spool.claim()
+    spool.quarantine(other, "no-face")
+    assert spool.counts() == {("quarantined", "forward-failed"): 1, ("quarantined", "no-face"): 1}
+    assert spool.requeue() == 0
+    assert spool.requeue(reason="no-face") == 1
+    assert [j.id for j in spool.jobs(JobState.RECEIVED)] == [other]
+    assert spool.requeue(all_failed=True) == 1
+    job = spool.jobs(JobState.RECEIVED)[0]
+    assert job.destinations == () and job.output is None and job.original.exists()
+
+
+def test_recover_after_crash(tmp_path: Path) -> None:
+    spool = FolderSpool(tmp_path / "spool")
+    first, second = _receive(spool), _receive(spool)
+    spool.claim()
+    spool.claim()
+    spool.record_processed(second, spool.output_path(second), ["pacs"])
+    spool.record_deliveries(second, [], {"pacs": "forward-failed"}, time.time() + 10)
+    spool.claim(now=time.time() + 11)
+    orphan = spool.path / "originals" / "orphan.dcm"
+    orphan.write_bytes(b"renamed but never committed")
+    partial = spool.incoming_dir() / "partial.dcm"
+    partial.write_bytes(b"half")
+    spool.close()
+
+    reopened = FolderSpool(tmp_path / "spool")
+    assert reopened.recover() == 2
+    states = {job.id: job.state for job in reopened.jobs()}
+    assert states == {first: JobState.RECEIVED, second: JobState.RETRY}
+    assert not orphan.exists() and not partial.exists()
+
+
+def test_capacity_limits_raise_spool_full_and_remove_the_file(tmp_path: Path) -> None:
+    spool = FolderSpool(tmp_path / "spool", max_bytes=1000)
+    _receive(spool, b"x" * 600)
+    with pytest.raises(SpoolFull):
+        _receive(spool, b"x" * 600)
+    assert not list(spool.incoming_dir().iterdir())
+    huge_floor = FolderSpool(tmp_path / "other", min_free_bytes=1 << 62)
+    with pytest.raises(SpoolFull):
+        huge_floor.check_capacity()
+
+
+def test_retention_keeps_original_until_purged(tmp_path: Path) -> None:
+    spool = FolderSpool(tmp_path / "spool", retention=3600)
+    job_id = _receive(spool, b"secret pixels")
+    job = spool.claim()
+    assert job is not None
+    spool.record_processed(job_id, spool.output_path(job_id), ["folder"])
+    spool.record_deliveries(job_id, ["folder"], {}, None)
+    assert job.original.exists()
+    assert spool.purge() == 0
+    assert spool.purge(now=time.time() + 3601) == 1
+    assert not job.original.exists()
+
+
+def test_second_process_sees_committed_jobs(tmp_path: Path) -> None:
+    spool = FolderSpool(tmp_path / "spool")
+    job_id = _receive(spool)
+    pid = os.fork()
+    if pid == 0:  # a separate process, like `dmask queue` next to `dmask serve`
+        other = FolderSpool(tmp_path / "spool")
+        os._exit(0 if [j.id for j in other.jobs()] == [job_id] else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
