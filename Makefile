@@ -13,8 +13,14 @@ STAMPS := .make
 
 .PHONY: run test install apt venv bench clean
 
-run: install
+run: install var/pseudonym.key
 	$(BIN)/dmask serve --config $(CONFIG)
+
+# The example configuration reads its pseudonym key from here; made once, never overwritten.
+var/pseudonym.key:
+	@mkdir -p var && chmod 700 var
+	@umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $@
+	@echo "created $@ (keep it: pseudonyms and UIDs stay consistent only with the same key)"
 
 test: install
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)

@@ -1,0 +1,703 @@
+"""The gateway's configuration: one YAML file, validated as a whole before anything starts.
+
+Admins edit this file by hand and are accountable for what it lets through, so a broken edit must
+be refused with the YAML key path, the line it is on and what was expected, never half-applied.
+The models here are the single source of truth: ``dmask check-config`` validates against them and
+the README's configuration reference is generated from them (``config_reference``).
+
+Any setting can be overridden by an environment variable named ``DMASK__`` followed by the key
+path in upper case joined by ``__`` (``DMASK__LISTENER__PORT=11113``,
+``DMASK__ROUTES__0__PROFILE=photos``); the value is read as a YAML scalar, and an empty value
+means null. The pseudonym key is
+never part of the YAML: the ``secret`` section names a file or an environment variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import types
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydicom.datadict import keyword_dict
+from pydicom.uid import UID_dictionary
+from pydicom.tag import Tag
+
+from gateway.deid.settings import DeidSettings
+from gateway.errors import ConfigError
+from gateway.mask.settings import MaskSettings
+
+ENV_PREFIX = "DMASK__"
+MIN_SECRET_BYTES = 16
+
+#: The photographic storage SOP classes accepted without any configuration (UID -> keyword).
+DEFAULT_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.7": "SecondaryCaptureImageStorage",
+    "1.2.840.10008.5.1.4.1.1.7.4": "MultiFrameTrueColorSecondaryCaptureImageStorage",
+    "1.2.840.10008.5.1.4.1.1.77.1.4": "VLPhotographicImageStorage",
+    "1.2.840.10008.5.1.4.1.1.77.1.4.1": "VideoPhotographicImageStorage",
+    "1.2.840.10008.5.1.4.1.1.77.1.5.1": "OphthalmicPhotography8BitImageStorage",
+    "1.2.840.10008.5.1.4.1.1.77.1.5.2": "OphthalmicPhotography16BitImageStorage",
+}
+
+_SOP_CLASS_BY_KEYWORD: dict[str, str] = {
+    info[4]: uid for uid, info in UID_dictionary.items() if info[1] == "SOP Class" and info[4]
+}
+_UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_TAG_PATTERN = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
+
+
+class _Model(BaseModel):
+    """Base of every section: unknown keys are errors, because a typo must not be ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _validate_ae_title(value: str) -> str:
+    """Check an AE title the way PS3.5 defines the AE VR: 1-16 characters, no backslash."""
+    if not value.strip():
+        raise ValueError("an AE title must not be empty or only spaces")
+    if len(value) > 16:
+        raise ValueError(f"an AE title has at most 16 characters, this one has {len(value)}")
+    if "\\" in value or any(ord(c) < 0x20 or ord(c) > 0x7E for c in value):
+        raise ValueError("an AE title may not contain a backslash or control/non-ASCII characters")
+    return value.strip()
+
+
+AETitle = Annotated[str, Field(description="DICOM Application Entity title (1-16 characters)")]
+Port = Annotated[int, Field(ge=1, le=65535, description="TCP port (1-65535)")]
+Seconds = Annotated[float, Field(gt=0, description="seconds")]
+
+
+def sop_class_uid(value: str) -> str:
+    """Resolve a SOP class given as a UID or as its pydicom keyword to the UID."""
+    if value in _SOP_CLASS_BY_KEYWORD:
+        return _SOP_CLASS_BY_KEYWORD[value]
+    if _UID_PATTERN.match(value) and len(value) <= 64:
+        return value
+    raise ValueError(f"'{value}' is neither a SOP Class UID nor a known SOP class keyword")
+
+
+def tag_of(value: str) -> int:
+    """Resolve an attribute given as a keyword (``BodyPartExamined``) or tag (``(0018,0015)``)."""
+    if value in keyword_dict:
+        return int(keyword_dict[value])
+    found = _TAG_PATTERN.match(value.strip())
+    if found:
+        return int(Tag(int(found.group(1), 16), int(found.group(2), 16)))
+    raise ValueError(f"'{value}' is neither a DICOM keyword nor a tag like (0018,0015)")
+
+
+class TLSSettings(_Model):
+    """TLS for an association; the files are PEM."""
+
+    certificate: Path = Field(description="PEM certificate presented to the peer")
+    private_key: Path = Field(description="PEM private key of the certificate")
+    ca_certificates: Path | None = Field(
+        default=None, description="PEM CA bundle used to verify the peer; none = system defaults"
+    )
+    require_peer_certificate: bool = Field(
+        default=True, description="refuse peers that present no certificate signed by the CA"
+    )
+
+    @model_validator(mode="after")
+    def _files_readable(self) -> TLSSettings:
+        for name in ("certificate", "private_key", "ca_certificates"):
+            path = getattr(self, name)
+            if path is not None and not os.access(path, os.R_OK):
+                raise ValueError(f"{name}: file '{path}' does not exist or is not readable")
+        return self
+
+
+class AllowedCaller(_Model):
+    """A modality allowed to open an association: its AE title, optionally pinned to hosts."""
+
+    ae_title: AETitle
+    hosts: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=list,
+        description="addresses or CIDR blocks the caller must come from; empty = any host",
+    )
+
+    _check_ae = field_validator("ae_title")(classmethod(lambda cls, v: _validate_ae_title(v)))
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _strict_networks(cls, value: Any) -> Any:
+        """Refuse '10.0.0.1/8': a CIDR with host bits set is almost always a typo."""
+        if isinstance(value, list):
+            return [ipaddress.ip_network(str(item), strict=True) for item in value]
+        return value
+
+
+class Listener(_Model):
+    """The DICOM SCP that modalities send to."""
+
+    ae_title: AETitle = "DMASK"
+    host: str = Field(default="0.0.0.0", description="address to bind")
+    port: Port = 11112
+    allowed_callers: list[AllowedCaller] = Field(
+        min_length=1, description="callers that get an association; everyone else is rejected"
+    )
+    tls: TLSSettings | None = Field(default=None, description="TLS on the listener; none = plain TCP")
+    max_associations: int = Field(default=10, ge=1, le=1000, description="concurrent associations")
+    max_pdu_size: int = Field(
+        default=262144,
+        description="maximum PDU size we receive, bytes: 0 (unlimited) or at least 131072",
+    )
+    acse_timeout: Seconds = 30
+    dimse_timeout: Seconds = 60
+    network_timeout: Seconds = 60
+    extra_sop_classes: list[str] = Field(
+        default_factory=list,
+        description="storage SOP classes accepted on top of the photographic defaults (UID or keyword)",
+    )
+
+    _check_ae = field_validator("ae_title")(classmethod(lambda cls, v: _validate_ae_title(v)))
+
+    @field_validator("max_pdu_size")
+    @classmethod
+    def _pdu_size(cls, value: int) -> int:
+        if value != 0 and value < 131072:
+            raise ValueError("must be 0 (unlimited) or at least 131072 bytes")
+        return value
+
+    @field_validator("extra_sop_classes")
+    @classmethod
+    def _sop_classes(cls, value: list[str]) -> list[str]:
+        return [sop_class_uid(item) for item in value]
+
+    @model_validator(mode="after")
+    def _unique_callers(self) -> Listener:
+        titles = [caller.ae_title for caller in self.allowed_callers]
+        duplicates = sorted({t for t in titles if titles.count(t) > 1})
+        if duplicates:
+            raise ValueError(f"allowed_callers lists {', '.join(duplicates)} more than once")
+        return self
+
+    @property
+    def sop_classes(self) -> list[str]:
+        """Every storage SOP class UID the listener accepts."""
+        return list(DEFAULT_SOP_CLASSES) + [
+            uid for uid in self.extra_sop_classes if uid not in DEFAULT_SOP_CLASSES
+        ]
+
+
+class Spool(_Model):
+    """The durable queue between receive and forward (a folder plus an SQLite state table)."""
+
+    path: Path = Field(default=Path("var/spool"), description="spool folder, created 0700")
+    retention: float = Field(
+        default=0,
+        ge=0,
+        description="seconds to keep an original after every destination has its result",
+    )
+    min_free_bytes: int = Field(
+        default=1 << 30, ge=0, description="refuse new instances (0xA700) below this free space"
+    )
+    max_bytes: int | None = Field(
+        default=None, gt=0, description="refuse new instances once the spool holds this much"
+    )
+
+
+class RetryPolicy(_Model):
+    """Exponential backoff for a destination, then dead letter."""
+
+    initial_delay: Seconds = 2
+    max_delay: Seconds = 300
+    multiplier: float = Field(default=2, ge=1, description="each retry waits this many times longer")
+    max_age: Seconds = Field(default=86400, description="give up (dead letter) after this long")
+
+
+class DicomDestination(_Model):
+    """A research PACS reached by C-STORE."""
+
+    type: Literal["dicom"] = Field(description="C-STORE to a DICOM node")
+    ae_title: AETitle
+    host: str = Field(description="host name or address of the PACS")
+    port: Port
+    calling_ae_title: AETitle | None = Field(
+        default=None, description="our AE title towards this PACS; none = the listener's"
+    )
+    tls: TLSSettings | None = None
+    connect_timeout: Seconds = 10
+    dimse_timeout: Seconds = 60
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+    _check_ae = field_validator("ae_title", "calling_ae_title")(
+        classmethod(lambda cls, v: v if v is None else _validate_ae_title(v))
+    )
+
+
+class FolderDestination(_Model):
+    """Write results as files (atomically); the embedded default for trying dmask out."""
+
+    type: Literal["folder"] = Field(description="files in a folder")
+    path: Path = Field(description="folder the results are written under (created 0700)")
+
+
+Destination = Annotated[Union[DicomDestination, FolderDestination], Field(discriminator="type")]
+
+
+class Profile(_Model):
+    """What happens to an instance: pixel masking (or none) and attribute de-identification."""
+
+    mask: MaskSettings | None = Field(
+        default_factory=MaskSettings,
+        description="digital mask settings; null = tags only (pixels untouched)",
+    )
+    deid: DeidSettings = Field(default_factory=DeidSettings)
+
+
+def _check_tag_key(value: str) -> str:
+    tag_of(value)
+    return value
+
+
+TagKey = Annotated[str, AfterValidator(_check_tag_key)]
+
+
+class TagCondition(_Model):
+    """A condition on one attribute's value: exact match or a regular expression."""
+
+    equals: str | None = Field(default=None, description="the value must be exactly this")
+    regex: str | None = Field(default=None, description="the value must match this (Python re, search)")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TagCondition:
+        if (self.equals is None) == (self.regex is None):
+            raise ValueError("give exactly one of 'equals' or 'regex'")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return self
+
+
+class RouteMatch(_Model):
+    """All given conditions must hold (AND); each list matches any of its values (OR)."""
+
+    calling_ae_title: list[str] = Field(default_factory=list, description="AE title of the sender")
+    called_ae_title: list[str] = Field(default_factory=list, description="AE title the sender called")
+    sop_class: list[str] = Field(default_factory=list, description="UIDs or keywords")
+    modality: list[str] = Field(default_factory=list, description="Modality (0008,0060)")
+    body_part_examined: list[str] = Field(
+        default_factory=list, description="BodyPartExamined (0018,0015)"
+    )
+    tags: dict[TagKey, TagCondition] = Field(
+        default_factory=dict, description="keyword or (gggg,eeee) -> equals/regex"
+    )
+
+    @field_validator("calling_ae_title", "called_ae_title", "sop_class", "modality",
+                     "body_part_examined", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("calling_ae_title", "called_ae_title")
+    @classmethod
+    def _ae_titles(cls, value: list[str]) -> list[str]:
+        return [_validate_ae_title(v) for v in value]
+
+    @field_validator("sop_class")
+    @classmethod
+    def _sop_classes(cls, value: list[str]) -> list[str]:
+        return [sop_class_uid(v) for v in value]
+
+
+class Route(_Model):
+    """One rule of the ordered route list; the first that matches decides."""
+
+    name: str = Field(min_length=1, description="unique name, used in logs and metrics")
+    match: RouteMatch = Field(default_factory=RouteMatch, description="empty = matches everything")
+    reject: bool = Field(default=False, description="refuse matching instances instead of forwarding")
+    profile: str | None = Field(default=None, description="profile applied to matching instances")
+    destinations: list[str] = Field(default_factory=list, description="destinations that get the result")
+
+    @model_validator(mode="after")
+    def _action(self) -> Route:
+        if self.reject and (self.profile or self.destinations):
+            raise ValueError("a 'reject' route takes no profile and no destinations")
+        if not self.reject and not (self.profile and self.destinations):
+            raise ValueError("a route needs a profile and at least one destination, or reject: true")
+        return self
+
+
+class Workers(_Model):
+    """The process pool that runs the pipeline (CPU work must not share the receiver's GIL)."""
+
+    count: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, le=256,
+        description="worker processes; default: the number of CPU cores",
+    )
+
+
+class Logging(_Model):
+    """Log output on standard error; never carries patient data."""
+
+    format: Literal["json", "human"] = Field(default="json", description="one JSON object a line, or text")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Metrics(_Model):
+    """Prometheus metrics, /healthz and /readyz over HTTP."""
+
+    enabled: bool = True
+    host: str = Field(default="127.0.0.1", description="address the HTTP endpoint binds")
+    port: Port = 9112
+
+
+class SecretSource(_Model):
+    """Where the pseudonym key comes from: a file or an environment variable, never the YAML."""
+
+    file: Path | None = Field(default=None, description="file holding the key (at least 16 bytes)")
+    env: str | None = Field(default=None, description="environment variable holding the key")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretSource:
+        if (self.file is None) == (self.env is None):
+            raise ValueError("give exactly one of 'file' or 'env'")
+        return self
+
+    def read(self, environ: Mapping[str, str] | None = None) -> bytes:
+        """Read the key; raise ValueError naming the source (never the key) when unusable."""
+        environ = os.environ if environ is None else environ
+        if self.file is not None:
+            try:
+                key = self.file.read_bytes().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read secret file '{self.file}': {exc.strerror}") from None
+            where = f"secret file '{self.file}'"
+        else:
+            assert self.env is not None
+            if self.env not in environ:
+                raise ValueError(f"environment variable {self.env} is not set")
+            key = environ[self.env].strip().encode()
+            where = f"environment variable {self.env}"
+        if len(key) < MIN_SECRET_BYTES:
+            raise ValueError(f"{where} holds fewer than {MIN_SECRET_BYTES} bytes")
+        return key
+
+
+class GatewayConfig(_Model):
+    """The whole gateway configuration."""
+
+    listener: Listener
+    spool: Spool = Field(default_factory=Spool)
+    destinations: dict[str, Destination] = Field(
+        min_length=1, description="named destinations that routes send results to"
+    )
+    profiles: dict[str, Profile] = Field(
+        min_length=1, description="named profiles: what is done to an instance"
+    )
+    routes: list[Route] = Field(min_length=1, description="ordered; the first match decides")
+    workers: Workers = Field(default_factory=Workers)
+    logging: Logging = Field(default_factory=Logging)
+    metrics: Metrics = Field(default_factory=Metrics)
+    secret: SecretSource
+
+    def load_secret(self) -> bytes:
+        """The pseudonym key (HMAC secret); raises ConfigError when it cannot be read."""
+        try:
+            return self.secret.read()
+        except ValueError as exc:
+            raise ConfigError(f"secret: {exc}") from None
+
+
+# --- loading -------------------------------------------------------------------------------
+
+Path_ = tuple[Union[str, int], ...]
+
+
+class _LineIndex:
+    """Line numbers of every key path in a YAML document, and duplicate keys found on the way.
+
+    PyYAML silently keeps the last of two equal keys; for destinations or profiles that would
+    drop one without a word, so duplicates are reported as errors.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[Path_, int] = {}
+        self.duplicates: list[Path_] = []
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None:
+            self._walk(root, ())
+
+    def _walk(self, node: yaml.Node, path: Path_) -> None:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = key_node.value
+                if key in seen:
+                    self.duplicates.append(path + (key,))
+                seen.add(key)
+                self.lines[path + (key,)] = key_node.start_mark.line + 1
+                self._walk(value_node, path + (key,))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self._walk(item, path + (index,))
+
+    def line_of(self, path: Path_) -> int | None:
+        """The line of the longest prefix of ``path`` present in the document."""
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return None
+
+
+def _dotted(path: Path_) -> str:
+    return ".".join(str(part) for part in path) or "(top level)"
+
+
+def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[Path_, str]:
+    """Apply ``DMASK__A__B=value`` overrides in place; return which paths came from which variable."""
+    origins: dict[Path_, str] = {}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        path: Path_ = tuple(int(p) if p.isdigit() else p for p in parts)
+        value = yaml.safe_load(environ[name]) if environ[name] else None
+        node: Any = data
+        for depth, part in enumerate(path[:-1]):
+            child_default: Any = [] if isinstance(path[depth + 1], int) else {}
+            if isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            elif isinstance(node, dict):
+                node = node.setdefault(part, child_default)
+            else:
+                raise ConfigError(f"{name}: there is no key path {_dotted(path)} to override")
+        last = path[-1]
+        if isinstance(node, list) and isinstance(last, int) and last < len(node):
+            node[last] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"{name}: there is no key path {_dotted(path)} to override")
+        origins[path] = name
+    return origins
+
+
+def _reference_errors(config: GatewayConfig) -> list[tuple[Path_, str]]:
+    """Cross-section checks: routes must name profiles and destinations that exist."""
+    errors: list[tuple[Path_, str]] = []
+    for index, route in enumerate(config.routes):
+        if route.profile is not None and route.profile not in config.profiles:
+            known = ", ".join(sorted(config.profiles))
+            errors.append(((("routes", index, "profile")),
+                           f"profile '{route.profile}' is not defined (profiles: {known})"))
+        for position, name in enumerate(route.destinations):
+            if name not in config.destinations:
+                known = ", ".join(sorted(config.destinations))
+                errors.append((("routes", index, "destinations", position),
+                               f"destination '{name}' is not defined (destinations: {known})"))
+    names = [route.name for route in config.routes]
+    for index, name in enumerate(names):
+        if names.index(name) != index:
+            errors.append((("routes", index, "name"), f"route name '{name}' is used twice"))
+    return errors
+
+
+def _format(source: str, lines: _LineIndex, origins: dict[Path_, str], path: Path_, message: str) -> str:
+    for end in range(len(path), 0, -1):
+        if path[:end] in origins:
+            return f"{origins[path[:end]]} (environment): {_dotted(path)}: {message}"
+    line = lines.line_of(path)
+    where = f"{source}:{line}" if line is not None else source
+    return f"{where}: {_dotted(path)}: {message}"
+
+
+def _pydantic_message(error: Mapping[str, Any]) -> str:
+    """Say what was expected in the admin's terms rather than pydantic's."""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; see the configuration reference)"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if "input" in error and kind not in ("model_type", "dict_type") and not isinstance(
+        error["input"], (dict, list)
+    ):
+        message += f" (got {error['input']!r})"
+    return message
+
+
+def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str] | None = None,
+                 check_secret: bool = True) -> GatewayConfig:
+    """Validate YAML text into a GatewayConfig, or raise ConfigError listing every problem.
+
+    Parameters
+    ----------
+    text
+        The YAML document.
+    source
+        Name used in messages (the file path).
+    environ
+        Environment for ``DMASK__`` overrides; ``os.environ`` when omitted.
+    check_secret
+        Also check that the pseudonym key can be read, so a gateway never starts without it.
+    """
+    try:
+        lines = _LineIndex(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: (top level): expected a mapping of sections")
+    messages = [_format(source, lines, {}, path, "key appears more than once")
+                for path in lines.duplicates]
+    origins = _apply_env_overrides(data, os.environ if environ is None else environ)
+    config: GatewayConfig | None = None
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            path = tuple(part for part in error["loc"] if part not in ("dicom", "folder", "[key]"))
+            if error["type"] == "union_tag_invalid":
+                path += (str(error["ctx"]["discriminator"]).strip("'"),)
+            messages.append(_format(source, lines, origins, path, _pydantic_message(error)))
+    if config is not None:
+        for path, message in _reference_errors(config):
+            messages.append(_format(source, lines, origins, path, message))
+        if check_secret and not messages:
+            try:
+                config.secret.read(os.environ if environ is None else environ)
+            except ValueError as exc:
+                field = "file" if config.secret.file is not None else "env"
+                messages.append(_format(source, lines, origins, ("secret", field), str(exc)))
+    if messages:
+        raise ConfigError("\n".join(messages))
+    assert config is not None
+    return config
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None,
+                check_secret: bool = True) -> GatewayConfig:
+    """Read and validate a configuration file (see :func:`parse_config`)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the configuration is not UTF-8 text") from None
+    return parse_config(text, str(path), environ, check_secret)
+
+
+# --- reference -----------------------------------------------------------------------------
+
+def _docstring_parameters(model: type[BaseModel]) -> dict[str, str]:
+    """Descriptions from a numpydoc ``Parameters`` section, for models that document fields there."""
+    described: dict[str, str] = {}
+    doc = (model.__doc__ or "").splitlines()
+    if not any(line.strip() == "Parameters" for line in doc):
+        return described
+    names: list[str] = []
+    for line in doc[[l.strip() for l in doc].index("Parameters") + 2:]:
+        if line.strip() and not line.startswith(" " * 8) and line.startswith(" " * 4):
+            names = [n.strip() for n in line.split(":")[0].split(",")]
+        elif line.strip() and names:
+            for name in names:
+                described[name] = (described.get(name, "") + " " + line.strip()).strip()
+        elif not line.strip() and names and described:
+            continue
+    return described
+
+
+def _type_name(annotation: Any) -> str:
+    """A type as an admin reads it: ``list of str``, ``'json' / 'human'``, ``int or null``."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin in (Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_type_name(arg) for arg in args))
+    if origin is Literal:
+        return " / ".join(repr(arg) for arg in args)
+    if origin is list or (origin is tuple and len(args) == 2 and args[1] is Ellipsis):
+        return f"list of {_type_name(args[0])}"
+    if origin is tuple:
+        return f"[{', '.join(_type_name(arg) for arg in args)}]"
+    if origin is dict:
+        return f"mapping of name to {_type_name(args[1])}"
+    if annotation is type(None):
+        return "null"
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return " / ".join(repr(member.value) for member in annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "section"
+    if isinstance(annotation, type) and issubclass(annotation, ipaddress._BaseNetwork):
+        return "address or CIDR"
+    return {Path: "path"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _default_text(value: Any) -> str:
+    """A default as it would be written in the YAML."""
+    if isinstance(value, Enum):
+        return _default_text(value.value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_default_text(item) for item in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _nested_models(annotation: Any) -> list[tuple[type[BaseModel], str]]:
+    """Models reachable from a field's annotation, with the key suffix that leads to each."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [(annotation, "")]
+    origin = getattr(annotation, "__origin__", None)
+    found: list[tuple[type[BaseModel], str]] = []
+    for arg in getattr(annotation, "__args__", ()) or ():
+        for model, inner in _nested_models(arg):
+            if origin is dict:
+                kind = getattr(model.model_fields.get("type"), "annotation", None)
+                tag = f" (type: {kind.__args__[0]})" if kind is not None and hasattr(kind, "__args__") else ""
+                found.append((model, f".NAME{tag}{inner}"))
+            elif origin is list:
+                found.append((model, f"[]{inner}"))
+            else:
+                found.append((model, inner))
+    return found
+
+
+def config_reference() -> str:
+    """A markdown table of every key, its type, default and meaning, generated from the models."""
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        documented = _docstring_parameters(model)
+        for name, field in model.model_fields.items():
+            key = f"{prefix}{name}"
+            nested = _nested_models(field.annotation)
+            if field.is_required():
+                default = "required"
+            elif field.default_factory is not None:
+                empty = {list: "`[]`", dict: "`{}`"}.get(field.default_factory)  # type: ignore[call-overload]
+                default = "see below" if nested else empty or "computed"
+            else:
+                default = f"`{_default_text(field.default)}`"
+            meaning = field.description or documented.get(name, "")
+            if not meaning and nested:
+                meaning = next(iter((nested[0][0].__doc__ or "").strip().splitlines()), "")
+            meaning = meaning.replace("|", "/")
+            rows.append(f"| `{key}` | {_type_name(field.annotation)} | {default} | {meaning} |")
+            for model_inside, label in nested:
+                walk(model_inside, f"{key}{label}.")
+
+    walk(GatewayConfig, "")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,174 @@
+"""Configuration validation: the example loads, and broken edits are refused precisely.
+
+Each broken config is the shipped example with one realistic mistake; the error must name the
+key path and the line the admin has to look at.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import GatewayConfig, config_reference, load_config, parse_config
+from gateway.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "config" / "gateway.yaml"
+EXAMPLE_TEXT = EXAMPLE.read_text()
+
+
+@pytest.fixture
+def secret_env(tmp_path: Path) -> dict[str, str]:
+    key = tmp_path / "pseudonym.key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef")
+    key.chmod(0o600)
+    return {"DMASK__SECRET__FILE": str(key)}
+
+
+def edit(old: str, new: str) -> str:
+    assert EXAMPLE_TEXT.count(old) == 1, f"example must contain {old!r} exactly once"
+    return EXAMPLE_TEXT.replace(old, new)
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_example_config_is_valid(secret_env: dict[str, str]) -> None:
+    config = parse_config(EXAMPLE_TEXT, str(EXAMPLE), secret_env)
+    assert isinstance(config, GatewayConfig)
+    assert config.listener.ae_title == "DMASK"
+    assert config.listener.port == 11112
+    assert [c.ae_title for c in config.listener.allowed_callers] == ["CAMERA1", "SLITLAMP"]
+    assert config.routes[0].destinations == ["local-folder"]
+    assert config.routes[-1].reject
+    assert "1.2.840.10008.5.1.4.1.1.77.1.4" in config.listener.sop_classes
+    assert len(config.load_secret()) == 32
+
+
+# (name, text, key path in the message, line marker, words the message must contain)
+BROKEN = [
+    ("unknown key", edit("  port: 11112 ", "  prot: 11112 "), "listener.prot", "prot:",
+     "unknown key"),
+    ("wrong type", edit("  port: 11112 ", "  port: eleven "), "listener.port", "port: eleven",
+     "valid integer"),
+    ("port out of range", edit("  port: 11112 ", "  port: 70000 "), "listener.port", "port: 70000",
+     "65535"),
+    ("AE title too long", edit("  ae_title: DMASK ", "  ae_title: DMASK_RESEARCH_GW01 "),
+     "listener.ae_title", "DMASK_RESEARCH_GW01", "at most 16"),
+    ("AE title with backslash", edit("- ae_title: CAMERA1 ", "- ae_title: 'CAM\\ERA1' "),
+     "listener.allowed_callers.0.ae_title", "CAM\\ERA1", "backslash"),
+    ("duplicate destination", edit("    path: var/out\n",
+                                   "    path: var/out\n  local-folder: {type: folder, path: x}\n"),
+     "destinations.local-folder", "local-folder: {type", "more than once"),
+    ("route to unknown destination", edit("destinations: [local-folder]", "destinations: [pacs]"),
+     "routes.0.destinations.0", "destinations: [pacs]", "'pacs' is not defined"),
+    ("route to unknown profile", edit("profile: face-photos", "profile: face-photo"),
+     "routes.0.profile", "profile: face-photo", "'face-photo' is not defined"),
+    ("CIDR with host bits", edit("hosts: [127.0.0.0/8,", "hosts: [127.0.0.1/8,"),
+     "listener.allowed_callers.1.hosts", "127.0.0.1/8", "host bits"),
+    ("missing allowed callers", edit("  allowed_callers:   ", "  allowed_callerz:   "),
+     "listener.allowed_callers", "listener:", "required key is missing"),
+    ("unknown destination type", edit("    type: folder ", "    type: ftp "),
+     "destinations.local-folder", "type: ftp", "'dicom', 'folder'"),
+    ("PDU too small", edit("max_pdu_size: 262144", "max_pdu_size: 16384"),
+     "listener.max_pdu_size", "max_pdu_size", "131072"),
+    ("unknown SOP class keyword", edit("extra_sop_classes: []", "extra_sop_classes: [VLPhoto]"),
+     "listener.extra_sop_classes", "VLPhoto", "SOP class"),
+    ("reject route with a profile", edit("    reject: true", "    reject: true\n    profile: face-photos"),
+     "routes.1", "everything-else", "takes no profile"),
+    ("logging format", edit("format: human ", "format: xml "), "logging.format", "format: xml",
+     "'json' or 'human'"),
+    ("invalid regex in a tag condition",
+     edit("      calling_ae_title: [CAMERA1, SLITLAMP]",
+          "      calling_ae_title: [CAMERA1, SLITLAMP]\n      tags:\n        Modality: {regex: '(XC'}"),
+     "routes.0.match.tags.Modality", "regex: '(XC'", "regular expression"),
+    ("unknown attribute keyword in a tag condition",
+     edit("      calling_ae_title: [CAMERA1, SLITLAMP]",
+          "      calling_ae_title: [CAMERA1, SLITLAMP]\n      tags:\n        Modallity: {equals: XC}"),
+     "routes.0.match.tags", "Modallity", "neither a DICOM keyword"),
+]
+
+
+@pytest.mark.parametrize("name,text,path,marker,words", BROKEN, ids=[case[0] for case in BROKEN])
+def test_broken_config_names_key_and_line(name: str, text: str, path: str, marker: str, words: str,
+                                          secret_env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, "gateway.yaml", secret_env)
+    message = str(raised.value)
+    expected_line = line_of(text, marker)
+    assert f"gateway.yaml:{expected_line}: {path}" in message, message
+    assert words in message, message
+
+
+def test_unreadable_secret_file_is_refused(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.key"
+    with pytest.raises(ConfigError, match=r"DMASK__SECRET__FILE \(environment\): secret.file: cannot read"):
+        parse_config(EXAMPLE_TEXT, "gateway.yaml", {"DMASK__SECRET__FILE": str(missing)})
+
+
+def test_short_secret_is_refused_without_revealing_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="fewer than 16 bytes") as raised:
+        parse_config(EXAMPLE_TEXT, "gateway.yaml",
+                     {"DMASK__SECRET__ENV": "KEY", "DMASK__SECRET__FILE": "", "KEY": "hunter2"})
+    assert "hunter2" not in str(raised.value)
+
+
+def test_secret_in_the_yaml_itself_is_refused(secret_env: dict[str, str]) -> None:
+    text = edit("  file: var/pseudonym.key", "  file: var/pseudonym.key\n  value: s3cr3t")
+    with pytest.raises(ConfigError, match=r"secret.value: unknown key"):
+        parse_config(text, "gateway.yaml", secret_env)
+
+
+def test_environment_overrides_any_key(secret_env: dict[str, str]) -> None:
+    environ = dict(secret_env, DMASK__LISTENER__PORT="11113", DMASK__ROUTES__0__NAME="renamed",
+                   DMASK__LOGGING__FORMAT="json")
+    config = parse_config(EXAMPLE_TEXT, "gateway.yaml", environ)
+    assert config.listener.port == 11113
+    assert config.routes[0].name == "renamed"
+    assert config.logging.format == "json"
+
+
+def test_bad_environment_override_names_the_variable(secret_env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match=r"DMASK__LISTENER__PORT \(environment\): listener.port"):
+        parse_config(EXAMPLE_TEXT, "gateway.yaml", dict(secret_env, DMASK__LISTENER__PORT="0"))
+
+
+def test_every_problem_is_reported_at_once(secret_env: dict[str, str]) -> None:
+    text = edit("  port: 11112 ", "  port: 0 ").replace("format: human ", "format: xml ")
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, "gateway.yaml", secret_env)
+    assert "listener.port" in str(raised.value) and "logging.format" in str(raised.value)
+
+
+def test_invalid_yaml_gives_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("listener:\n  port: [11112\nspool: {}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: not valid YAML"):
+        load_config(path)
+
+
+def test_check_config_command_exits_nonzero_with_the_error(tmp_path: Path,
+                                                           secret_env: dict[str, str]) -> None:
+    broken = tmp_path / "gateway.yaml"
+    broken.write_text(edit("  port: 11112 ", "  port: 70000 "))
+    env = {"PATH": "/usr/bin:/bin", **secret_env}
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(broken)],
+                            capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert result.returncode == 2
+    assert f"{broken}:{line_of(broken.read_text(), 'port: 70000')}: listener.port" in result.stderr
+
+    good = tmp_path / "good.yaml"
+    good.write_text(EXAMPLE_TEXT)
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(good)],
+                            capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_readme_reference_matches_the_models() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert config_reference() in readme, "regenerate with: dmask check-config --reference"
