@@ -1,0 +1,154 @@
+"""``DeidSettings``: what one profile of the gateway does to attributes.
+
+The YAML ``profiles.<name>.deid`` block is validated into this model. The defaults are the Basic
+Application Level Confidentiality Profile of PS3.15 Annex E with no option, pseudonymous
+patient name and ID, and UIDs remapped under the 2.25 root: usable as-is and the safest choice.
+The secret key for pseudonyms is not a setting: the caller passes it as ``bytes`` so that it
+never sits in the YAML.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.tag import BaseTag, Tag
+
+from gateway.deid.options import Option
+
+_TAG_TEXT = re.compile(r"^\(?\s*([0-9A-Fa-f]{4})\s*,?\s*([0-9A-Fa-f]{4})\s*\)?$")
+_UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+#: A root longer than this leaves fewer than 23 digits (~76 bits) of hash in a 64-character UID.
+MAX_UID_ROOT_LENGTH = 40
+
+
+def parse_tag(value: object) -> BaseTag:
+    """Read a public attribute from a keyword (``StudyDescription``) or a tag (``0008,1030``).
+
+    Raises
+    ------
+    ValueError
+        If the text is neither a keyword of the data dictionary nor a tag, or names a private
+        or file meta attribute (those have their own rules: the private allow-list and the
+        file meta rebuilt by the scrubber).
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        tag = Tag(value)
+    elif isinstance(value, str):
+        match = _TAG_TEXT.match(value.strip())
+        if match:
+            tag = Tag(int(match[1] + match[2], 16))
+        else:
+            number = tag_for_keyword(value.strip())
+            if number is None:
+                raise ValueError(f"{value!r} is neither a DICOM keyword nor a tag (gggg,eeee)")
+            tag = Tag(number)
+    else:
+        raise ValueError(f"expected a keyword or a tag, got {type(value).__name__}")
+    if tag.is_private:
+        raise ValueError(f"{tag} is private: use private_allow_list")
+    if tag.group == 0x0002:
+        raise ValueError(f"{tag} is file meta, which the scrubber rebuilds")
+    return tag
+
+
+def _hex_or_int(value: object) -> object:
+    if isinstance(value, str):
+        return int(value, 16)
+    return value
+
+
+AttributeTag = Annotated[int, BeforeValidator(parse_tag)]
+
+
+class PrivateAttribute(BaseModel):
+    """A private attribute known to be safe: its group, private creator and element byte.
+
+    Private tags move between blocks from one file to the next, so they are named by the
+    private creator that reserved the block, not by the block number: ``group: "0009",
+    creator: "ACME 1.1", element: "10"`` matches (0009,xx10) in the block ACME 1.1 reserved.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group: Annotated[int, BeforeValidator(_hex_or_int), Field(ge=0x0009, le=0xFFFF)]
+    creator: Annotated[str, Field(min_length=1, max_length=64)]
+    element: Annotated[int, BeforeValidator(_hex_or_int), Field(ge=0x00, le=0xFF)]
+
+    @model_validator(mode="after")
+    def _odd_group(self) -> PrivateAttribute:
+        if self.group % 2 == 0:
+            raise ValueError(f"group {self.group:04X} is not private (private groups are odd)")
+        return self
+
+
+class DeidSettings(BaseModel):
+    """Attribute de-identification of one profile: Annex E Basic Profile + options + overrides.
+
+    Attributes
+    ----------
+    options
+        Annex E options applied on top of the Basic Profile. The two Retain Longitudinal
+        Temporal Information options exclude each other.
+    keep, remove, empty
+        Per-profile overrides by keyword or tag, applied after the table and the options:
+        keep the value (sequences are still scrubbed inside), remove the attribute, or keep it
+        with an empty value.
+    replace
+        Per-profile overrides that set a fixed value (keyword or tag -> value as text).
+    private_allow_list
+        Private attributes kept under the Retain Safe Private option; every other private
+        attribute is removed.
+    unknown_public
+        What happens to a public attribute that is neither in Table E.1-1 nor used by any
+        standard IOD (retired or non-composite attributes): ``remove`` (default) or ``keep``,
+        which is logged by tag for every instance.
+    uid_root
+        Root of remapped UIDs; ``2.25`` gives the UUID-derived form of PS3.5 B.2.
+    patient_pseudonyms
+        Replace PatientName and PatientID with keyed pseudonyms instead of emptying them, so
+        that one patient's instances stay linkable without being identifiable.
+    max_date_shift_days
+        Largest shift of the Modified Dates option; each patient gets a shift of 1 to this
+        many days into the past, derived from the key.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    options: tuple[Option, ...] = ()
+    keep: tuple[AttributeTag, ...] = ()
+    remove: tuple[AttributeTag, ...] = ()
+    empty: tuple[AttributeTag, ...] = ()
+    replace: dict[AttributeTag, str] = Field(default_factory=dict)
+    private_allow_list: tuple[PrivateAttribute, ...] = ()
+    unknown_public: Literal["remove", "keep"] = "remove"
+    uid_root: Annotated[str, Field(max_length=MAX_UID_ROOT_LENGTH)] = "2.25"
+    patient_pseudonyms: bool = True
+    max_date_shift_days: Annotated[int, Field(ge=1, le=36500)] = 730
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeidSettings:
+        if not _UID_ROOT.match(self.uid_root):
+            raise ValueError(f"uid_root {self.uid_root!r} is not a UID root (digits and dots)")
+        dates = {Option.RETAIN_LONGITUDINAL_FULL_DATES, Option.RETAIN_LONGITUDINAL_MODIFIED_DATES}
+        if dates <= set(self.options):
+            raise ValueError("the full dates and modified dates options exclude each other")
+        if self.private_allow_list and Option.RETAIN_SAFE_PRIVATE not in self.options:
+            raise ValueError("private_allow_list needs the retain_safe_private option")
+        seen: dict[int, str] = {}
+        for name, tags in (
+            ("keep", self.keep),
+            ("remove", self.remove),
+            ("empty", self.empty),
+            ("replace", tuple(self.replace)),
+        ):
+            for tag in tags:
+                if tag in seen:
+                    raise ValueError(f"{Tag(tag)} is in both {seen[tag]} and {name}")
+                seen[tag] = name
+        for tag in self.replace:
+            if dictionary_VR(tag) in ("SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"):
+                raise ValueError(f"{Tag(tag)} cannot be replaced by text (VR {dictionary_VR(tag)})")
+        return self
