@@ -668,7 +668,7 @@ def _nested_models(annotation: Any) -> list[tuple[type[BaseModel], str]]:
                 kind = getattr(model.model_fields.get("type"), "annotation", None)
                 tag = f" (type: {kind.__args__[0]})" if kind is not None and hasattr(kind, "__args__") else ""
                 found.append((model, f".NAME{tag}{inner}"))
-            elif origin is list:
+            elif origin in (list, tuple):
                 found.append((model, f"[]{inner}"))
             else:
                 found.append((model, inner))
