@@ -6,6 +6,7 @@ typed errors into a message and an exit code. Nothing here knows how masking or 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -62,6 +63,41 @@ def check_config(
         f"{path}: OK ({len(config.routes)} routes, {len(config.profiles)} profiles, "
         f"{len(config.destinations)} destinations)"
     )
+
+
+@audit_app.command("privacy")
+def audit_privacy(
+    faces: Path = typer.Option(..., help="Folder with one sub-folder per person, two photos or more each."),
+    transform: str = typer.Option(
+        "none,blur,pixelate,eyecrop,eyebar",
+        help="Comma-separated transforms: none, blur, pixelate, eyecrop, eyebar, "
+        "mask, mask:KEY=VALUE[:KEY=VALUE...], mask@PROFILE.",
+    ),
+    report: Path = typer.Option(Path("reports/privacy"), help="Folder for report.json, report.md, sheet.png."),
+    config: Path | None = typer.Option(None, help="Gateway configuration whose profiles mask@PROFILE names."),
+    seed: int = typer.Option(7050, help="Seed of the line-up draws."),
+) -> None:
+    """Measure how well face transforms resist re-identification and keep the eyes readable."""
+    from gateway.audit.privacy import load_face_set, run_privacy_audit
+    from gateway.audit.report import write_report
+    from gateway.audit.transforms import transform_from_spec
+    from gateway.errors import DmaskError
+
+    try:
+        mask_profiles = {}
+        if config is not None:
+            from gateway.config import load_config
+
+            mask_profiles = {name: p.mask for name, p in load_config(config).profiles.items()}
+        transforms = [transform_from_spec(s.strip(), mask_profiles) for s in transform.split(",") if s.strip()]
+        face_set = load_face_set(faces)
+        with typer.progressbar(length=len(face_set.photos), label="photos", file=sys.stderr) as bar:
+            result = run_privacy_audit(face_set, transforms, seed=seed, progress=bar.update)
+    except DmaskError as exc:
+        typer.echo(f"audit privacy: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    for path in write_report(result, report):
+        typer.echo(path)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Audits of what leaves the gateway: attribute leaks and face re-identification."""

@@ -1,0 +1,175 @@
+"""Diagnostic fidelity: does a transformed face still show the eyelids and gaze of the original?
+
+A face transform is only useful clinically if an ophthalmologist can still read eyelid position,
+eyelid shape and gaze from it. We measure that the way a downstream analysis would: re-detect the
+478 Face Mesh landmarks (mediapipe, with iris refinement) on the transformed image and compare
+them with the landmarks of the original. Every distance is divided by the inter-ocular distance
+of the original (iris centre to iris centre) so that figures from photos of different sizes and
+distances can be averaged.
+
+Landmark indices follow mediapipe's Face Mesh topology and are named from the subject's point of
+view: the *right* eye is the one on the left of a non-mirrored frontal photo. They live here, in
+one place, so that the mask can import the same definitions it is judged by.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: The 16 points of the right eyelid contour (upper and lower lid, corner to corner).
+RIGHT_EYELID: tuple[int, ...] = (
+    33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246,
+)
+#: The 16 points of the left eyelid contour (upper and lower lid, corner to corner).
+LEFT_EYELID: tuple[int, ...] = (
+    263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466,
+)
+#: Right iris: centre followed by four points on its boundary (needs ``refine_landmarks``).
+RIGHT_IRIS: tuple[int, ...] = (468, 469, 470, 471, 472)
+#: Left iris: centre followed by four points on its boundary (needs ``refine_landmarks``).
+LEFT_IRIS: tuple[int, ...] = (473, 474, 475, 476, 477)
+#: Outer and inner corner (canthus) of each eye.
+RIGHT_EYE_CORNERS: tuple[int, int] = (33, 133)
+LEFT_EYE_CORNERS: tuple[int, int] = (263, 362)
+#: Mid upper and mid lower eyelid point of each eye (the aperture's height).
+RIGHT_EYE_LID_MIDPOINTS: tuple[int, int] = (159, 145)
+LEFT_EYE_LID_MIDPOINTS: tuple[int, int] = (386, 374)
+#: Number of landmarks Face Mesh returns with iris refinement.
+FACE_MESH_LANDMARKS = 478
+
+
+@dataclass(frozen=True)
+class Eye:
+    """The landmark indices that describe one eye."""
+
+    eyelid: tuple[int, ...]
+    iris: tuple[int, ...]
+    corners: tuple[int, int]
+    lid_midpoints: tuple[int, int]
+
+
+RIGHT_EYE = Eye(RIGHT_EYELID, RIGHT_IRIS, RIGHT_EYE_CORNERS, RIGHT_EYE_LID_MIDPOINTS)
+LEFT_EYE = Eye(LEFT_EYELID, LEFT_IRIS, LEFT_EYE_CORNERS, LEFT_EYE_LID_MIDPOINTS)
+EYES: tuple[Eye, Eye] = (RIGHT_EYE, LEFT_EYE)
+
+
+def iris_centre(landmarks: np.ndarray, eye: Eye) -> np.ndarray:
+    """Centre of the iris: the mean of its five points, steadier than the single centre point."""
+    return landmarks[list(eye.iris)].mean(axis=0)
+
+
+def interocular_distance(landmarks: np.ndarray) -> float:
+    """Distance between the two iris centres, the unit all fidelity errors are expressed in."""
+    return float(np.linalg.norm(iris_centre(landmarks, RIGHT_EYE) - iris_centre(landmarks, LEFT_EYE)))
+
+
+def aperture_ratio(landmarks: np.ndarray, eye: Eye) -> float:
+    """Eyelid opening: lid-to-lid height over corner-to-corner width (ptosis shows here)."""
+    upper, lower = landmarks[list(eye.lid_midpoints)]
+    outer, inner = landmarks[list(eye.corners)]
+    return float(np.linalg.norm(upper - lower) / np.linalg.norm(inner - outer))
+
+
+def gaze_offset(landmarks: np.ndarray, eye: Eye) -> np.ndarray:
+    """Iris centre relative to the eye corners, in eye widths, in the eye's own frame.
+
+    The origin is the midpoint of the corners, the first axis runs from the outer to the inner
+    corner and the second is perpendicular to it, so head roll and photo scale cancel out and
+    what remains is where the eye looks (strabismus, nystagmus show here).
+    """
+    outer, inner = landmarks[list(eye.corners)]
+    axis = inner - outer
+    width = float(np.linalg.norm(axis))
+    along = axis / width
+    across = np.array([-along[1], along[0]])
+    offset = iris_centre(landmarks, eye) - (outer + inner) / 2.0
+    return np.array([offset @ along, offset @ across]) / width
+
+
+@dataclass(frozen=True)
+class EyeFidelity:
+    """How far the eyes re-detected on a transformed image are from those of the original.
+
+    Attributes
+    ----------
+    eyelid_error:
+        Mean distance of the 32 eyelid points (16 per eye), in inter-ocular distances.
+    iris_error:
+        Mean distance of the two iris centres, in inter-ocular distances.
+    aperture_difference:
+        Mean over both eyes of the absolute difference of the aperture ratios.
+    gaze_difference:
+        Mean over both eyes of the distance between the gaze offsets, in eye widths.
+    """
+
+    eyelid_error: float
+    iris_error: float
+    aperture_difference: float
+    gaze_difference: float
+
+
+def compare_eyes(original: np.ndarray, transformed: np.ndarray) -> EyeFidelity:
+    """Compare the eye landmarks of a transformed image with those of its original.
+
+    Parameters
+    ----------
+    original, transformed:
+        Face Mesh landmarks in pixels, shape ``(478, 2)``, of the same image size.
+
+    Returns
+    -------
+    EyeFidelity
+        Errors normalised by the original's inter-ocular distance.
+    """
+    if original.shape != (FACE_MESH_LANDMARKS, 2) or transformed.shape != original.shape:
+        raise ValueError(f"expected two ({FACE_MESH_LANDMARKS}, 2) landmark arrays")
+    unit = interocular_distance(original)
+    eyelid = list(RIGHT_EYELID + LEFT_EYELID)
+    eyelid_error = np.linalg.norm(transformed[eyelid] - original[eyelid], axis=1).mean() / unit
+    iris_error = np.mean(
+        [np.linalg.norm(iris_centre(transformed, eye) - iris_centre(original, eye)) for eye in EYES]
+    ) / unit
+    aperture_difference = np.mean(
+        [abs(aperture_ratio(transformed, eye) - aperture_ratio(original, eye)) for eye in EYES]
+    )
+    gaze_difference = np.mean(
+        [np.linalg.norm(gaze_offset(transformed, eye) - gaze_offset(original, eye)) for eye in EYES]
+    )
+    return EyeFidelity(
+        eyelid_error=float(eyelid_error),
+        iris_error=float(iris_error),
+        aperture_difference=float(aperture_difference),
+        gaze_difference=float(gaze_difference),
+    )
+
+
+class FaceMeshLandmarker:
+    """Mediapipe Face Mesh with iris refinement, for one face per still image.
+
+    Created once per audit run: building the graph costs far more than running it.
+    """
+
+    def __init__(self, min_detection_confidence: float = 0.5) -> None:
+        from mediapipe.python.solutions import face_mesh
+
+        self._mesh = face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=min_detection_confidence,
+        )
+
+    def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
+        """The 478 landmarks in pixels, shape ``(478, 2)``, or None when no face is found."""
+        result = self._mesh.process(np.ascontiguousarray(rgb))
+        if not result.multi_face_landmarks:
+            return None
+        height, width = rgb.shape[:2]
+        points = result.multi_face_landmarks[0].landmark
+        return np.array([(p.x * width, p.y * height) for p in points], dtype=np.float64)
+
+    def close(self) -> None:
+        """Release the mediapipe graph."""
+        self._mesh.close()

@@ -1,0 +1,389 @@
+"""The privacy audit run: every transform, every photo of a faces folder, every protocol.
+
+The faces folder holds one sub-folder per person with two or more photos. Each photo is read
+once; what the attacker and the landmarker learn from the original (embedding, face box,
+5-point and 478-point landmarks) is computed once and cached for the run, then every transform
+is applied to it and the released image is embedded by both attackers and re-landmarked.
+
+Protocols (``TRIALS`` below), each as a line-up and as a closed set over all people:
+
+* ``a`` same-photo: released photo i against the originals, photo i itself among them;
+* ``b`` other-photo: released photo #2 against the originals of photo #1;
+* ``c`` linkage: released photo #2 against the released photo #1 of every person, i.e. can two
+  releases of the same person be linked (the weakness of the published mask).
+
+Photos #1 and #2 of a person are the first two, in sorted file order, on which the attacker's
+detector finds a face in the original; a photo without one is excluded (the strong attacker
+needs its landmarks), and so is a person left with fewer than two.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gateway.audit.attacker import Attacker, FaceObservation
+from gateway.audit.fidelity import EyeFidelity, FaceMeshLandmarker, compare_eyes
+from gateway.audit.lineup import Score, draw_lineup, rank1, score
+from gateway.audit.transforms import FaceRegion, FaceTransform
+from gateway.errors import AuditError, NoFaceFound, ResidualFace
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+#: Photos are read at most this large (longest side): enough for any face recogniser and it
+#: keeps a folder of clinical camera photos within minutes.
+MAX_SIDE = 1024
+DEFAULT_SEED = 7050
+#: Line-up size of the published human study: the person and five others.
+LINEUP_SIZE = 6
+SHEET_PEOPLE = 8
+SHEET_PHOTO = 160
+
+STRENGTHS = ("strong", "detector")
+PROTOCOLS = {
+    "a": "same-photo: released photo i vs originals incl. photo i",
+    "b": "other-photo: released photo #2 vs originals of photo #1",
+    "c": "linkage: released photo #2 vs released photo #1",
+}
+VIEWS = ("lineup", "closed")
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One photo of one person; ``key`` (``person/file``) names it in the report."""
+
+    identity: str
+    path: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.identity}/{self.path.name}"
+
+
+@dataclass(frozen=True)
+class FaceSet:
+    """The photos of a faces folder, by person, in sorted order."""
+
+    root: Path
+    people: dict[str, tuple[Photo, ...]]
+
+    @property
+    def photos(self) -> list[Photo]:
+        return [photo for photos in self.people.values() for photo in photos]
+
+
+def load_face_set(root: Path) -> FaceSet:
+    """Read the layout of a faces folder: sub-folders of two or more photos, one per person.
+
+    Raises
+    ------
+    AuditError
+        Fewer than two people with two photos each: no protocol can be run.
+    """
+    if not root.is_dir():
+        raise AuditError("the faces folder does not exist")
+    people: dict[str, tuple[Photo, ...]] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if len(files) >= 2:
+            people[folder.name] = tuple(Photo(folder.name, f) for f in files)
+    if len(people) < 2:
+        raise AuditError("the faces folder needs at least two sub-folders (people) with two photos or more")
+    return FaceSet(root, people)
+
+
+def read_photo(path: Path) -> np.ndarray | None:
+    """The photo as RGB, at most :data:`MAX_SIDE` on its longest side; None when unreadable."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        return None
+    scale = MAX_SIDE / max(bgr.shape[:2])
+    if scale < 1.0:
+        bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@dataclass(frozen=True)
+class Original:
+    """What is learnt once from an original photo and reused by every transform."""
+
+    observation: FaceObservation
+    landmarks: np.ndarray | None
+
+    @property
+    def region(self) -> FaceRegion:
+        obs = self.observation
+        return FaceRegion(obs.box, tuple(obs.right_eye), tuple(obs.left_eye))
+
+
+@dataclass(frozen=True)
+class Released:
+    """One released (transformed) photo, as the attackers and the landmarker see it.
+
+    ``failure`` is the reason code when the transform failed closed (nothing released).
+    """
+
+    failure: str | None = None
+    embeddings: dict[str, np.ndarray | None] = field(default_factory=dict)
+    fidelity: EyeFidelity | None = None
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One probe of a protocol: whose photo it is and which photo stands for each candidate."""
+
+    probe: str
+    identity: str
+    gallery: dict[str, str]
+    lineup: tuple[str, ...]
+
+
+@dataclass
+class TransformResult:
+    """Every figure of one transform.
+
+    ``scores[strength][protocol][view]``; ``fidelity`` holds one entry per released photo whose
+    original has landmarks and on which landmarks were found again.
+    """
+
+    name: str
+    released: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    detector_found: int = 0
+    fidelity_compared: int = 0
+    fidelity: list[EyeFidelity] = field(default_factory=list)
+    scores: dict[str, dict[str, dict[str, Score]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SheetRow:
+    """Photo #1 of one person: the original, then each transform's release (None if it failed)."""
+
+    identity: str
+    images: list[np.ndarray | None]
+
+
+@dataclass
+class AuditResult:
+    """The outcome of a run, everything the report needs."""
+
+    faces: Path
+    seed: int
+    lineup_size: int
+    identities: list[str]
+    excluded: list[str]
+    trials: dict[str, list[Trial]]
+    transforms: list[TransformResult]
+    sheet: list[SheetRow]
+    elapsed_s: float
+
+
+def draw_trials(
+    usable: dict[str, list[str]], seed: int, lineup_size: int
+) -> dict[str, list[Trial]]:
+    """Probes, galleries and line-ups of protocols a, b and c, drawn from ``seed``.
+
+    ``usable`` maps each person to the keys of their usable photos (photo #1 first). Protocols
+    b and c share their line-ups, so they differ only in what the gallery shows.
+    """
+    rng = random.Random(seed)
+    identities = sorted(usable)
+    first = {identity: usable[identity][0] for identity in identities}
+    same_photo = []
+    for identity in identities:
+        for key in usable[identity]:
+            gallery = {**first, identity: key}
+            same_photo.append(Trial(key, identity, gallery, draw_lineup(identity, identities, lineup_size, rng)))
+    other_photo = [
+        Trial(usable[identity][1], identity, first, draw_lineup(identity, identities, lineup_size, rng))
+        for identity in identities
+    ]
+    return {"a": same_photo, "b": other_photo, "c": other_photo}
+
+
+def _score_protocol(
+    trials: Sequence[Trial],
+    probe_embedding: Callable[[str], np.ndarray | None],
+    gallery_embedding: Callable[[str], np.ndarray | None],
+    failed: Callable[[str], bool],
+    released_gallery: bool,
+) -> dict[str, Score]:
+    """Score line-up and closed set; trials whose probe (or released true match) failed closed are
+    skipped, failed distractors leave the line-up (which only makes the attacker's job easier)."""
+    outcomes: dict[str, list[tuple[bool, int]]] = {view: [] for view in VIEWS}
+    for trial in trials:
+        if failed(trial.probe) or (released_gallery and failed(trial.gallery[trial.identity])):
+            continue
+        probe = probe_embedding(trial.probe)
+        for view, members in (("lineup", trial.lineup), ("closed", tuple(trial.gallery))):
+            keys = {m: trial.gallery[m] for m in members}
+            if released_gallery:
+                keys = {m: k for m, k in keys.items() if not failed(k)}
+            candidates = {m: gallery_embedding(k) for m, k in keys.items()}
+            outcomes[view].append((rank1(probe, candidates) == trial.identity, len(candidates)))
+    return {view: score(outcomes[view]) for view in VIEWS}
+
+
+def _release(
+    transform: FaceTransform,
+    rgb: np.ndarray,
+    original: Original,
+    attacker: Attacker,
+    landmarker: FaceMeshLandmarker,
+) -> tuple[Released, np.ndarray | None]:
+    try:
+        image = transform.apply(rgb, original.region)
+    except (NoFaceFound, ResidualFace) as failure:
+        return Released(failure=failure.reason), None
+    detected = attacker.observe(image)
+    if detected is not None and np.array_equal(detected.points, original.observation.points):
+        strong = detected.embedding  # same image alignment: the strong embedding is this one
+    else:
+        strong = attacker.embed_at(image, original.observation)
+    embeddings = {"strong": strong, "detector": None if detected is None else detected.embedding}
+    fidelity = None
+    if original.landmarks is not None:
+        landmarks = landmarker.landmarks(image)
+        if landmarks is not None:
+            fidelity = compare_eyes(original.landmarks, landmarks)
+    return Released(None, embeddings, fidelity), image
+
+
+def run_privacy_audit(
+    face_set: FaceSet,
+    transforms: Sequence[FaceTransform],
+    *,
+    seed: int = DEFAULT_SEED,
+    lineup_size: int = LINEUP_SIZE,
+    progress: Callable[[int], None] | None = None,
+) -> AuditResult:
+    """Apply every transform to every photo and score both attackers on every protocol.
+
+    Parameters
+    ----------
+    face_set:
+        The photos, from :func:`load_face_set`.
+    transforms:
+        The transforms to compare; their names must be distinct.
+    seed:
+        Seed of the line-up draws.
+    lineup_size:
+        Candidates per line-up (the person and ``lineup_size - 1`` others).
+    progress:
+        Called with 1 after each photo, e.g. a progress bar's ``update``.
+
+    Raises
+    ------
+    AuditError
+        Duplicate transform names, or fewer than two people left with two usable photos.
+    """
+    names = [t.name for t in transforms]
+    if len(set(names)) != len(names):
+        raise AuditError("each transform may be named only once")
+    started = time.monotonic()
+    attacker = Attacker()
+    landmarker = FaceMeshLandmarker()
+    originals: dict[str, Original] = {}
+    released: dict[str, dict[str, Released]] = {name: {} for name in names}
+    sheet_images: dict[str, list[np.ndarray | None]] = {}
+    try:
+        for identity, photos in face_set.people.items():
+            for photo in photos:
+                rgb = read_photo(photo.path)
+                observation = None if rgb is None else attacker.observe(rgb)
+                if rgb is not None and observation is not None:
+                    original = Original(observation, landmarker.landmarks(rgb))
+                    originals[photo.key] = original
+                    row: list[np.ndarray | None] = [rgb]
+                    for transform in transforms:
+                        outcome, image = _release(transform, rgb, original, attacker, landmarker)
+                        released[transform.name][photo.key] = outcome
+                        row.append(image)
+                    if identity not in sheet_images and len(sheet_images) < SHEET_PEOPLE:
+                        sheet_images[identity] = [_thumbnail(image) for image in row]
+                if progress is not None:
+                    progress(1)
+    finally:
+        landmarker.close()
+
+    usable = {
+        identity: keys
+        for identity, photos in face_set.people.items()
+        if len(keys := [p.key for p in photos if p.key in originals]) >= 2
+    }
+    if len(usable) < 2:
+        raise AuditError("fewer than two people have two photos with a face the attacker finds")
+    trials = draw_trials(usable, seed, lineup_size)
+    kept = {key for keys in usable.values() for key in keys}
+    results = [
+        _transform_result(name, released[name], originals, trials, kept) for name in names
+    ]
+    return AuditResult(
+        faces=face_set.root,
+        seed=seed,
+        lineup_size=lineup_size,
+        identities=sorted(usable),
+        excluded=sorted(photo.key for photo in face_set.photos if photo.key not in kept),
+        trials=trials,
+        transforms=results,
+        sheet=[SheetRow(identity, images) for identity, images in sheet_images.items() if identity in usable],
+        elapsed_s=time.monotonic() - started,
+    )
+
+
+def _transform_result(
+    name: str,
+    released: dict[str, Released],
+    originals: dict[str, Original],
+    trials: dict[str, list[Trial]],
+    kept: set[str],
+) -> TransformResult:
+    result = TransformResult(name)
+    for key in sorted(kept):
+        outcome = released[key]
+        if outcome.failure is not None:
+            result.failures[outcome.failure] += 1
+            continue
+        result.released += 1
+        result.detector_found += outcome.embeddings["detector"] is not None
+        if originals[key].landmarks is not None:
+            result.fidelity_compared += 1
+            if outcome.fidelity is not None:
+                result.fidelity.append(outcome.fidelity)
+
+    def failed(key: str) -> bool:
+        return released[key].failure is not None
+
+    for strength in STRENGTHS:
+
+        def released_embedding(key: str, strength: str = strength) -> np.ndarray | None:
+            return released[key].embeddings[strength]
+
+        def original_embedding(key: str) -> np.ndarray | None:
+            return originals[key].observation.embedding
+
+        result.scores[strength] = {
+            protocol: _score_protocol(
+                trials[protocol],
+                released_embedding,
+                released_embedding if protocol == "c" else original_embedding,
+                failed,
+                released_gallery=protocol == "c",
+            )
+            for protocol in PROTOCOLS
+        }
+    return result
+
+
+def _thumbnail(image: np.ndarray | None) -> np.ndarray | None:
+    if image is None:
+        return None
+    height, width = image.shape[:2]
+    scale = SHEET_PHOTO / max(height, width)
+    return cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)

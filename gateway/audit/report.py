@@ -1,0 +1,179 @@
+"""Writing a privacy audit: ``report.json`` (every figure), ``report.md`` and ``sheet.png``.
+
+The JSON is for tracking a profile over time; the Markdown puts privacy (rank-1 of both
+attackers on every protocol) and fidelity side by side; the contact sheet shows what the
+numbers mean, because a rate alone does not show that a blurred face is useless to a clinician.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from gateway.audit.fidelity import EyeFidelity
+from gateway.audit.lineup import Score
+from gateway.audit.privacy import PROTOCOLS, SHEET_PHOTO, STRENGTHS, VIEWS, AuditResult, TransformResult
+
+FIDELITY_FIELDS = tuple(EyeFidelity.__dataclass_fields__)
+STRENGTH_TITLES = {"strong": "strong (original landmarks)", "detector": "detector-based"}
+VIEW_TITLES = {"lineup": "line-up", "closed": "closed set"}
+
+
+def _score_json(value: Score) -> dict[str, Any]:
+    low, high = value.interval
+    return {
+        "hits": value.hits,
+        "trials": value.trials,
+        "rate": value.rate,
+        "ci95": [low, high],
+        "chance": value.chance,
+    }
+
+
+def _fidelity_json(result: TransformResult) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "compared": result.fidelity_compared,
+        "redetected": len(result.fidelity),
+        "redetection_rate": len(result.fidelity) / result.fidelity_compared if result.fidelity_compared else None,
+    }
+    for name in FIDELITY_FIELDS:
+        values = [getattr(f, name) for f in result.fidelity]
+        summary[name] = (
+            {"mean": float(np.mean(values)), "median": float(np.median(values))} if values else None
+        )
+    return summary
+
+
+def report_json(result: AuditResult) -> dict[str, Any]:
+    """Every figure of the run, the seed and the line-up draws, as a JSON-ready dict."""
+    return {
+        "faces": str(result.faces),
+        "seed": result.seed,
+        "lineup_size": result.lineup_size,
+        "people": len(result.identities),
+        "photos": len(result.trials["a"]),
+        "excluded_photos": result.excluded,
+        "protocols": PROTOCOLS,
+        "elapsed_s": round(result.elapsed_s, 1),
+        "transforms": [
+            {
+                "name": t.name,
+                "released": t.released,
+                "failed_closed": dict(t.failures),
+                "detector_found": t.detector_found,
+                "scores": {
+                    strength: {
+                        protocol: {view: _score_json(t.scores[strength][protocol][view]) for view in VIEWS}
+                        for protocol in PROTOCOLS
+                    }
+                    for strength in STRENGTHS
+                },
+                "fidelity": _fidelity_json(t),
+            }
+            for t in result.transforms
+        ],
+        # Protocol c reuses the trials (and line-ups) of protocol b.
+        "draws": {protocol: [asdict(trial) for trial in result.trials[protocol]] for protocol in ("a", "b")},
+    }
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.0f}%"
+
+
+def _cell(value: Score) -> str:
+    low, high = value.interval
+    return f"{_percent(value.rate)} [{_percent(low)}–{_percent(high)}] n={value.trials}"
+
+
+def report_markdown(result: AuditResult) -> str:
+    """The privacy table (transform x protocol, both attackers) and the fidelity table."""
+    people = len(result.identities)
+    photos = len(result.trials["a"])
+    columns = [(p, v) for v in VIEWS for p in PROTOCOLS]
+    lines = [
+        "# Privacy audit",
+        "",
+        f"{people} people, {photos} photos ({len(result.excluded)} excluded: no face on the original), "
+        f"seed {result.seed}, line-ups of {result.lineup_size}, {result.elapsed_s:.0f} s.",
+        "",
+        "Protocols: " + "; ".join(f"({p}) {d}" for p, d in PROTOCOLS.items()) + ".",
+        f"Chance: line-up 1/{result.lineup_size} = {_percent(1 / result.lineup_size)}, "
+        f"closed set 1/{people} = {_percent(1 / people)}. "
+        "Cells: rank-1 rate [95% Wilson interval] n=trials. "
+        "Probes that failed closed are not released and not counted; see the released column.",
+        "",
+        "## Re-identification (rank-1)",
+        "",
+        "| transform | attacker | released | "
+        + " | ".join(f"({p}) {VIEW_TITLES[v]}" for p, v in columns)
+        + " |",
+        "|---|---|---|" + "---|" * len(columns),
+    ]
+    for t in result.transforms:
+        failed = sum(t.failures.values())
+        released = f"{t.released}/{t.released + failed}"
+        if failed:
+            released += " (" + ", ".join(f"{n} {reason}" for reason, n in sorted(t.failures.items())) + ")"
+        for strength in STRENGTHS:
+            cells = [_cell(t.scores[strength][p][v]) for p, v in columns]
+            lines.append(f"| {t.name} | {STRENGTH_TITLES[strength]} | {released} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Fidelity (landmarks re-detected on the released image vs the original)",
+        "",
+        "Errors in inter-ocular distances (iris centre to iris centre), aperture = eyelid height / width,",
+        "gaze = iris centre relative to the eye corners in eye widths; mean (median) over re-detected photos.",
+        "",
+        "| transform | re-detected | eyelid error | iris error | aperture diff | gaze diff |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in result.transforms:
+        summary = _fidelity_json(t)
+        redetected = f"{summary['redetected']}/{summary['compared']}"
+        cells = [
+            "–" if summary[name] is None else f"{summary[name]['mean']:.3f} ({summary[name]['median']:.3f})"
+            for name in FIDELITY_FIELDS
+        ]
+        lines.append(f"| {t.name} | {redetected} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _label(canvas: np.ndarray, text: str, x: int, y: int) -> None:
+    cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def contact_sheet(result: AuditResult) -> np.ndarray:
+    """One row per person (photo #1), columns: the original, then each transform (RGB)."""
+    titles = ["original", *(t.name for t in result.transforms)]
+    pad, header = 6, 24
+    cell = SHEET_PHOTO + pad
+    canvas = np.full((header + cell * max(len(result.sheet), 1), pad + cell * len(titles), 3), 255, np.uint8)
+    for column, title in enumerate(titles):
+        _label(canvas, title[:22], pad + column * cell, header - 8)
+    for row, sheet_row in enumerate(result.sheet):
+        y = header + row * cell
+        for column, image in enumerate(sheet_row.images):
+            x = pad + column * cell
+            if image is None:
+                canvas[y : y + SHEET_PHOTO, x : x + SHEET_PHOTO] = 200
+                _label(canvas, "failed closed", x + 8, y + SHEET_PHOTO // 2)
+                continue
+            height, width = image.shape[:2]
+            canvas[y : y + height, x : x + width] = image
+    return canvas
+
+
+def write_report(result: AuditResult, folder: Path) -> list[Path]:
+    """Write ``report.json``, ``report.md`` and ``sheet.png`` into ``folder`` (created if needed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "report.json", folder / "report.md", folder / "sheet.png"]
+    paths[0].write_text(json.dumps(report_json(result), indent=2) + "\n", encoding="utf-8")
+    paths[1].write_text(report_markdown(result), encoding="utf-8")
+    cv2.imwrite(str(paths[2]), cv2.cvtColor(contact_sheet(result), cv2.COLOR_RGB2BGR))
+    return paths
