@@ -1,0 +1,224 @@
+"""Deliver processed instances to destinations: C-STORE to a PACS, or files in a folder.
+
+Each worker process owns one :class:`Forwarder`; it keeps one association per DICOM destination
+open between instances (opening an association costs more than sending a small object) and
+re-associates only when an instance needs a presentation context the open one lacks, or when the
+peer went away. Failures raise :class:`~gateway.errors.ForwardError`; when to try again is
+:func:`next_attempt`'s decision (exponential backoff, then dead letter after ``max_age``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, _config, evt
+from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext, build_context
+
+from gateway.config import DicomDestination, FolderDestination, RetryPolicy
+from gateway.errors import ForwardError
+from gateway.transport import set_tcp_nodelay, ssl_context
+
+#: Send files from disk without decoding them (the worker already wrote the encoded instance).
+_config.STORE_SEND_CHUNKED_DATASET = True
+
+_UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+_MAX_CONTEXTS = 128
+#: Statuses a C-STORE SCP may answer that still mean "stored" (PS3.4 B.2.3).
+_STORED = {0x0000, 0xB000, 0xB006, 0xB007}
+#: Reuse an idle association only this long; PACS (Orthanc: 30 s) drop silent ones.
+_IDLE_REUSE_S = 20.0
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A processed instance on disk and what a destination needs to know to take it."""
+
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+
+
+def next_attempt(policy: RetryPolicy, attempts: int, first_failure_at: float,
+                 now: float | None = None) -> float | None:
+    """When to try a failed delivery again, or None when it is past ``max_age`` (dead letter).
+
+    ``attempts`` counts the failed rounds so far (1 after the first failure).
+    """
+    now = time.time() if now is None else now
+    if now - first_failure_at >= policy.max_age:
+        return None
+    delay = min(policy.max_delay, policy.initial_delay * policy.multiplier ** max(0, attempts - 1))
+    return min(now + delay, first_failure_at + policy.max_age)
+
+
+class FolderSender:
+    """Writes each instance as ``<SOPInstanceUID>.dcm`` atomically (temp file, fsync, rename).
+
+    The result's SOP Instance UID is already pseudonymous and deterministic, so a re-sent
+    instance replaces its earlier copy instead of adding one.
+    """
+
+    def __init__(self, destination: FolderDestination) -> None:
+        self.folder = Path(destination.path)
+
+    def send(self, outgoing: Outgoing) -> None:
+        """Copy the instance into the folder; raise ForwardError on any file system error."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            target = self.folder / f"{outgoing.sop_instance_uid}.dcm"
+            temporary = self.folder / f".{outgoing.sop_instance_uid}.{os.getpid()}.tmp"
+            with open(outgoing.path, "rb") as source, open(temporary, "wb") as handle:
+                while chunk := source.read(1 << 20):
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(temporary, 0o600)
+            os.replace(temporary, target)
+        except OSError as exc:
+            raise ForwardError(f"folder destination not writable: {exc.strerror}") from None
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class DicomSender:
+    """C-STORE SCU towards one PACS, reusing its association across instances."""
+
+    def __init__(self, destination: DicomDestination, calling_ae_title: str) -> None:
+        self.destination = destination
+        self.ae = AE(ae_title=destination.calling_ae_title or calling_ae_title)
+        self.ae.connection_timeout = destination.connect_timeout
+        self.ae.acse_timeout = destination.connect_timeout
+        self.ae.dimse_timeout = destination.dimse_timeout
+        self.ae.network_timeout = destination.dimse_timeout
+        self._tls = (ssl_context(destination.tls, server_side=False), destination.host) \
+            if destination.tls else None
+        self._wanted: set[tuple[str, str]] = set()
+        self._assoc: Association | None = None
+        self._last_used = 0.0
+
+    def _contexts(self) -> list[PresentationContext]:
+        """One context per (SOP class, syntax) we send, plus an uncompressed fallback per class."""
+        contexts = [build_context(sop, [ts]) for sop, ts in sorted(self._wanted)]
+        for sop in sorted({sop for sop, _ in self._wanted}):
+            contexts.append(build_context(sop, list(_UNCOMPRESSED)))
+        return contexts[:_MAX_CONTEXTS]
+
+    def _associate(self) -> Association:
+        self.close()
+        self.ae.requested_contexts = self._contexts()
+        assoc = self.ae.associate(self.destination.host, self.destination.port,
+                                  ae_title=self.destination.ae_title, tls_args=self._tls,
+                                  evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)])
+        if not assoc.is_established:
+            what = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted \
+                else "unreachable"
+            raise ForwardError(f"association with the destination {what}")
+        self._assoc = assoc
+        return assoc
+
+    def _association_for(self, key: tuple[str, str]) -> Association:
+        assoc = self._assoc
+        fresh = assoc is not None and assoc.is_established and \
+            time.monotonic() - self._last_used < _IDLE_REUSE_S
+        if key in self._wanted and fresh:
+            assert assoc is not None
+            return assoc
+        self._wanted.add(key)
+        return self._associate()
+
+    def _accepted(self, assoc: Association, sop_class: str, syntax: str) -> bool:
+        return any(cx.abstract_syntax == sop_class and cx.transfer_syntax[0] == syntax
+                   for cx in assoc.accepted_contexts)
+
+    def send(self, outgoing: Outgoing) -> None:
+        """C-STORE the instance; fall back to uncompressed when the PACS refuses its syntax.
+
+        A reused association that turns out dead is replaced once before giving up.
+
+        Raises
+        ------
+        ForwardError
+            The destination is unreachable, refused every usable context or answered a
+            failure status.
+        """
+        key = (outgoing.sop_class_uid, outgoing.transfer_syntax_uid)
+        for attempt in (1, 2):
+            assoc = self._association_for(key)
+            try:
+                status = self._store(assoc, outgoing)
+            except (RuntimeError, ValueError, OSError) as exc:
+                self.close()
+                if attempt == 2:
+                    raise ForwardError(f"C-STORE failed: {type(exc).__name__}") from None
+                continue
+            self._last_used = time.monotonic()
+            if status is None:  # aborted or timed out mid-way
+                self.close()
+                if attempt == 2:
+                    raise ForwardError("the destination aborted the association")
+                continue
+            if status not in _STORED:
+                raise ForwardError(f"the destination answered C-STORE status 0x{status:04X}")
+            return
+
+    def _store(self, assoc: Association, outgoing: Outgoing) -> int | None:
+        if self._accepted(assoc, outgoing.sop_class_uid, outgoing.transfer_syntax_uid):
+            response = assoc.send_c_store(outgoing.path)
+        elif any(self._accepted(assoc, outgoing.sop_class_uid, ts) for ts in _UNCOMPRESSED):
+            response = assoc.send_c_store(_uncompressed(outgoing.path))
+        else:
+            raise ForwardError("the destination accepts no presentation context for the instance")
+        status = getattr(response, "Status", None)
+        return None if status is None else int(status)
+
+    def close(self) -> None:
+        """Release the association, if one is open."""
+        if self._assoc is not None and self._assoc.is_established:
+            self._assoc.release()
+        self._assoc = None
+
+
+def _uncompressed(path: Path) -> Dataset:
+    """The instance with its pixel data decompressed, for a PACS that refuses the compressed form."""
+    ds = dcmread(path)
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        ds.decompress()
+        ds.LossyImageCompression = ds.get("LossyImageCompression", "00")
+    return ds
+
+
+class Forwarder:
+    """Sends to destinations by name; owns one sender (and association) per destination."""
+
+    def __init__(self, destinations: Mapping[str, DicomDestination | FolderDestination],
+                 calling_ae_title: str) -> None:
+        self.destinations = dict(destinations)
+        self.calling_ae_title = calling_ae_title
+        self._senders: dict[str, FolderSender | DicomSender] = {}
+
+    def send(self, name: str, outgoing: Outgoing) -> None:
+        """Deliver ``outgoing`` to the destination called ``name`` (raises ForwardError)."""
+        sender = self._senders.get(name)
+        if sender is None:
+            destination = self.destinations[name]
+            sender = FolderSender(destination) if isinstance(destination, FolderDestination) \
+                else DicomSender(destination, self.calling_ae_title)
+            self._senders[name] = sender
+        sender.send(outgoing)
+
+    def close(self) -> None:
+        """Release every open association."""
+        for sender in self._senders.values():
+            sender.close()
+        self._senders.clear()
+

@@ -1,0 +1,194 @@
+"""The DICOM listener: association policy, C-ECHO and C-STORE straight into the spool.
+
+The receive path never decodes a dataset. pynetdicom writes each incoming C-STORE data set to a
+file as its P-DATA fragments arrive (``_config.STORE_RECV_CHUNKED_DATASET``); the handler only
+makes that file durable in the spool and answers. Decoding a 6 MB photo here would cost ~10x the
+time and hold the GIL the other associations need; parsing belongs to the worker processes.
+
+Statuses (PS3.4 B.2.3): Success 0x0000 only after :meth:`Spool.admit` returned (written, fsynced,
+renamed, committed); Out of Resources 0xA700 when the spool is full or below its free-disk floor;
+Cannot Understand 0xC000 when the bytes are not a data set at all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import struct
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pynetdicom import AE, _config, evt
+from pynetdicom.events import Event
+from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
+
+from gateway.config import Listener
+from gateway.errors import SpoolFull
+from gateway.spool import Spool
+from gateway.transport import set_tcp_nodelay, ssl_context
+
+_config.STORE_RECV_CHUNKED_DATASET = True
+
+log = logging.getLogger("dmask.receive")
+
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+CANNOT_UNDERSTAND = 0xC000
+
+# A-ASSOCIATE-RJ (PS3.8 9.3.4): result rejected-permanent, source DICOM UL service-user.
+_REJECTED_PERMANENT = 0x01
+_SERVICE_USER = 0x01
+_CALLING_AE_NOT_RECOGNIZED = 0x03
+
+
+def _peer_address(event: Event) -> str:
+    return str(event.assoc.requestor.address)
+
+
+def _has_data_set(path: Path) -> bool:
+    """Cheap structural check of a received file, without decoding its data set.
+
+    pynetdicom wrote preamble, ``DICM``, the file meta (whose group length tells where it ends)
+    and then the data set as received. An empty data set, or one whose first tag lies in the
+    command or file meta groups, cannot be an instance; anything subtler is for the pipeline to
+    find (and quarantine). A deflated data set starts with compressed bytes, not a tag.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(144)
+        if len(head) < 144 or head[128:132] != b"DICM":
+            return False
+        meta_length = struct.unpack("<I", head[140:144])[0]
+        meta = handle.read(meta_length)
+        first = handle.read(8)
+    if len(first) < 8:
+        return False
+    if DeflatedExplicitVRLittleEndian.encode("ascii") in meta:
+        return True
+    return struct.unpack("<H", first[:2])[0] >= 0x0008
+
+
+class Receiver:
+    """The gateway's SCP: who may associate, what they may send, and where it goes.
+
+    Parameters
+    ----------
+    listener
+        The listener section of the configuration.
+    spool
+        Where received instances are admitted.
+    transfer_syntaxes
+        The transfer syntaxes to accept (those the pixel layer decodes); others are refused at
+        association negotiation.
+    on_admitted
+        Called with the job id after each admitted instance, to wake the dispatcher.
+    """
+
+    def __init__(self, listener: Listener, spool: Spool, transfer_syntaxes: Iterable[str],
+                 on_admitted: Callable[[int], None] | None = None) -> None:
+        self.listener = listener
+        self.spool = spool
+        self.on_admitted = on_admitted
+        self.ae = AE(ae_title=listener.ae_title)
+        self.ae.maximum_associations = listener.max_associations
+        self.ae.maximum_pdu_size = listener.max_pdu_size
+        self.ae.acse_timeout = listener.acse_timeout
+        self.ae.dimse_timeout = listener.dimse_timeout
+        self.ae.network_timeout = listener.network_timeout
+        self.ae.require_called_aet = True
+        syntaxes = sorted(transfer_syntaxes)
+        for sop_class in listener.sop_classes:
+            self.ae.add_supported_context(sop_class, syntaxes)
+        self.ae.add_supported_context(Verification)
+        self._callers = {caller.ae_title: caller.hosts for caller in listener.allowed_callers}
+        self._server: ThreadedAssociationServer | None = None
+
+    # -- event handlers ---------------------------------------------------------------------
+
+    def caller_allowed(self, ae_title: str, address: str) -> bool:
+        """Whether ``ae_title`` is an allowed caller and ``address`` one of its hosts (if pinned)."""
+        hosts = self._callers.get(ae_title.strip())
+        if hosts is None:
+            return False
+        if not hosts:
+            return True
+        try:
+            peer = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(peer in network for network in hosts)
+
+    def handle_requested(self, event: Event) -> None:
+        """``EVT_REQUESTED``: reject callers that are not allowed, before any negotiation.
+
+        The rejection is permanent with reason "calling AE title not recognized" for an
+        unknown title and for a known title from a host it is not pinned to alike: telling the
+        two apart would help someone probing for valid titles.
+        """
+        calling = event.assoc.requestor.primitive.calling_ae_title
+        address = _peer_address(event)
+        if self.caller_allowed(calling, address):
+            return
+        log.warning("association rejected: calling AE title not allowed",
+                    extra={"calling_ae": calling.strip(), "peer": address})
+        event.assoc.acse.send_reject(_REJECTED_PERMANENT, _SERVICE_USER,
+                                     _CALLING_AE_NOT_RECOGNIZED)
+        # As pynetdicom's own rejections do: let the DUL send the A-ASSOCIATE-RJ before the
+        # acceptor thread shuts the socket down.
+        event.assoc.kill()
+
+    def handle_accepted(self, event: Event) -> None:
+        """``EVT_ACCEPTED``: log who connected (AE title and address, no patient data)."""
+        log.info("association accepted", extra={
+            "calling_ae": event.assoc.requestor.ae_title.strip(), "peer": _peer_address(event)})
+
+    def handle_store(self, event: Event) -> int:
+        """``EVT_C_STORE``: admit the received file into the spool, then answer."""
+        path = Path(event.dataset_path)
+        calling = event.assoc.requestor.ae_title.strip()
+        if not _has_data_set(path):
+            log.warning("C-STORE refused: the data set is empty or not DICOM",
+                        extra={"calling_ae": calling, "status": f"0x{CANNOT_UNDERSTAND:04X}"})
+            return CANNOT_UNDERSTAND
+        try:
+            job_id = self.spool.admit(path, calling_ae=calling,
+                                      called_ae=event.assoc.acceptor.ae_title.strip())
+        except SpoolFull as exc:
+            log.error("C-STORE refused: %s", exc,
+                      extra={"calling_ae": calling, "status": f"0x{OUT_OF_RESOURCES:04X}"})
+            return OUT_OF_RESOURCES
+        log.debug("instance admitted", extra={"job": job_id, "calling_ae": calling})
+        if self.on_admitted is not None:
+            self.on_admitted(job_id)
+        return SUCCESS
+
+    # -- server -----------------------------------------------------------------------------
+
+    def start(self) -> tuple[str, int]:
+        """Start listening in background threads; return the bound (host, port).
+
+        pynetdicom creates the chunked data set files with :mod:`tempfile`; pointing its
+        directory at the spool's ``incoming/`` keeps the admit step a rename on one file system.
+        """
+        tempfile.tempdir = str(self.spool.incoming_dir())
+        tls = ssl_context(self.listener.tls, server_side=True) if self.listener.tls else None
+        self._server = self.ae.start_server(
+            (self.listener.host, self.listener.port), block=False, ssl_context=tls,
+            evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay),
+                          (evt.EVT_REQUESTED, self.handle_requested),
+                          (evt.EVT_ACCEPTED, self.handle_accepted),
+                          (evt.EVT_C_STORE, self.handle_store)])
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        log.info("listening", extra={"ae_title": self.listener.ae_title, "port": port,
+                                     "tls": tls is not None})
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        """Stop accepting associations and wait for the open ones to end."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        self.ae.shutdown()
