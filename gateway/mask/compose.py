@@ -1,0 +1,157 @@
+"""Putting a rendered mask into the image: background policy, eyes, mouth, blending.
+
+The render covers the face surface; the eyelid and mouth openings are holes in it. What shows
+through the eye openings is either a drawn eye (sclera, an iris ellipse fitted to the 5 iris
+landmarks, a pupil), so that gaze and eyelid position survive without the patient's own eye, or
+the original pixels of the openings only. Everything that is not the mask becomes the
+background: a flat colour by default, because hair, ears, neck, clothes and the room identify
+too. With ``blur`` and ``keep`` the patient's own face outline is still filled, so that no part
+of the real face is left beside a mask shaped like the template.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from gateway.mask.settings import BackgroundPolicy, EyeRendering, MaskSettings
+from gateway.mask.topology import (
+    FACE_OVAL,
+    LEFT_EYE_OPENING,
+    LEFT_IRIS,
+    MOUTH_OPENING,
+    RIGHT_EYE_OPENING,
+    RIGHT_IRIS,
+)
+
+#: Fixed-point bits for sub-pixel drawing with OpenCV.
+SHIFT = 4
+SCLERA = (226, 222, 216)
+LIMBUS = (52, 44, 40)
+IRIS = (104, 86, 72)
+PUPIL = (18, 16, 16)
+IRIS_INNER = 0.82
+PUPIL_SIZE = 0.42
+MOUTH = (72, 36, 36)
+#: The patient's face outline is filled this much beyond its landmarks (blur and keep).
+OUTLINE_GROWTH = 1.15
+#: Longest side of the image a ``blur`` background is computed at, before it is scaled back.
+BLUR_SIDE = 48
+#: Pixels by which drawn openings extend under the mesh's antialiased rim.
+RIM = 2
+
+
+def _fixed(points: np.ndarray) -> np.ndarray:
+    return np.round(points[:, :2] * (1 << SHIFT)).astype(np.int32)
+
+
+def background(rgb: np.ndarray, settings: MaskSettings) -> np.ndarray:
+    """The image with every pixel replaced as the background policy says (a new array)."""
+    if settings.background is BackgroundPolicy.FILL:
+        return np.full_like(rgb, settings.fill_color)
+    if settings.background is BackgroundPolicy.KEEP:
+        return rgb.copy()
+    height, width = rgb.shape[:2]
+    factor = max(height, width) / BLUR_SIDE
+    small = cv2.resize(rgb, (max(1, round(width / factor)), max(1, round(height / factor))),
+                       interpolation=cv2.INTER_AREA)
+    return cv2.resize(cv2.GaussianBlur(small, (0, 0), 1.0), (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def face_outline(points: np.ndarray) -> np.ndarray:
+    """The patient's face outline grown by ``OUTLINE_GROWTH`` about its centre (N x 2 pixels)."""
+    outline = points[FACE_OVAL, :2]
+    centre = outline.mean(axis=0)
+    return centre + (outline - centre) * OUTLINE_GROWTH
+
+
+def _opening_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
+    """Coverage in [0, 1] of an opening, grown by ``RIM`` pixels to sit under the mesh's edge."""
+    mask = np.zeros(shape, dtype=np.uint8)
+    fixed = _fixed(polygon)
+    cv2.fillPoly(mask, [fixed], 255, cv2.LINE_AA, SHIFT)
+    cv2.polylines(mask, [fixed], True, 255, 2 * RIM, cv2.LINE_AA, SHIFT)
+    return mask.astype(np.float32)[..., None] / 255.0
+
+
+def _window(canvas: np.ndarray, polygon: np.ndarray) -> tuple[slice, slice, np.ndarray]:
+    """Row and column slices of ``canvas`` around ``polygon``, and the window's origin (x, y)."""
+    height, width = canvas.shape[:2]
+    low = np.floor(polygon[:, :2].min(axis=0)).astype(int) - RIM - 2
+    high = np.ceil(polygon[:, :2].max(axis=0)).astype(int) + RIM + 2
+    x0, y0 = max(low[0], 0), max(low[1], 0)
+    x1, y1 = min(high[0], width), min(high[1], height)
+    return slice(y0, max(y0, y1)), slice(x0, max(x0, x1)), np.array([x0, y0, 0.0])
+
+
+def _iris_ellipse(iris: np.ndarray, size: float) -> tuple[tuple[int, int], tuple[int, int], float]:
+    """``cv2.ellipse`` centre, axes (fixed point) and angle of an iris scaled by ``size``."""
+    centre, ring = iris[0, :2], iris[1:, :2]
+    horizontal, vertical = ring[0] - ring[2], ring[1] - ring[3]
+    axes = (np.linalg.norm(horizontal) / 2 * size, np.linalg.norm(vertical) / 2 * size)
+    angle = float(np.degrees(np.arctan2(horizontal[1], horizontal[0])))
+    scale = 1 << SHIFT
+    return (
+        (int(round(centre[0] * scale)), int(round(centre[1] * scale))),
+        (max(1, int(round(axes[0] * scale))), max(1, int(round(axes[1] * scale)))),
+        angle,
+    )
+
+
+def draw_eye(canvas: np.ndarray, opening: np.ndarray, iris: np.ndarray) -> None:
+    """Draw sclera, iris and pupil into ``canvas`` (in place), clipped by the eyelid ``opening``."""
+    rows, columns, origin = _window(canvas, opening)
+    window = canvas[rows, columns]
+    eye = np.empty_like(window)
+    eye[:] = SCLERA
+    for colour, size in ((LIMBUS, 1.0), (IRIS, IRIS_INNER), (PUPIL, PUPIL_SIZE)):
+        centre, axes, angle = _iris_ellipse(iris - origin, size)
+        cv2.ellipse(eye, centre, axes, angle, 0, 360, colour, -1, cv2.LINE_AA, SHIFT)
+    _blend(window, eye, _opening_mask(window.shape[:2], opening - origin))
+
+
+def fill_opening(canvas: np.ndarray, layer: np.ndarray | tuple[int, int, int], opening: np.ndarray) -> None:
+    """Show ``layer`` (an image like ``canvas``, or a colour) through ``opening``, in place."""
+    rows, columns, origin = _window(canvas, opening)
+    window = canvas[rows, columns]
+    source = layer[rows, columns] if isinstance(layer, np.ndarray) else np.full_like(window, layer)
+    _blend(window, source, _opening_mask(window.shape[:2], opening - origin))
+
+
+def _blend(canvas: np.ndarray, layer: np.ndarray, coverage: np.ndarray) -> None:
+    canvas[:] = (canvas * (1.0 - coverage) + layer * coverage + 0.5).astype(np.uint8)
+
+
+def compose_face(
+    canvas: np.ndarray,
+    original: np.ndarray,
+    rendered: np.ndarray,
+    shape: np.ndarray,
+    points: np.ndarray,
+    settings: MaskSettings,
+) -> None:
+    """Compose one face into ``canvas`` (a region of the output, changed in place).
+
+    Parameters
+    ----------
+    canvas
+        The output's pixels over the face's region, already showing the background.
+    original
+        The input's pixels over the same region.
+    rendered
+        The mesh rendered over the region (RGBA, alpha = coverage).
+    shape, points
+        The mask's vertices and the patient's landmarks, in pixels of the region.
+    settings
+        Background and eye choices.
+    """
+    if settings.background is not BackgroundPolicy.FILL:
+        cv2.fillPoly(canvas, [_fixed(face_outline(points))], settings.fill_color, cv2.LINE_AA, SHIFT)
+    for opening, iris in ((RIGHT_EYE_OPENING, RIGHT_IRIS), (LEFT_EYE_OPENING, LEFT_IRIS)):
+        if settings.eyes is EyeRendering.RENDERED:
+            draw_eye(canvas, shape[opening], shape[iris])
+        else:
+            fill_opening(canvas, original, points[opening])
+    fill_opening(canvas, MOUTH, shape[MOUTH_OPENING])
+    coverage = rendered[..., 3:4].astype(np.float32) / 255.0
+    _blend(canvas, rendered[..., :3], coverage)

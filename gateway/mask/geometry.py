@@ -1,0 +1,118 @@
+"""The mask's shape: the patient's geometry where it is kept, the identity-free template elsewhere.
+
+Every parameter fitted to a patient's face is a channel through which two masks of the same
+person can be linked. So the template is never fitted to the face's proportions: its scale and
+position come from the eyes (kept anyway), and only the head's rotation comes from the whole
+face (head pose is diagnostic and kept). The mesh is then a per-vertex blend: weight 1 (the
+patient's landmarks) in the preserved regions, 0 (the placed template) far from them, and a
+smooth fall-off over the surface in between so that there is no seam.
+
+Coordinates follow ``gateway.mask.landmarks``: pixels, x right, y down, z depth on x's scale.
+Normalised coordinates put the midpoint between the eyes at the origin with an inter-ocular
+distance of 1.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from gateway.mask.topology import (
+    EDGES,
+    LANDMARK_COUNT,
+    LEFT_EYE_OPENING,
+    MESH_VERTEX_COUNT,
+    REGION_VERTICES,
+    RIGHT_EYE_OPENING,
+    Region,
+)
+
+#: Width of the fall-off from kept to template geometry, in inter-ocular distances.
+FALLOFF = 0.15
+
+
+def eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (3D) of the right and left eyelid openings: gaze-independent, unlike the irises."""
+    return points[RIGHT_EYE_OPENING].mean(axis=0), points[LEFT_EYE_OPENING].mean(axis=0)
+
+
+def rotation_onto(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The proper rotation ``R`` minimising ``sum |R @ s_i - t_i|^2`` for centred point sets."""
+    u, _, vt = np.linalg.svd(target.T @ source)
+    sign = np.sign(np.linalg.det(u @ vt))
+    return u @ np.diag([1.0, 1.0, sign]) @ vt
+
+
+def eye_frame(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Origin (midpoint of the eyes) and scale (3D inter-ocular distance) of a face."""
+    right, left = eye_centres(points)
+    return (right + left) / 2.0, float(np.linalg.norm(left - right))
+
+
+def normalise(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``points`` moved to the eye frame and rotated onto ``reference`` (normalised, 478x3)."""
+    origin, scale = eye_frame(points)
+    centred = (points - origin) / scale
+    rotation = rotation_onto(centred[:MESH_VERTEX_COUNT], reference[:MESH_VERTEX_COUNT])
+    return centred @ rotation.T
+
+
+def place_template(template: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The normalised ``template`` placed on a face: eyes' scale and position, head's rotation.
+
+    The rotation is fitted on the whole mesh (the head pose is kept); scale and translation
+    come only from the eyes, so the rendered face has the template's proportions whatever the
+    patient's.
+    """
+    origin, scale = eye_frame(points)
+    centred = (points - origin) / scale
+    rotation = rotation_onto(template[:MESH_VERTEX_COUNT], centred[:MESH_VERTEX_COUNT])
+    return (template @ rotation.T) * scale + origin
+
+
+def surface_distance(template: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Shortest distance along mesh edges from any of ``seeds`` to every mesh vertex."""
+    lengths = np.linalg.norm(template[EDGES[:, 0]] - template[EDGES[:, 1]], axis=1)
+    neighbours: list[list[tuple[int, float]]] = [[] for _ in range(MESH_VERTEX_COUNT)]
+    for (a, b), length in zip(EDGES.tolist(), lengths.tolist()):
+        neighbours[a].append((b, length))
+        neighbours[b].append((a, length))
+    distance = np.full(MESH_VERTEX_COUNT, np.inf)
+    queue = [(0.0, int(v)) for v in seeds if v < MESH_VERTEX_COUNT]
+    for _, v in queue:
+        distance[v] = 0.0
+    heapq.heapify(queue)
+    while queue:
+        d, v = heapq.heappop(queue)
+        if d > distance[v]:
+            continue
+        for n, length in neighbours[v]:
+            if d + length < distance[n]:
+                distance[n] = d + length
+                heapq.heappush(queue, (d + length, n))
+    return distance
+
+
+def preservation_weights(template: np.ndarray, regions: frozenset[Region] | None) -> np.ndarray:
+    """Per-landmark weight of the patient's geometry: 1 in ``regions``, smoothly 0 beyond.
+
+    ``None`` keeps the whole face (weight 1 everywhere). The iris landmarks are not part of the
+    surface: they are kept exactly when ``irises`` is preserved.
+    """
+    weights = np.zeros(LANDMARK_COUNT)
+    if regions is None:
+        return weights + 1.0
+    seeds = np.concatenate([REGION_VERTICES[r] for r in regions]) if regions else np.empty(0, int)
+    mesh_seeds = seeds[seeds < MESH_VERTEX_COUNT]
+    if mesh_seeds.size:
+        t = np.clip(surface_distance(template, mesh_seeds) / FALLOFF, 0.0, 1.0)
+        weights[:MESH_VERTEX_COUNT] = 1.0 - t * t * (3.0 - 2.0 * t)
+    weights[seeds[seeds >= MESH_VERTEX_COUNT]] = 1.0
+    return weights
+
+
+def mask_shape(points: np.ndarray, template: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Vertices (478x3, pixels) of the mask of one face: kept geometry blended into the template."""
+    placed = place_template(template, points)
+    return placed + weights[:, None] * (points - placed)

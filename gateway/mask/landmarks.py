@@ -1,0 +1,239 @@
+"""Face landmarks with mediapipe Face Mesh (478 points with the irises).
+
+Stills are searched in two steps so that a small face in a large photo is still found: the
+full-range face detector runs on a reduced copy, then Face Mesh runs on a crop of the native
+image around each detection, so the landmarks keep the native resolution's precision. A photo
+taken rotated by 90, 180 or 270 degrees is tried in those orientations before giving up.
+Frame sequences use Face Mesh's own tracking instead (``tracking=True``).
+
+Coordinates are pixels of the image passed in: x to the right, y down, and z (depth, smaller is
+nearer the camera) on the same scale as x, as Face Mesh reports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import mediapipe as mp
+import numpy as np
+
+from gateway.mask.settings import MaskSettings
+from gateway.mask.topology import LANDMARK_COUNT
+
+#: Longest side of the reduced copy the face detector and the tracker see.
+DETECTION_SIDE = 960
+#: Longest side of the crop Face Mesh sees; its own models work at 192 (face) and 64 (iris).
+MESH_CROP_SIDE = 512
+#: Crop side as a multiple of the detected face box side.
+CROP_MARGIN = 1.8
+#: Tile side as a multiple of the grid step: neighbouring tiles overlap by this much.
+TILE_OVERLAP = 1.3
+#: Two detections whose landmark boxes overlap more than this are the same face.
+SAME_FACE_IOU = 0.4
+
+
+@dataclass(frozen=True)
+class FaceLandmarks:
+    """One face found in an image.
+
+    Attributes
+    ----------
+    points
+        (478, 3) float64 landmark positions in pixels of the image the face was found in
+        (x right, y down, z depth on the scale of x). Rows 468-477 are the irises.
+    score
+        Detector confidence in [0, 1] (1.0 for faces followed by the tracker).
+    """
+
+    points: np.ndarray
+    score: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.points.shape != (LANDMARK_COUNT, 3):
+            raise ValueError(f"expected ({LANDMARK_COUNT}, 3) landmarks, got {self.points.shape}")
+
+    def box(self) -> tuple[float, float, float, float]:
+        """Bounding box ``(x0, y0, x1, y1)`` of the landmarks in pixels."""
+        x, y = self.points[:, 0], self.points[:, 1]
+        return float(x.min()), float(y.min()), float(x.max()), float(y.max())
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _reduced(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """A copy whose longest side is at most ``side``, and the factor from it back to ``rgb``."""
+    height, width = rgb.shape[:2]
+    factor = max(height, width) / side
+    if factor <= 1.0:
+        return np.ascontiguousarray(rgb), 1.0
+    step = int(factor // 2) or 1  # cheap decimation first, then an area filter for the rest
+    coarse = rgb[::step, ::step]
+    size = (max(1, round(width / factor)), max(1, round(height / factor)))
+    return cv2.resize(coarse, size, interpolation=cv2.INTER_AREA), factor
+
+
+def _unrotate(points: np.ndarray, turns: int, width: int, height: int) -> np.ndarray:
+    """Map points found in ``np.rot90(image, turns)`` back to ``image`` (``width`` x ``height``)."""
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    if turns == 1:
+        x, y = width - y, x
+    elif turns == 2:
+        x, y = width - x, height - y
+    elif turns == 3:
+        x, y = y, height - x
+    return np.stack([x, y, z], axis=1)
+
+
+Tile = tuple[int, int, int, int]
+
+
+def _search_passes(width: int, height: int) -> list[list[tuple[int, Tile]]]:
+    """The order in which a still is searched: each pass is a list of (quarter turns, tile).
+
+    First the whole image upright, then turned by 90, 180 and 270 degrees; then, upright, ever
+    finer grids of overlapping tiles until a tile is seen at about native resolution, so that a
+    small face in a large photo still reaches the detector at a size it can find. The search
+    stops at the first pass that finds a face.
+    """
+    whole = (0, 0, width, height)
+    passes: list[list[tuple[int, Tile]]] = [[(turns, whole)] for turns in range(4)]
+    count = 2
+    while max(width, height) / count * TILE_OVERLAP > DETECTION_SIDE * 0.75:
+        step_x, step_y = width / count, height / count
+        tile_w, tile_h = step_x * TILE_OVERLAP, step_y * TILE_OVERLAP
+        tiles = []
+        for row in range(count):
+            for column in range(count):
+                x0 = int(min(column * step_x, width - tile_w))
+                y0 = int(min(row * step_y, height - tile_h))
+                tiles.append((0, (x0, y0, int(x0 + tile_w), int(y0 + tile_h))))
+        passes.append(tiles)
+        count *= 2
+    return passes
+
+
+def _as_array(landmarks: object, width: int, height: int) -> np.ndarray:
+    """Face Mesh's normalised landmarks as pixel coordinates (z scaled like x)."""
+    values = np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float64)  # type: ignore[attr-defined]
+    return values * np.array([width, height, width], dtype=np.float64)
+
+
+class LandmarkDetector:
+    """Finds faces and their landmarks; holds its mediapipe graphs (one per worker process).
+
+    Parameters
+    ----------
+    settings
+        ``max_faces``, ``detection_confidence`` and ``tracking_confidence`` are used.
+    """
+
+    def __init__(self, settings: MaskSettings) -> None:
+        self._max_faces = settings.max_faces
+        self._detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=settings.detection_confidence
+        )
+        self._still_mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=settings.detection_confidence,
+        )
+        self._tracking_mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False,
+            max_num_faces=settings.max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=settings.detection_confidence,
+            min_tracking_confidence=settings.tracking_confidence,
+        )
+
+    def close(self) -> None:
+        """Release the mediapipe graphs."""
+        for graph in (self._detector, self._still_mesh, self._tracking_mesh):
+            graph.close()
+
+    def detect(self, rgb: np.ndarray, tracking: bool = False) -> list[FaceLandmarks]:
+        """Every face in ``rgb`` (HxWx3 uint8), at most ``max_faces``, largest first.
+
+        With ``tracking`` the frames are expected in order (one sequence per detector) and Face
+        Mesh follows the faces from one frame to the next; otherwise each call is independent
+        and rotated orientations are tried when the upright search finds nothing.
+        """
+        if tracking:
+            faces = self._track(rgb)
+        else:
+            faces = []
+            for search in _search_passes(rgb.shape[1], rgb.shape[0]):
+                for turns, tile in search:
+                    faces = self._find_in_tile(rgb, tile, turns, faces)
+                if faces:
+                    break
+        faces.sort(key=lambda f: -(f.box()[2] - f.box()[0]) * (f.box()[3] - f.box()[1]))
+        return faces[: self._max_faces]
+
+    def _track(self, rgb: np.ndarray) -> list[FaceLandmarks]:
+        small, factor = _reduced(rgb, DETECTION_SIDE)
+        result = self._tracking_mesh.process(small)
+        height, width = small.shape[:2]
+        return [
+            FaceLandmarks(_as_array(face, width, height) * factor)
+            for face in result.multi_face_landmarks or []
+        ]
+
+    def _find_in_tile(
+        self, rgb: np.ndarray, tile: tuple[int, int, int, int], turns: int, faces: list[FaceLandmarks]
+    ) -> list[FaceLandmarks]:
+        """``faces`` plus the new faces the detector finds in ``tile`` turned by ``turns``."""
+        x0, y0, x1, y1 = tile
+        upright, factor = _reduced(rgb[y0:y1, x0:x1], DETECTION_SIDE)
+        small = np.ascontiguousarray(np.rot90(upright, turns))
+        sh, sw = small.shape[:2]
+        faces = list(faces)
+        for detection in self._detector.process(small).detections or []:
+            box = detection.location_data.relative_bounding_box
+            centre = np.array([[(box.xmin + box.width / 2) * sw, (box.ymin + box.height / 2) * sh, 0.0]])
+            cx, cy, _ = _unrotate(centre, turns, upright.shape[1], upright.shape[0])[0] * factor
+            side = max(box.width * sw, box.height * sh) * factor * CROP_MARGIN
+            face = self._mesh_in_crop(rgb, cx + x0, cy + y0, side, turns)
+            if face is None:
+                continue
+            face = FaceLandmarks(face.points, float(detection.score[0]))
+            if all(_iou(face.box(), other.box()) < SAME_FACE_IOU for other in faces):
+                faces.append(face)
+        return faces
+
+    def _mesh_in_crop(
+        self, rgb: np.ndarray, cx: float, cy: float, side: float, turns: int
+    ) -> FaceLandmarks | None:
+        """Face Mesh on a native-resolution square crop, mapped back to ``rgb`` pixels."""
+        height, width = rgb.shape[:2]
+        x0, y0 = int(np.floor(cx - side / 2)), int(np.floor(cy - side / 2))
+        x1, y1 = int(np.ceil(cx + side / 2)), int(np.ceil(cy + side / 2))
+        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+        if cx1 - cx0 < 8 or cy1 - cy0 < 8:
+            return None
+        crop = rgb[cy0:cy1, cx0:cx1]
+        scale = min(1.0, MESH_CROP_SIDE / max(crop.shape[:2]))
+        if scale < 1.0:
+            step = int(1 / scale // 2) or 1
+            coarse = crop[::step, ::step]
+            size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+            crop = cv2.resize(coarse, size, interpolation=cv2.INTER_AREA)
+        crop = np.ascontiguousarray(np.rot90(crop, turns))
+        result = self._still_mesh.process(crop)
+        if not result.multi_face_landmarks:
+            return None
+        ch, cw = crop.shape[:2]
+        points = _as_array(result.multi_face_landmarks[0], cw, ch)
+        upright_w, upright_h = (cw, ch) if turns % 2 == 0 else (ch, cw)
+        points = _unrotate(points, turns, upright_w, upright_h)
+        points[:, 0] = points[:, 0] * (cx1 - cx0) / upright_w + cx0
+        points[:, 1] = points[:, 1] * (cy1 - cy0) / upright_h + cy0
+        points[:, 2] = points[:, 2] * (cx1 - cx0) / upright_w
+        return FaceLandmarks(points)

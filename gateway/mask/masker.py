@@ -1,0 +1,136 @@
+"""``FaceMasker``: every face of an image replaced by its digital mask.
+
+The masker owns the per-process resources (mediapipe graphs, the OpenGL context, the template)
+and runs the steps in order: landmarks -> mask shape -> render -> compose -> residual check.
+``detect`` and ``render`` are public and stable for frame sequences, where the caller smooths
+and interpolates the landmarks between the two (``gateway.mask.video``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gateway.errors import NoFaceFound, ResidualFace, UnsupportedPixelFormat
+from gateway.mask.compose import background, compose_face, face_outline
+from gateway.mask.geometry import mask_shape, preservation_weights
+from gateway.mask.landmarks import FaceLandmarks, LandmarkDetector
+from gateway.mask.render import MaskRenderer
+from gateway.mask.residual import Box, ResidualFaceCheck
+from gateway.mask.settings import BackgroundPolicy, MaskSettings
+from gateway.mask.template import load_template
+from gateway.mask.topology import MESH_VERTEX_COUNT
+
+#: Pixels around a face's region, for the antialiased rim.
+REGION_MARGIN = 2
+
+
+class FaceMasker:
+    """Masks faces in RGB images; create one per worker process and reuse it.
+
+    Parameters
+    ----------
+    settings
+        The mask options of the profile; the defaults are the privacy-preserving choice.
+
+    Examples
+    --------
+    >>> with FaceMasker(MaskSettings()) as masker:            # doctest: +SKIP
+    ...     masked = masker.mask_image(rgb)
+    """
+
+    def __init__(self, settings: MaskSettings | None = None) -> None:
+        self.settings = settings or MaskSettings()
+        self.template = load_template()
+        self._weights = preservation_weights(self.template.vertices, self.settings.preserved_regions())
+        self._detector = LandmarkDetector(self.settings)
+        self._renderer = MaskRenderer(self.settings.skin_albedo)
+        self._residual = ResidualFaceCheck() if self.settings.residual_check else None
+
+    def __enter__(self) -> FaceMasker:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the mediapipe graphs and the OpenGL context."""
+        self._detector.close()
+        self._renderer.close()
+
+    def detect(self, rgb: np.ndarray, tracking: bool = False) -> list[FaceLandmarks]:
+        """Landmarks of every face in ``rgb`` (at most ``max_faces``); may be empty.
+
+        ``tracking=True`` follows faces from the previous call's frame (frame sequences, in
+        order); otherwise every call searches the whole image, also rotated.
+        """
+        return self._detector.detect(_checked(rgb), tracking)
+
+    def render(self, rgb: np.ndarray, faces: list[FaceLandmarks]) -> np.ndarray:
+        """``rgb`` with each of ``faces`` replaced by its mask and the background policy applied.
+
+        No detection and no residual check happen here: this is the step a frame sequence runs
+        on landmarks it has smoothed itself. The output is a new HxWx3 uint8 array.
+        """
+        _checked(rgb)
+        output = background(rgb, self.settings)
+        for face in faces:
+            self._mask_face(output, rgb, face.points)
+        return output
+
+    def mask_image(self, rgb: np.ndarray) -> np.ndarray:
+        """Mask every face of a still image.
+
+        Raises
+        ------
+        NoFaceFound
+            No face was found (in any orientation).
+        ResidualFace
+            The independent detector finds a face outside the masks on the output.
+        UnsupportedPixelFormat
+            ``rgb`` is not an HxWx3 uint8 array.
+        """
+        faces = self.detect(rgb)
+        if not faces:
+            raise NoFaceFound("no face found in the image")
+        output = self.render(rgb, faces)
+        self.check_residual(output, faces)
+        return output
+
+    def check_residual(self, output: np.ndarray, faces: list[FaceLandmarks]) -> None:
+        """Raise ``ResidualFace`` if a second detector finds a face no mask of ``faces`` covers.
+
+        With ``background: fill`` nothing of the input is left outside the masks, so there is
+        nothing to scan.
+        """
+        if self._residual is None or self.settings.background is BackgroundPolicy.FILL:
+            return
+        boxes = [self._region(face.points, output.shape) for face in faces]
+        if self._residual.uncovered_faces(output, boxes):
+            raise ResidualFace("a face outside every mask was detected on the output")
+
+    def _region(self, points: np.ndarray, shape: tuple[int, ...]) -> Box:
+        """The pixels a face's mask may touch: the mask and (unless filled anyway) the outline."""
+        mask = mask_shape(points, self.template.vertices, self._weights)[:MESH_VERTEX_COUNT, :2]
+        outline = face_outline(points) if self.settings.background is not BackgroundPolicy.FILL else mask
+        extent = np.vstack([mask, outline])
+        low = np.floor(extent.min(axis=0)).astype(int) - REGION_MARGIN
+        high = np.ceil(extent.max(axis=0)).astype(int) + REGION_MARGIN
+        height, width = shape[:2]
+        return max(low[0], 0), max(low[1], 0), min(high[0], width), min(high[1], height)
+
+    def _mask_face(self, output: np.ndarray, rgb: np.ndarray, points: np.ndarray) -> None:
+        shape = mask_shape(points, self.template.vertices, self._weights)
+        x0, y0, x1, y1 = self._region(points, rgb.shape)
+        if x1 <= x0 or y1 <= y0:
+            return
+        rendered = self._renderer.render(shape, (x0, y0, x1, y1))
+        offset = np.array([x0, y0, 0.0])
+        compose_face(
+            output[y0:y1, x0:x1], rgb[y0:y1, x0:x1], rendered, shape - offset, points - offset, self.settings
+        )
+
+
+def _checked(rgb: np.ndarray) -> np.ndarray:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise UnsupportedPixelFormat("the mask needs an HxWx3 uint8 RGB image")
+    return rgb

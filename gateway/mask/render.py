@@ -1,0 +1,159 @@
+"""Headless rendering of the mask mesh with moderngl (EGL: a GPU where present, llvmpipe otherwise).
+
+One OpenGL context per process, created once. A face is rendered only over its own bounding
+region of the image, in an orthographic projection whose units are the image's pixels, with a
+depth test, per-vertex normals, Lambert + ambient shading of a neutral skin albedo (never the
+patient's skin) and 4x multisampling. Per-vertex colours darken the brows and the eyelid margins
+and tint the lips, so that the mask reads as a face to people and to landmark models.
+"""
+
+from __future__ import annotations
+
+import moderngl
+import numpy as np
+
+from gateway.mask.topology import (
+    LEFT_BROW,
+    LEFT_EYE_OPENING,
+    LIPS,
+    MESH_VERTEX_COUNT,
+    RIGHT_BROW,
+    RIGHT_EYE_OPENING,
+    TRIANGLES,
+)
+
+SAMPLES = 4
+#: Framebuffers grow in steps of this many pixels, so that most faces reuse them.
+FRAMEBUFFER_STEP = 256
+AMBIENT = 0.45
+#: Direction towards the light: from the front and somewhat above (y is down, z away).
+LIGHT = np.array([0.0, -0.35, -1.0]) / np.linalg.norm([0.0, -0.35, -1.0])
+BROW_SHADE = 0.55
+LID_MARGIN_SHADE = 0.3
+LIP_TINT = np.array([168.0, 92.0, 92.0])
+
+_VERTEX_SHADER = """
+#version 330
+uniform vec2 origin;
+uniform vec2 size;
+uniform vec2 depth;
+in vec3 position;
+in vec3 normal;
+in vec3 colour;
+out vec3 v_normal;
+out vec3 v_colour;
+void main() {
+    vec2 xy = (position.xy - origin) / size * 2.0 - 1.0;
+    float z = (position.z - depth.x) / (depth.y - depth.x) * 2.0 - 1.0;
+    gl_Position = vec4(xy, z, 1.0);
+    v_normal = normal;
+    v_colour = colour;
+}
+"""
+
+_FRAGMENT_SHADER = """
+#version 330
+uniform vec3 light;
+uniform float ambient;
+in vec3 v_normal;
+in vec3 v_colour;
+out vec4 colour;
+void main() {
+    vec3 n = normalize(v_normal);
+    float lambert = max(dot(n, light), 0.0);
+    colour = vec4(v_colour * (ambient + (1.0 - ambient) * lambert), 1.0);
+}
+"""
+
+
+def vertex_normals(vertices: np.ndarray) -> np.ndarray:
+    """Area-weighted vertex normals, each facing the camera (negative z)."""
+    a, b, c = (vertices[TRIANGLES[:, i]] for i in range(3))
+    faces = np.cross(b - a, c - a)
+    faces *= np.where(faces[:, 2:3] > 0, -1.0, 1.0)
+    normals = np.zeros_like(vertices)
+    for i in range(3):
+        np.add.at(normals, TRIANGLES[:, i], faces)
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    return normals / np.maximum(length, 1e-12)
+
+
+def vertex_colours(skin_albedo: tuple[int, int, int]) -> np.ndarray:
+    """Per-vertex albedo in [0, 1]: skin, darker brows and lid margins, tinted lips."""
+    skin = np.array(skin_albedo, dtype=np.float64)
+    colours = np.tile(skin, (MESH_VERTEX_COUNT, 1))
+    colours[np.concatenate([RIGHT_BROW, LEFT_BROW])] *= BROW_SHADE
+    colours[np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING])] *= LID_MARGIN_SHADE
+    colours[LIPS] = (skin + LIP_TINT) / 2.0
+    return colours / 255.0
+
+
+class MaskRenderer:
+    """Renders mask meshes; holds the OpenGL context and its buffers (one per worker process).
+
+    Parameters
+    ----------
+    skin_albedo
+        RGB albedo of the skin, the same for every patient.
+    """
+
+    def __init__(self, skin_albedo: tuple[int, int, int]) -> None:
+        self._ctx = moderngl.create_standalone_context(backend="egl")
+        self._program = self._ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
+        self._program["light"].value = tuple(LIGHT)
+        self._program["ambient"].value = AMBIENT
+        self._vertices = self._ctx.buffer(reserve=MESH_VERTEX_COUNT * 9 * 4)
+        indices = self._ctx.buffer(TRIANGLES.astype("u4").tobytes())
+        self._vao = self._ctx.vertex_array(
+            self._program, [(self._vertices, "3f 3f 3f", "position", "normal", "colour")], indices
+        )
+        self._colours = vertex_colours(skin_albedo)
+        self._capacity = (0, 0)
+        self._multisampled: moderngl.Framebuffer | None = None
+        self._resolved: moderngl.Framebuffer | None = None
+
+    def close(self) -> None:
+        """Release the OpenGL context."""
+        self._ctx.release()
+
+    def _framebuffers(self, width: int, height: int) -> tuple[moderngl.Framebuffer, moderngl.Framebuffer]:
+        if self._multisampled is None or width > self._capacity[0] or height > self._capacity[1]:
+            step = FRAMEBUFFER_STEP
+            size = (max(self._capacity[0], -(-width // step) * step), max(self._capacity[1], -(-height // step) * step))
+            for framebuffer in (self._multisampled, self._resolved):
+                if framebuffer is not None:
+                    framebuffer.release()
+            self._multisampled = self._ctx.framebuffer(
+                self._ctx.renderbuffer(size, 4, samples=SAMPLES),
+                self._ctx.depth_renderbuffer(size, samples=SAMPLES),
+            )
+            self._resolved = self._ctx.framebuffer(self._ctx.renderbuffer(size, 4))
+            self._capacity = size
+        assert self._resolved is not None
+        return self._multisampled, self._resolved
+
+    def render(self, vertices: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+        """The mesh over ``region`` = ``(x0, y0, x1, y1)`` of the image, as RGBA uint8.
+
+        ``vertices`` are the mask's landmarks in image pixels (at least the 468 mesh vertices).
+        Alpha is the mesh's coverage of each pixel (antialiased edges, zero in the eye and mouth
+        openings and outside the face).
+        """
+        x0, y0, x1, y1 = region
+        width, height = x1 - x0, y1 - y0
+        mesh = vertices[:MESH_VERTEX_COUNT]
+        data = np.hstack([mesh, vertex_normals(mesh), self._colours]).astype("f4")
+        self._vertices.write(data.tobytes())
+        near, far = float(mesh[:, 2].min()) - 1.0, float(mesh[:, 2].max()) + 1.0
+        self._program["origin"].value = (float(x0), float(y0))
+        self._program["size"].value = (float(width), float(height))
+        self._program["depth"].value = (near, far)
+        multisampled, resolved = self._framebuffers(width, height)
+        multisampled.use()
+        multisampled.viewport = (0, 0, width, height)
+        multisampled.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self._ctx.enable(moderngl.DEPTH_TEST)
+        self._vao.render(moderngl.TRIANGLES)
+        self._ctx.copy_framebuffer(resolved, multisampled)
+        pixels = resolved.read(viewport=(0, 0, width, height), components=4)
+        return np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 4)

@@ -1,0 +1,126 @@
+"""Face Mesh topology: triangles, openings and the named regions of the 478 landmarks.
+
+Everything here depends only on mediapipe's fixed landmark numbering, never on a face, so it is
+computed once at import. The mesh is triangulated from ``FACEMESH_TESSELATION`` (an edge list):
+its triangles are the 3-cliques of the edge graph that are real faces of the surface. The eye
+and mouth openings are holes in that surface; their rims are ordered into closed polygons so
+that the eyes and the mouth can be drawn (or kept) inside them.
+
+Left and right are the subject's: the subject's left eye appears on the right of the image.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from enum import StrEnum
+
+import numpy as np
+from mediapipe.python.solutions import face_mesh_connections as connections
+
+#: Landmarks of the surface mesh; the 10 iris landmarks follow them.
+MESH_VERTEX_COUNT = 468
+#: All landmarks of Face Mesh with ``refine_landmarks=True``.
+LANDMARK_COUNT = 478
+
+RIGHT_IRIS_CENTRE = 468
+LEFT_IRIS_CENTRE = 473
+#: Iris landmarks per eye: centre, then the four points on the limbus.
+RIGHT_IRIS = np.arange(468, 473)
+LEFT_IRIS = np.arange(473, 478)
+
+
+class Region(StrEnum):
+    """Parts of the face whose own geometry a mask can keep (``MaskSettings.preserve``)."""
+
+    EYES = "eyes"
+    EYELIDS = "eyelids"
+    IRISES = "irises"
+    BROWS = "brows"
+    MOUTH = "mouth"
+
+
+def _edges(pairs: frozenset[tuple[int, int]]) -> set[tuple[int, int]]:
+    return {(min(a, b), max(a, b)) for a, b in pairs}
+
+
+def _vertices(pairs: frozenset[tuple[int, int]]) -> np.ndarray:
+    return np.array(sorted({v for pair in pairs for v in pair}), dtype=np.int32)
+
+
+def _ring(pairs: frozenset[tuple[int, int]]) -> np.ndarray:
+    """Order the edges of a closed contour into a polygon (a cycle of vertex indices)."""
+    neighbours: dict[int, list[int]] = collections.defaultdict(list)
+    for a, b in _edges(pairs):
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    start = min(neighbours)
+    ring, previous = [start], None
+    while True:
+        current = ring[-1]
+        following = next(v for v in sorted(neighbours[current]) if v != previous)
+        if following == start:
+            break
+        ring.append(following)
+        previous = current
+    return np.array(ring, dtype=np.int32)
+
+
+def _triangles() -> np.ndarray:
+    """Triangles of the tessellation (winding is not consistent; the renderer does not need it).
+
+    A 3-clique of the edge graph is a face of the surface unless all three of its edges are
+    already shared by two other faces (the few spurious cliques that close over a fold).
+    """
+    edges = _edges(connections.FACEMESH_TESSELATION)
+    adjacency: dict[int, set[int]] = collections.defaultdict(set)
+    for a, b in edges:
+        adjacency[a].add(b)
+        adjacency[b].add(a)
+    cliques = sorted({tuple(sorted((a, b, c))) for a, b in edges for c in adjacency[a] & adjacency[b]})
+    use = collections.Counter(e for t in cliques for e in itertools.combinations(t, 2))
+    faces = [t for t in cliques if not all(use[e] > 2 for e in itertools.combinations(t, 2))]
+    return np.array(faces, dtype=np.int32)
+
+
+def _hops(seed: np.ndarray, count: int) -> np.ndarray:
+    """Vertices within ``count`` edges of ``seed`` on the mesh."""
+    adjacency: dict[int, set[int]] = collections.defaultdict(set)
+    for a, b in _edges(connections.FACEMESH_TESSELATION):
+        adjacency[a].add(b)
+        adjacency[b].add(a)
+    reached = set(int(v) for v in seed)
+    frontier = set(reached)
+    for _ in range(count):
+        frontier = {n for v in frontier for n in adjacency[v]} - reached
+        reached |= frontier
+    return np.array(sorted(reached), dtype=np.int32)
+
+
+#: (852, 3) vertex indices of the surface triangles (eyes and mouth are holes).
+TRIANGLES = _triangles()
+#: Unique mesh edges as (E, 2) index pairs, for distances over the surface.
+EDGES = np.array(sorted(_edges(connections.FACEMESH_TESSELATION)), dtype=np.int32)
+
+#: Eyelid margins as closed polygons: the openings through which the eyes are seen.
+RIGHT_EYE_OPENING = _ring(connections.FACEMESH_RIGHT_EYE)
+LEFT_EYE_OPENING = _ring(connections.FACEMESH_LEFT_EYE)
+_INNER_LIP = frozenset({78, 95, 88, 178, 87, 14, 317, 402, 318, 324,
+                        308, 415, 310, 311, 312, 13, 82, 81, 80, 191})
+#: Inner lip contour: the mouth opening.
+MOUTH_OPENING = _ring(frozenset(p for p in connections.FACEMESH_LIPS if set(p) <= _INNER_LIP))
+#: Outline of the face mesh.
+FACE_OVAL = _ring(connections.FACEMESH_FACE_OVAL)
+
+RIGHT_BROW = _vertices(connections.FACEMESH_RIGHT_EYEBROW)
+LEFT_BROW = _vertices(connections.FACEMESH_LEFT_EYEBROW)
+LIPS = _vertices(connections.FACEMESH_LIPS)
+
+#: Landmarks of each region (mesh vertices and, for irises, the refined iris points).
+REGION_VERTICES: dict[Region, np.ndarray] = {
+    Region.EYES: np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING]),
+    Region.EYELIDS: _hops(np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING]), 3),
+    Region.IRISES: np.concatenate([RIGHT_IRIS, LEFT_IRIS]),
+    Region.BROWS: np.concatenate([RIGHT_BROW, LEFT_BROW]),
+    Region.MOUTH: _hops(LIPS, 1),
+}
