@@ -13,13 +13,17 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, tag_for_keyword
 from pydicom.tag import BaseTag, Tag
 
 from gateway.deid.options import Option
 
 _TAG_TEXT = re.compile(r"^\(?\s*([0-9A-Fa-f]{4})\s*,?\s*([0-9A-Fa-f]{4})\s*\)?$")
 _UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+#: VRs whose values are written as text, so that a ``replace`` override can set them.
+_TEXT_VALUE_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
 #: A root longer than this leaves fewer than 23 digits (~76 bits) of hash in a 64-character UID.
 MAX_UID_ROOT_LENGTH = 40
 
@@ -149,6 +153,7 @@ class DeidSettings(BaseModel):
                     raise ValueError(f"{Tag(tag)} is in both {seen[tag]} and {name}")
                 seen[tag] = name
         for tag in self.replace:
-            if dictionary_VR(tag) in ("SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"):
-                raise ValueError(f"{Tag(tag)} cannot be replaced by text (VR {dictionary_VR(tag)})")
+            vr = dictionary_VR(tag) if dictionary_has_tag(tag) else "UN"
+            if vr not in _TEXT_VALUE_VRS:
+                raise ValueError(f"{Tag(tag)} cannot be replaced by text (VR {vr})")
         return self
