@@ -47,7 +47,10 @@ def wilson_interval(hits: int, trials: int, z: float = Z_95) -> tuple[float, flo
     denominator = 1.0 + z2 / trials
     centre = (p + z2 / (2 * trials)) / denominator
     half_width = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half_width), min(1.0, centre + half_width)
+    # At 0 and 100% the bounds are exactly 0 and 1; computed, they come out a rounding error off.
+    low = 0.0 if hits == 0 else centre - half_width
+    high = 1.0 if hits == trials else centre + half_width
+    return low, high
 
 
 def draw_lineup(identity: str, identities: Sequence[str], size: int, rng: random.Random) -> tuple[str, ...]:

@@ -181,14 +181,14 @@ class DigitalMask:
 
     def __init__(self, name: str, settings: Any) -> None:
         self.name = name
-        self._settings = settings
+        self.settings = settings
         self._masker: Any = None
 
     def apply(self, rgb: np.ndarray, region: FaceRegion) -> np.ndarray:
         if self._masker is None:
             from gateway.mask import FaceMasker
 
-            self._masker = FaceMasker(self._settings)
+            self._masker = FaceMasker(self.settings)
         return self._masker.mask_image(rgb)
 
 

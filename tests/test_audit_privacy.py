@@ -1,0 +1,192 @@
+"""The privacy audit run end to end on a tiny faces folder built from photos shipped in packages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import matplotlib
+import numpy as np
+import pytest
+import skimage
+from typer.testing import CliRunner
+
+from gateway.audit.privacy import AuditResult, draw_trials, load_face_set, run_privacy_audit
+from gateway.audit.report import write_report
+from gateway.audit.transforms import FaceRegion, transform_from_spec
+from gateway.cli import app
+from gateway.errors import AuditError, NoFaceFound
+
+pytestmark = pytest.mark.audit
+pytest.importorskip("dlib")
+
+SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
+GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+ASTRONAUT = SKIMAGE_DATA / "astronaut.png"
+
+
+def write_variants(source: Path, folder: Path, count: int) -> None:
+    """Photo #1 is the source, the others mirrored or rotated copies, all about LFW's size."""
+    bgr = cv2.imread(str(source), cv2.IMREAD_COLOR)
+    bgr = cv2.resize(bgr, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    height, width = bgr.shape[:2]
+    variants = [
+        bgr,
+        cv2.flip(bgr, 1),
+        cv2.warpAffine(bgr, cv2.getRotationMatrix2D((width / 2, height / 2), 6, 0.9), (width, height)),
+    ]
+    folder.mkdir(parents=True)
+    for index, image in enumerate(variants[:count], start=1):
+        cv2.imwrite(str(folder / f"{folder.name}_{index:04d}.png"), image)
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("faces")
+    write_variants(GRACE_HOPPER, root / "hopper", 3)
+    write_variants(ASTRONAUT, root / "astronaut", 2)
+    write_variants(SKIMAGE_DATA / "retina.jpg", root / "fundus", 2)  # no face: excluded
+    write_variants(ASTRONAUT, root / "single", 1)  # one photo: not a person of the audit
+    (root / "hopper" / "notes.txt").write_text("not a photo")
+    return root
+
+
+class Identity:
+    """A transform that releases the photo unchanged under another name."""
+
+    name = "identity"
+
+    def apply(self, rgb: np.ndarray, region: FaceRegion) -> np.ndarray:
+        return np.ascontiguousarray(rgb[:, :, :])
+
+
+class FailsOnPortrait:
+    """Fails closed on photos taller than wide (all of Grace Hopper's), like a mask finding no face."""
+
+    name = "fails-on-portrait"
+
+    def apply(self, rgb: np.ndarray, region: FaceRegion) -> np.ndarray:
+        if rgb.shape[0] > rgb.shape[1]:
+            raise NoFaceFound("no face")
+        return rgb.copy()
+
+
+@pytest.fixture(scope="module")
+def result(faces: Path) -> AuditResult:
+    transforms = [transform_from_spec("none"), Identity(), transform_from_spec("blur"), FailsOnPortrait()]
+    steps: list[int] = []
+    outcome = run_privacy_audit(load_face_set(faces), transforms, seed=11, progress=steps.append)
+    assert sum(steps) == 7  # every photo of the people with two or more, fundus included
+    return outcome
+
+
+def by_name(result: AuditResult, name: str):
+    return next(t for t in result.transforms if t.name == name)
+
+
+def test_faces_folder_layout(faces: Path, tmp_path: Path) -> None:
+    face_set = load_face_set(faces)
+    assert list(face_set.people) == ["astronaut", "fundus", "hopper"]
+    assert [p.key for p in face_set.people["hopper"]] == [f"hopper/hopper_{i:04d}.png" for i in (1, 2, 3)]
+    (tmp_path / "alone").mkdir()
+    with pytest.raises(AuditError):
+        load_face_set(tmp_path)
+    with pytest.raises(AuditError):
+        load_face_set(tmp_path / "missing")
+
+
+def test_trials_follow_the_protocols() -> None:
+    usable = {f"p{i}": [f"p{i}/1", f"p{i}/2", f"p{i}/3"][: 2 + i % 2] for i in range(10)}
+    trials = draw_trials(usable, seed=5, lineup_size=6)
+    assert [t.probe for t in trials["a"]] == [key for keys in usable.values() for key in keys]
+    for trial in trials["a"]:
+        assert trial.gallery[trial.identity] == trial.probe
+        assert all(key.endswith("/1") for who, key in trial.gallery.items() if who != trial.identity)
+    assert trials["b"] is trials["c"]
+    for trial in trials["b"]:
+        assert trial.probe == f"{trial.identity}/2"
+        assert set(trial.gallery.values()) == {f"p{i}/1" for i in range(10)}
+    for trial in trials["a"] + trials["b"]:
+        assert len(trial.lineup) == 6 and trial.identity in trial.lineup
+    assert draw_trials(usable, seed=5, lineup_size=6) == trials
+    assert draw_trials(usable, seed=6, lineup_size=6) != trials
+
+
+def test_photos_without_a_face_are_excluded(result: AuditResult) -> None:
+    assert result.identities == ["astronaut", "hopper"]
+    assert result.excluded == ["fundus/fundus_0001.png", "fundus/fundus_0002.png"]
+    assert len(result.trials["a"]) == 5 and len(result.trials["b"]) == 2
+
+
+def test_originals_are_recognised(result: AuditResult) -> None:
+    none = by_name(result, "none")
+    assert none.released == 5 and not none.failures
+    for strength in ("strong", "detector"):
+        for protocol in ("a", "b", "c"):
+            for view in ("lineup", "closed"):
+                score = none.scores[strength][protocol][view]
+                assert score.hits == score.trials > 0
+                assert score.chance == 0.5  # two people
+    assert none.fidelity_compared == len(none.fidelity) == 5
+    assert max(f.eyelid_error for f in none.fidelity) == 0.0
+
+
+def test_an_identity_transform_scores_like_none(result: AuditResult) -> None:
+    none, identity = by_name(result, "none"), by_name(result, "identity")
+    assert identity.scores == none.scores
+    assert identity.fidelity == none.fidelity
+    assert identity.detector_found == none.detector_found == 5
+
+
+def test_blur_hides_the_face_from_the_detector(result: AuditResult) -> None:
+    blur = by_name(result, "blur")
+    assert blur.detector_found < 5
+    assert blur.scores["detector"]["a"]["lineup"].hits < 5
+
+
+def test_failing_closed_is_counted_not_released(result: AuditResult) -> None:
+    failing = by_name(result, "fails-on-portrait")
+    assert dict(failing.failures) == {"no-face": 3}
+    assert failing.released == 2
+    strong = failing.scores["strong"]
+    assert strong["a"]["lineup"].trials == 2  # only the astronaut's photos were released
+    assert strong["b"]["closed"].trials == 1
+    # In linkage the failed photos of the other person cannot be candidates either.
+    assert strong["c"]["closed"].chance == 1.0
+
+
+def test_report_files(result: AuditResult, tmp_path: Path) -> None:
+    paths = write_report(result, tmp_path / "report")
+    assert [p.name for p in paths] == ["report.json", "report.md", "sheet.png"]
+    report = json.loads(paths[0].read_text())
+    assert (report["seed"], report["people"], report["photos"], report["lineup_size"]) == (11, 2, 5, 6)
+    assert [t["name"] for t in report["transforms"]] == ["none", "identity", "blur", "fails-on-portrait"]
+    cell = report["transforms"][0]["scores"]["strong"]["b"]["lineup"]
+    assert cell["rate"] == 1.0 and cell["ci95"][1] == 1.0 and cell["trials"] == 2
+    assert report["transforms"][3]["failed_closed"] == {"no-face": 3}
+    assert len(report["draws"]["a"]) == 5
+    markdown = paths[1].read_text()
+    assert "| none | strong (original landmarks) | 5/5 |" in markdown
+    assert "| fails-on-portrait | detector-based | 2/5 (3 no-face) |" in markdown
+    sheet = cv2.imread(str(paths[2]))
+    assert sheet.shape[0] > 2 * 160 and sheet.shape[1] > 5 * 160  # 2 people x (original + 4)
+
+
+def test_cli_writes_the_report(faces: Path, tmp_path: Path) -> None:
+    run = CliRunner().invoke(
+        app, ["audit", "privacy", "--faces", str(faces), "--transform", "none,eyebar", "--report", str(tmp_path)]
+    )
+    assert run.exit_code == 0, run.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [t["name"] for t in report["transforms"]] == ["none", "eyebar"]
+    assert (tmp_path / "sheet.png").stat().st_size > 0
+
+
+def test_cli_refuses_an_unknown_transform(faces: Path, tmp_path: Path) -> None:
+    run = CliRunner().invoke(
+        app, ["audit", "privacy", "--faces", str(faces), "--transform", "none,smudge", "--report", str(tmp_path)]
+    )
+    assert run.exit_code == 2
+    assert "unknown transform 'smudge'" in run.output
+    assert not (tmp_path / "report.json").exists()
