@@ -7,11 +7,16 @@ typed errors into a message and an exit code. Nothing here knows how masking or 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from gateway import __version__
+
+if TYPE_CHECKING:
+    from gateway.spool import FolderSpool
 
 app = typer.Typer(
     name="dmask",
@@ -98,6 +103,88 @@ def audit_privacy(
         raise typer.Exit(EXIT_CONFIG_ERROR) from None
     for path in write_report(result, report):
         typer.echo(path)
+
+
+def _spool_of(config_path: Path) -> FolderSpool:
+    """The spool a configuration names (for the admin commands next to a running gateway)."""
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+    from gateway.spool import FolderSpool
+
+    try:
+        settings = load_config(config_path, check_secret=False).spool
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    return FolderSpool(settings.path, retention=settings.retention)
+
+
+@app.command()
+def serve(
+    config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="The YAML configuration."),
+) -> None:
+    """Run the gateway: listener, spool, workers and forwarding, until SIGTERM.
+
+    SIGHUP reloads the configuration (a broken one is refused and the running one kept);
+    SIGTERM stops accepting associations, finishes the in-flight instances and exits 0.
+    """
+    from gateway.errors import ConfigError
+    from gateway.service import Gateway
+
+    try:
+        gateway = Gateway(config)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    gateway.run()
+
+
+@app.command()
+def queue(
+    config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="The YAML configuration."),
+    state: str | None = typer.Option(None, help="List the jobs in this state "
+                                     "(received, processing, retry, quarantined, done)."),
+    reason: str | None = typer.Option(None, help="List the jobs with this reason code."),
+    limit: int = typer.Option(100, help="List at most this many jobs."),
+) -> None:
+    """Show the spool: job counts by state and reason, or the jobs of one state/reason."""
+    from gateway.spool import JobState
+
+    spool = _spool_of(config)
+    if state is None and reason is None:
+        for (job_state, job_reason), count in sorted(spool.counts().items(),
+                                                     key=lambda item: (item[0][0], item[0][1] or "")):
+            typer.echo(f"{job_state:<12} {job_reason or '-':<28} {count}")
+        return
+    try:
+        wanted = JobState(state) if state else None
+    except ValueError:
+        typer.echo(f"unknown state '{state}'", err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    for job in spool.jobs(wanted, reason, limit):
+        received = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.received_at))
+        typer.echo(f"{job.id:>8} {job.state.value:<12} {job.reason or '-':<28} {received} "
+                   f"{job.calling_ae:<16} attempts={job.attempts} "
+                   f"pending={','.join(job.pending) or '-'}")
+
+
+@app.command()
+def requeue(
+    ids: list[int] = typer.Argument(None, help="Job ids to run again."),
+    config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="The YAML configuration."),
+    reason: str | None = typer.Option(None, help="Requeue every failed job with this reason."),
+    all_failed: bool = typer.Option(False, "--all-failed", help="Requeue every failed job."),
+) -> None:
+    """Send quarantined or retrying jobs through the pipeline again.
+
+    A running gateway picks them up within a second; the pipeline runs from the original, so a
+    job quarantined under a profile that has since been fixed gets the new treatment.
+    """
+    if not ids and reason is None and not all_failed:
+        typer.echo("give job ids, --reason R or --all-failed", err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR)
+    count = _spool_of(config).requeue(ids or (), reason=reason, all_failed=all_failed)
+    typer.echo(f"requeued {count} job(s)")
 
 
 if __name__ == "__main__":

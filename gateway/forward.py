@@ -210,7 +210,9 @@ class Forwarder:
         """Deliver ``outgoing`` to the destination called ``name`` (raises ForwardError)."""
         sender = self._senders.get(name)
         if sender is None:
-            destination = self.destinations[name]
+            destination = self.destinations.get(name)
+            if destination is None:  # removed from the configuration since the job was routed
+                raise ForwardError("the destination is no longer configured")
             sender = FolderSender(destination) if isinstance(destination, FolderDestination) \
                 else DicomSender(destination, self.calling_ae_title)
             self._senders[name] = sender

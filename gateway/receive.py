@@ -83,14 +83,19 @@ class Receiver:
         The transfer syntaxes to accept (those the pixel layer decodes); others are refused at
         association negotiation.
     on_admitted
-        Called with the job id after each admitted instance, to wake the dispatcher.
+        Called with the job id, calling AE title and SOP Class UID of each admitted instance
+        (to wake the dispatcher, count and audit it).
+    on_refused
+        Called with the status of each refused C-STORE.
     """
 
     def __init__(self, listener: Listener, spool: Spool, transfer_syntaxes: Iterable[str],
-                 on_admitted: Callable[[int], None] | None = None) -> None:
+                 on_admitted: Callable[[int, str, str], None] | None = None,
+                 on_refused: Callable[[int], None] | None = None) -> None:
         self.listener = listener
         self.spool = spool
         self.on_admitted = on_admitted
+        self.on_refused = on_refused
         self.ae = AE(ae_title=listener.ae_title)
         self.ae.maximum_associations = listener.max_associations
         self.ae.maximum_pdu_size = listener.max_pdu_size
@@ -151,18 +156,23 @@ class Receiver:
         if not _has_data_set(path):
             log.warning("C-STORE refused: the data set is empty or not DICOM",
                         extra={"calling_ae": calling, "status": f"0x{CANNOT_UNDERSTAND:04X}"})
-            return CANNOT_UNDERSTAND
+            return self._refuse(CANNOT_UNDERSTAND)
         try:
             job_id = self.spool.admit(path, calling_ae=calling,
                                       called_ae=event.assoc.acceptor.ae_title.strip())
         except SpoolFull as exc:
             log.error("C-STORE refused: %s", exc,
                       extra={"calling_ae": calling, "status": f"0x{OUT_OF_RESOURCES:04X}"})
-            return OUT_OF_RESOURCES
+            return self._refuse(OUT_OF_RESOURCES)
         log.debug("instance admitted", extra={"job": job_id, "calling_ae": calling})
         if self.on_admitted is not None:
-            self.on_admitted(job_id)
+            self.on_admitted(job_id, calling, str(event.request.AffectedSOPClassUID))
         return SUCCESS
+
+    def _refuse(self, status: int) -> int:
+        if self.on_refused is not None:
+            self.on_refused(status)
+        return status
 
     # -- server -----------------------------------------------------------------------------
 

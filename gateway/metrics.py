@@ -1,0 +1,86 @@
+"""Prometheus metrics and the /healthz and /readyz probes, served over HTTP.
+
+All metrics live in the serve process: workers report how long their stages took in their
+outcome and the serve loop observes them here, so there is no multi-process collector to set up.
+``/healthz`` says the process answers; ``/readyz`` says it should get traffic (listener up, spool
+writable, workers running).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+_STAGE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class GatewayMetrics:
+    """The gateway's metrics, in their own registry (so tests can create several)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.received = Counter("dmask_received_instances", "Instances admitted into the spool",
+                                registry=self.registry)
+        self.refused = Counter("dmask_refused_instances",
+                               "C-STORE requests answered with a failure status", ["status"],
+                               registry=self.registry)
+        self.forwarded = Counter("dmask_forwarded_instances",
+                                 "Instances delivered to a destination", ["destination"],
+                                 registry=self.registry)
+        self.quarantined = Counter("dmask_quarantined_instances",
+                                   "Instances quarantined (never forwarded)", ["reason"],
+                                   registry=self.registry)
+        self.retries = Counter("dmask_forward_retries",
+                               "Deliveries that failed and were scheduled again", ["destination"],
+                               registry=self.registry)
+        self.queue_depth = Gauge("dmask_queue_depth", "Jobs in the spool by state", ["state"],
+                                 registry=self.registry)
+        self.stage_seconds = Histogram("dmask_stage_duration_seconds",
+                                       "Time spent per pipeline stage", ["stage"],
+                                       buckets=_STAGE_BUCKETS, registry=self.registry)
+
+    def observe_stages(self, stage_seconds: Mapping[str, float]) -> None:
+        """Record the durations a worker measured for one instance."""
+        for stage, seconds in stage_seconds.items():
+            self.stage_seconds.labels(stage).observe(seconds)
+
+    def set_queue_depth(self, counts: Mapping[str, int]) -> None:
+        """Set the queue depth gauge from jobs per state (states absent from ``counts`` are 0)."""
+        for state in ("received", "processing", "retry", "quarantined", "done"):
+            self.queue_depth.labels(state).set(counts.get(state, 0))
+
+
+def serve_metrics(metrics: GatewayMetrics, host: str, port: int,
+                  ready: Callable[[], bool]) -> ThreadingHTTPServer:
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` in a daemon thread; return the server."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            if self.path == "/metrics":
+                self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif self.path == "/healthz":
+                self._reply(200, b"ok\n")
+            elif self.path == "/readyz":
+                is_ready = ready()
+                self._reply(200 if is_ready else 503, b"ready\n" if is_ready else b"not ready\n")
+            else:
+                self._reply(404, b"not found\n")
+
+        def _reply(self, code: int, body: bytes, content_type: str = "text/plain") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            """Probes every few seconds would drown the gateway's own log."""
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

@@ -1,0 +1,283 @@
+"""``dmask serve``: the listener, the spool, the worker pool and the loop that connects them.
+
+The serve process receives (threads, I/O only) and keeps the books: it claims due jobs from the
+spool, hands them to the workers and records their outcomes (processed, delivered, retried,
+quarantined) in the spool, the metrics and the audit trail. It is the spool's only writer.
+
+Signals: SIGHUP reloads the configuration, refusing a broken one and keeping the running one;
+SIGTERM (and SIGINT) stop accepting associations, let the in-flight jobs finish and exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from types import FrameType
+
+from gateway.audit_trail import InstanceEvent, InstanceRecord, Outcome as AuditOutcome, audit
+from gateway.config import DicomDestination, GatewayConfig, RetryPolicy, load_config
+from gateway.errors import ConfigError, SpoolFull
+from gateway.forward import next_attempt
+from gateway.logs import configure_logging
+from gateway.metrics import GatewayMetrics, serve_metrics
+from gateway.pixels import DECODABLE_TRANSFER_SYNTAXES
+from gateway.receive import Receiver
+from gateway.spool import FolderSpool, Job, JobState
+from gateway.workers import Outcome, Ticket, WorkerPool
+
+log = logging.getLogger("dmask.service")
+
+#: A job in flight when a worker process died this many times is quarantined: it is likely the
+#: one that kills workers (a codec crash on malformed data).
+MAX_WORKER_CRASHES = 3
+_HOUSEKEEPING_S = 5.0
+_EXPIRED = "forward-expired"
+
+
+class Gateway:
+    """The running gateway.
+
+    Parameters
+    ----------
+    config_path
+        The YAML configuration; read again on SIGHUP.
+    """
+
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = Path(config_path)
+        self.config: GatewayConfig = load_config(self.config_path)
+        self.secret = self.config.load_secret()
+        configure_logging(self.config.logging)
+        spool = self.config.spool
+        self.spool = FolderSpool(spool.path, min_free_bytes=spool.min_free_bytes,
+                                 max_bytes=spool.max_bytes, retention=spool.retention)
+        self.metrics = GatewayMetrics()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._reload_requested = False
+        self._inflight: dict[Future[Outcome], tuple[Job, Ticket]] = {}
+        self._crashes: dict[int, int] = {}
+        self._pool: WorkerPool | None = None
+        self._receiver: Receiver | None = None
+        self._listening = False
+
+    # -- readiness and signals --------------------------------------------------------------
+
+    def ready(self) -> bool:
+        """Listener up, workers running and the spool able to take an instance."""
+        if not self._listening or self._pool is None or self._stopping:
+            return False
+        try:
+            self.spool.check_capacity()
+        except SpoolFull:
+            return False
+        return True
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self._reload_requested = True
+        else:
+            self._stopping = True
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Ask the loop to drain and return (what SIGTERM does; usable from another thread)."""
+        self._stopping = True
+        self._wake.set()
+
+    # -- receive callbacks (association threads) --------------------------------------------
+
+    def _admitted(self, job_id: int, calling_ae: str, sop_class_uid: str) -> None:
+        self.metrics.received.inc()
+        audit(InstanceEvent.RECEIVED, InstanceRecord(job_id, sop_class_uid=sop_class_uid),
+              source_ae=calling_ae, destination=self.config.listener.ae_title)
+        self._wake.set()
+
+    def _refused(self, status: int) -> None:
+        self.metrics.refused.labels(f"0x{status:04X}").inc()
+
+    def _start_receiver(self) -> None:
+        self._receiver = Receiver(self.config.listener, self.spool, DECODABLE_TRANSFER_SYNTAXES,
+                                  on_admitted=self._admitted, on_refused=self._refused)
+        self._receiver.start()
+        self._listening = True
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until SIGTERM/SIGINT (or :meth:`stop`); must run in the main thread."""
+        recovered = self.spool.recover()
+        if recovered:
+            log.info("jobs left in processing were put back", extra={"jobs": recovered})
+        self._pool = WorkerPool(self.config, self.secret)
+        http = None
+        if self.config.metrics.enabled:
+            http = serve_metrics(self.metrics, self.config.metrics.host, self.config.metrics.port,
+                                 self.ready)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        self._start_receiver()
+        housekeeping = 0.0
+        while not self._stopping:
+            if self._reload_requested:
+                self._reload_requested = False
+                self._reload()
+            self._dispatch()
+            self._wake.wait(0.5)
+            self._wake.clear()
+            self._collect()
+            if time.monotonic() - housekeeping > _HOUSEKEEPING_S:
+                housekeeping = time.monotonic()
+                self._housekeeping()
+        self._drain()
+        if http is not None:
+            http.shutdown()
+
+    def _drain(self) -> None:
+        """Stop receiving, finish the jobs the workers have, stop the workers."""
+        log.info("stopping: draining in-flight work", extra={"jobs": len(self._inflight)})
+        self._listening = False
+        if self._receiver is not None:
+            self._receiver.stop()
+        while self._inflight:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            self._collect()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._housekeeping()
+        self.spool.close()
+        log.info("stopped")
+
+    def _dispatch(self) -> None:
+        assert self._pool is not None
+        capacity = 2 * self._pool.count
+        while len(self._inflight) < capacity and not self._stopping:
+            job = self.spool.claim()
+            if job is None:
+                return
+            ticket = Ticket(job_id=job.id, original=job.original,
+                            output=self.spool.output_path(job.id), calling_ae=job.calling_ae,
+                            called_ae=job.called_ae, processed=job.output is not None,
+                            pending=job.pending)
+            future = self._pool.submit(ticket)
+            self._inflight[future] = (job, ticket)
+            future.add_done_callback(lambda _: self._wake.set())
+
+    def _collect(self) -> None:
+        broken = False
+        for future in [f for f in self._inflight if f.done()]:
+            job, ticket = self._inflight.pop(future)
+            try:
+                outcome = future.result()
+            except BrokenProcessPool:
+                broken = True
+                self._worker_died(job)
+                continue
+            self._record(job, ticket, outcome)
+        if broken and not self._stopping:
+            log.error("a worker process died; starting a new pool")
+            self._pool = WorkerPool(self.config, self.secret)
+
+    def _worker_died(self, job: Job) -> None:
+        self._crashes[job.id] = self._crashes.get(job.id, 0) + 1
+        if self._crashes[job.id] >= MAX_WORKER_CRASHES:
+            self._quarantine(job, "worker-crashed")
+        else:
+            self.spool.release(job.id)
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def _quarantine(self, job: Job, reason: str) -> None:
+        self.spool.quarantine(job.id, reason)
+        self.metrics.quarantined.labels(reason).inc()
+        log.warning("instance quarantined", extra={"job": job.id, "reason": reason})
+        audit(InstanceEvent.QUARANTINED, InstanceRecord(job.id), source_ae=job.calling_ae,
+              destination=self.config.listener.ae_title, outcome=AuditOutcome.MINOR_FAILURE,
+              reason=reason)
+
+    def _retry_policy(self, destination: str) -> RetryPolicy:
+        settings = self.config.destinations.get(destination)
+        return settings.retry if isinstance(settings, DicomDestination) else RetryPolicy()
+
+    def _next_round(self, job: Job, failed: dict[str, str]) -> tuple[float | None, dict[str, str]]:
+        """When to retry the failed deliveries, or (None, expired reasons) for a dead letter."""
+        now = time.time()
+        first = job.first_failure_at or now
+        times = [next_attempt(self._retry_policy(name), job.attempts + 1, first, now)
+                 for name in failed]
+        if any(at is None for at in times):
+            return None, {name: _EXPIRED for name in failed}
+        return min(t for t in times if t is not None), failed
+
+    def _record(self, job: Job, ticket: Ticket, outcome: Outcome) -> None:
+        self._crashes.pop(job.id, None)
+        if outcome.quarantine_reason is not None:
+            self._quarantine(job, outcome.quarantine_reason)
+            return
+        record = InstanceRecord(job.id, outcome.sop_class_uid, outcome.study_instance_uid,
+                                outcome.patient_id)
+        gateway_ae = self.config.listener.ae_title
+        if not ticket.processed:
+            self.spool.record_processed(job.id, ticket.output, outcome.destinations)
+            self.metrics.observe_stages(outcome.stage_seconds)
+            if outcome.masked:
+                audit(InstanceEvent.MASKED, record, source_ae=gateway_ae, destination=gateway_ae)
+        next_at, failed = (None, {})
+        if outcome.failed:
+            next_at, failed = self._next_round(job, outcome.failed)
+        state = self.spool.record_deliveries(job.id, outcome.delivered, failed, next_at)
+        for name in outcome.delivered:
+            self.metrics.forwarded.labels(name).inc()
+            audit(InstanceEvent.FORWARDED, record, source_ae=gateway_ae, destination=name)
+        if state is JobState.RETRY:
+            for name in failed:
+                self.metrics.retries.labels(name).inc()
+        elif state is JobState.QUARANTINED:
+            self.metrics.quarantined.labels(_EXPIRED).inc()
+            log.error("delivery given up (dead letter)",
+                      extra={"job": job.id, "destinations": sorted(failed)})
+            audit(InstanceEvent.QUARANTINED, record, source_ae=gateway_ae,
+                  destination=",".join(sorted(failed)), outcome=AuditOutcome.SERIOUS_FAILURE,
+                  reason=_EXPIRED)
+
+    def _housekeeping(self) -> None:
+        self.spool.purge()
+        counts: dict[str, int] = {}
+        for (state, _reason), count in self.spool.counts().items():
+            counts[state] = counts.get(state, 0) + count
+        self.metrics.set_queue_depth(counts)
+
+    # -- reload -----------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        """Apply a new configuration, or keep the running one if the new one is broken.
+
+        Workers are replaced (the old ones finish what they have); the listener restarts only
+        when its section changed. Spool settings need a restart.
+        """
+        try:
+            config = load_config(self.config_path)
+            secret = config.load_secret()
+        except ConfigError as exc:
+            log.error("configuration reload refused; the running configuration stays",
+                      extra={"error": str(exc)})
+            return
+        old_pool, self._pool = self._pool, WorkerPool(config, secret)
+        if old_pool is not None:
+            old_pool.shutdown(wait=False)
+        listener_changed = config.listener != self.config.listener
+        if config.spool != self.config.spool:
+            log.warning("spool settings change only on restart")
+        self.config, self.secret = config, secret
+        configure_logging(config.logging)
+        if listener_changed and self._receiver is not None:
+            self._listening = False
+            self._receiver.stop()
+            self._start_receiver()
+        log.info("configuration reloaded", extra={"listener_restarted": listener_changed})

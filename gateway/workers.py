@@ -1,0 +1,183 @@
+"""The process pool that runs the pipeline and forwards its results.
+
+Decoding, masking, scrubbing and encoding are CPU work; in the serve process they would share
+one GIL with every open association. Each worker process therefore owns what is expensive to
+create - one :class:`~gateway.mask.FaceMasker` per mask profile (mediapipe graphs, render
+context) and one :class:`~gateway.forward.Forwarder` (open associations) - created once, when the
+process starts. A worker gets a :class:`Ticket` (a spool job, by path) and returns an
+:class:`Outcome`; it never touches the spool's state, so the serve loop stays its only writer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.filereader import read_file_meta_info
+
+from gateway.config import GatewayConfig
+from gateway.errors import DmaskError
+from gateway.forward import Forwarder, Outgoing
+from gateway.pipeline import Masker, process_instance, quarantine_reason
+
+log = logging.getLogger("dmask.workers")
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """One job for a worker: where its files are and what is left to do."""
+
+    job_id: int
+    original: Path
+    output: Path
+    calling_ae: str
+    called_ae: str
+    processed: bool = False
+    pending: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a worker did with a ticket.
+
+    ``destinations`` is set when the pipeline ran in this round (the route's destinations);
+    ``delivered`` and ``failed`` (destination -> reason) describe the forwarding round.
+    Identifiers are the pseudonymous ones of the result, for the audit trail.
+    """
+
+    job_id: int
+    quarantine_reason: str | None = None
+    destinations: tuple[str, ...] = ()
+    delivered: tuple[str, ...] = ()
+    failed: dict[str, str] = field(default_factory=dict)
+    masked: bool = False
+    sop_class_uid: str | None = None
+    study_instance_uid: str | None = None
+    patient_id: str | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class _WorkerState:
+    """Per-process resources, created once by :func:`_initialize`."""
+
+    config: GatewayConfig
+    secret: bytes
+    maskers: dict[str, Masker]
+    forwarder: Forwarder
+
+
+_state = _WorkerState()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when the serve process dies (even by SIGKILL).
+
+    An orphaned worker would otherwise go on forwarding jobs that the restarted gateway also
+    runs; the output is deterministic so the PACS would not get duplicates, but two writers of
+    one output file are still a mess to reason about.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the pool notices the broken pipe on its next call instead
+
+
+def _initialize(config: GatewayConfig, secret: bytes) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the serve process decides when to stop
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _state.config = config
+    _state.secret = secret
+    _state.maskers = {}
+    mask_profiles = {name: p.mask for name, p in config.profiles.items() if p.mask is not None}
+    if mask_profiles:
+        from gateway.mask import FaceMasker  # mediapipe and EGL only where a profile masks
+
+        _state.maskers = {name: FaceMasker(settings) for name, settings in mask_profiles.items()}
+    _state.forwarder = Forwarder(config.destinations, config.listener.ae_title)
+
+
+def _process(ticket: Ticket) -> tuple[Outgoing, Outcome]:
+    """Run the pipeline and write the result next to the original in the spool."""
+    processed = process_instance(ticket.original.read_bytes(), _state.config, _state.secret,
+                                 calling_ae=ticket.calling_ae, called_ae=ticket.called_ae,
+                                 maskers=_state.maskers)
+    temporary = ticket.output.with_suffix(".tmp")
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+        handle.write(processed.encoded)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, ticket.output)
+    outgoing = Outgoing(ticket.output, processed.sop_class_uid, processed.sop_instance_uid,
+                        processed.transfer_syntax_uid)
+    outcome = Outcome(job_id=ticket.job_id, destinations=processed.destinations,
+                      masked=processed.masked, sop_class_uid=processed.sop_class_uid,
+                      study_instance_uid=processed.study_instance_uid,
+                      patient_id=processed.patient_id, stage_seconds=processed.stage_seconds)
+    return outgoing, outcome
+
+
+def _already_processed(ticket: Ticket) -> tuple[Outgoing, Outcome]:
+    """A retry round: the result is on disk, only its file meta is read."""
+    meta = read_file_meta_info(ticket.output)
+    outgoing = Outgoing(ticket.output, str(meta.MediaStorageSOPClassUID),
+                        str(meta.MediaStorageSOPInstanceUID), str(meta.TransferSyntaxUID))
+    return outgoing, Outcome(job_id=ticket.job_id, destinations=ticket.pending,
+                             sop_class_uid=outgoing.sop_class_uid)
+
+
+def run(ticket: Ticket) -> Outcome:
+    """Process (unless done earlier) and forward one job; never raises for a bad instance."""
+    try:
+        if ticket.processed and ticket.output.exists():
+            outgoing, outcome = _already_processed(ticket)
+            pending = ticket.pending
+        else:
+            outgoing, outcome = _process(ticket)
+            pending = outcome.destinations
+    except Exception as exc:  # every failure of one instance is a quarantine, never a crash
+        if not isinstance(exc, DmaskError):
+            log.exception("pipeline failed unexpectedly", extra={"job": ticket.job_id})
+        return Outcome(job_id=ticket.job_id, quarantine_reason=quarantine_reason(exc))
+    delivered: list[str] = []
+    failed: dict[str, str] = {}
+    for name in pending:
+        try:
+            _state.forwarder.send(name, outgoing)
+            delivered.append(name)
+        except DmaskError as exc:
+            log.warning("delivery failed: %s", exc,
+                        extra={"job": ticket.job_id, "destination": name})
+            failed[name] = exc.reason
+    return Outcome(**{**outcome.__dict__, "delivered": tuple(delivered), "failed": failed})
+
+
+class WorkerPool:
+    """A pool of worker processes sharing one configuration and key.
+
+    Processes are started with ``spawn``: the serve process runs pynetdicom threads, and a
+    forked child would inherit their locks in whatever state they were.
+    """
+
+    def __init__(self, config: GatewayConfig, secret: bytes, count: int | None = None) -> None:
+        self.count = count or config.workers.count
+        self._executor = ProcessPoolExecutor(
+            max_workers=self.count, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_initialize, initargs=(config, secret))
+
+    def submit(self, ticket: Ticket) -> Future[Outcome]:
+        """Queue a ticket; the future raises BrokenProcessPool if its worker died."""
+        return self._executor.submit(run, ticket)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the workers once the submitted tickets are done; ``wait`` blocks until then."""
+        self._executor.shutdown(wait=wait)
