@@ -1,0 +1,139 @@
+"""Video transfer syntaxes through the pixel layer: frames, timing, determinism, audio dropped."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import skimage
+from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate, generate_fragments
+from pydicom.uid import (
+    UID,
+    HEVCMP51,
+    MPEG2MPHL,
+    MPEG2MPML,
+    MPEG4HP41,
+    MPEG4HP41BD,
+    MPEG4HP422D,
+    MPEG4HP42STEREO,
+    VideoPhotographicImageStorage,
+)
+
+from gateway.errors import PixelDataError
+from gateway.pixels import DECODABLE_TRANSFER_SYNTAXES, decode_frames, encode_frames
+from pixel_instances import make_dataset, psnr, written_and_read
+
+WRITTEN = [MPEG4HP41, MPEG4HP422D, MPEG2MPML, MPEG2MPHL, HEVCMP51]
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    """12 frames of the astronaut photo panning right, 160 x 120."""
+    rgb = skimage.io.imread(Path(skimage.data.__file__).parent / "astronaut.png")[:, :, :3]
+    photo = cv2.resize(rgb, (160, 120), interpolation=cv2.INTER_AREA)
+    return np.stack([np.roll(photo, 2 * index, axis=1) for index in range(12)])
+
+
+def video_dataset(clip: np.ndarray, tsyntax: UID, frame_time: str = "40") -> Dataset:
+    """A Video Photographic instance holding `clip` encoded in `tsyntax` by the pixel layer."""
+    ds = make_dataset(clip[:1], VideoPhotographicImageStorage)
+    ds.FrameTime = frame_time
+    ds.NumberOfFrames = len(clip)
+    encode_frames(ds, iter(clip), tsyntax)
+    return written_and_read(ds)
+
+
+@pytest.mark.parametrize("tsyntax", WRITTEN, ids=lambda uid: uid.name)
+def test_video_round_trip_keeps_count_size_timing_and_syntax(clip: np.ndarray, tsyntax: UID) -> None:
+    ds = video_dataset(clip, tsyntax, frame_time="33.3667")
+    assert ds.file_meta.TransferSyntaxUID == tsyntax
+    assert ds.NumberOfFrames == len(clip)
+    assert float(ds.FrameTime) == pytest.approx(1000 * 1001 / 30000, abs=1e-3)
+    assert ds.CineRate == 30 and ds.FrameIncrementPointer == 0x00181063
+    assert ds.PhotometricInterpretation == "YBR_PARTIAL_420" and ds.LossyImageCompression == "01"
+    frames = list(decode_frames(ds))
+    assert len(frames) == len(clip)
+    assert all(psnr(got, want) > 28 for got, want in zip(frames, clip))
+    with av.open(io.BytesIO(b"".join(generate_fragments(ds.PixelData)))) as container:
+        assert container.format.name == "mpegts"
+        assert [stream.type for stream in container.streams] == ["video"]
+        assert container.streams.video[0].average_rate == Fraction(30000, 1001)
+
+
+@pytest.mark.parametrize("tsyntax", WRITTEN, ids=lambda uid: uid.name)
+def test_video_encoding_is_byte_identical_across_runs(clip: np.ndarray, tsyntax: UID) -> None:
+    assert video_dataset(clip, tsyntax).PixelData == video_dataset(clip, tsyntax).PixelData
+
+
+@pytest.mark.parametrize("tsyntax", [MPEG4HP41BD, MPEG4HP42STEREO], ids=lambda uid: uid.name)
+def test_syntaxes_we_only_decode_are_re_encoded_as_h264(clip: np.ndarray, tsyntax: UID) -> None:
+    ds = video_dataset(clip, MPEG4HP41)
+    ds.file_meta.TransferSyntaxUID = tsyntax
+    assert tsyntax in DECODABLE_TRANSFER_SYNTAXES
+    encode_frames(ds, decode_frames(ds))
+    assert ds.file_meta.TransferSyntaxUID == MPEG4HP41
+    assert len(list(decode_frames(ds))) == len(clip)
+
+
+def test_audio_in_the_input_is_dropped(clip: np.ndarray) -> None:
+    output = io.BytesIO()
+    with av.open(output, mode="w", format="mpegts") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        audio = container.add_stream("mp2", rate=48000)
+        for index, frame in enumerate(clip):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts = index
+            container.mux(video.encode(picture))
+            samples = av.AudioFrame.from_ndarray(
+                np.zeros((1, 1920), dtype=np.int16), format="s16", layout="mono"
+            )
+            samples.sample_rate, samples.pts = 48000, index * 1920
+            container.mux(audio.encode(samples))
+        container.mux(video.encode(None))
+        container.mux(audio.encode(None))
+    ds = make_dataset(clip[:1], VideoPhotographicImageStorage)
+    ds.file_meta.TransferSyntaxUID = MPEG4HP41
+    ds.NumberOfFrames, ds.FrameTime = len(clip), "40"
+    ds.PixelData = encapsulate([output.getvalue()], has_bot=False)
+    frames = list(decode_frames(ds))
+    assert len(frames) == len(clip)
+    encode_frames(ds, frames)
+    with av.open(io.BytesIO(b"".join(generate_fragments(ds.PixelData)))) as container:
+        assert [stream.type for stream in container.streams] == ["video"]
+
+
+def test_a_bare_elementary_stream_decodes(clip: np.ndarray) -> None:
+    ds = video_dataset(clip, MPEG4HP41)
+    with av.open(io.BytesIO(b"".join(generate_fragments(ds.PixelData)))) as source:
+        annex_b = b"".join(bytes(packet) for packet in source.demux(video=0))
+    ds.PixelData = encapsulate([annex_b], has_bot=False)
+    assert len(list(decode_frames(ds))) == len(clip)
+
+
+def test_fewer_frames_than_declared_is_a_pixel_data_error(clip: np.ndarray) -> None:
+    ds = video_dataset(clip, MPEG4HP41)
+    ds.NumberOfFrames = len(clip) + 5
+    with pytest.raises(PixelDataError):
+        list(decode_frames(ds))
+
+
+def test_a_garbage_bitstream_is_a_pixel_data_error(clip: np.ndarray) -> None:
+    ds = video_dataset(clip, MPEG4HP41)
+    ds.PixelData = encapsulate([bytes(range(256)) * 64], has_bot=False)
+    with pytest.raises(PixelDataError):
+        list(decode_frames(ds))
+
+
+def test_frame_rate_comes_from_the_bitstream_when_attributes_are_absent(clip: np.ndarray) -> None:
+    ds = video_dataset(clip, MPEG4HP41, frame_time="40")
+    for keyword in ("FrameTime", "CineRate", "FrameIncrementPointer"):
+        delattr(ds, keyword)
+    encode_frames(ds, decode_frames(ds))
+    assert float(ds.FrameTime) == 40.0 and ds.CineRate == 25
