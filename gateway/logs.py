@@ -45,7 +45,10 @@ class HumanFormatter(logging.Formatter):
     """``2026-01-01T10:00:00.000Z INFO dmask.receive association accepted calling_ae=CAM1``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        context = " ".join(f"{key}={value}" for key, value in _context(record).items())
+        context = " ".join(
+            f"{key}={json.dumps(value, default=str, separators=(',', ':'))}"
+            if isinstance(value, (dict, list)) else f"{key}={value}"
+            for key, value in _context(record).items())
         line = f"{_timestamp(record)} {record.levelname:<7} {record.name} {record.getMessage()}"
         line = f"{line} {context}" if context else line
         if record.exc_info:
