@@ -32,8 +32,8 @@ from gateway.deid.values import date_spellings
 MIN_LENGTH = 3
 PIXEL_DATA = 0x7FE00010
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
-#: File meta attributes that name the instance or the sender.
-_IDENTIFYING_META = frozenset({0x00020003, 0x00020016, 0x00020017, 0x00020018, 0x00020102})
+#: File meta attributes outside Table E.1-1 that name the sender or carry private data.
+_IDENTIFYING_META = frozenset({0x00020016, 0x00020017, 0x00020018, 0x00020102})
 _BOUNDED = r"(?<![0-9A-Za-z.]){}(?![0-9A-Za-z.])"
 
 
@@ -105,8 +105,8 @@ def identifying_values(original: Dataset, plan: ScrubPlan | None = None) -> list
     for name, elem in _elements(original):
         tag = elem.tag
         group = tag >> 16
-        if group == 0x0002:
-            identifying = tag in _IDENTIFYING_META
+        if tag in _IDENTIFYING_META or (not group & 1 and group >> 8 in (0x50, 0x60)):
+            identifying = True  # sender AE titles, private meta; curves and overlays
         elif group & 1:
             identifying = (tag & 0xFF00) != 0 and not _allow_listed(original, tag, allowed_private)
         else:
@@ -156,9 +156,12 @@ def find_leaks(original: Dataset, deidentified: Dataset, plan: ScrubPlan | None 
     needles = identifying_values(original, plan)
     if not needles:
         return []
-    text_patterns = [
-        (n, re.compile(_BOUNDED.format(re.escape(n.value)), re.IGNORECASE)) for n in needles
-    ]
+    # One pass per text value: an alternation of every needle, longest first.
+    by_text: dict[str, list[IdentifyingValue]] = {}
+    for n in needles:
+        by_text.setdefault(n.value.casefold(), []).append(n)
+    alternatives = "|".join(re.escape(t) for t in sorted(by_text, key=len, reverse=True))
+    pattern = re.compile(_BOUNDED.format(f"(?:{alternatives})"), re.IGNORECASE)
     byte_forms = [
         (n, [n.value.encode("latin-1", "ignore"), n.value.encode("utf-16-le")])
         for n in needles
@@ -177,7 +180,8 @@ def find_leaks(original: Dataset, deidentified: Dataset, plan: ScrubPlan | None 
             ]
             continue
         for text in _texts(elem):
-            leaks += [Leak(n.attribute, name, n.value) for n, p in text_patterns if p.search(text)]
+            for match in pattern.finditer(text):
+                leaks += [Leak(n.attribute, name, n.value) for n in by_text.get(match[0].casefold(), [])]
     return list(dict.fromkeys(leaks))
 
 

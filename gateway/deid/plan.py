@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
 
 from pydicom.tag import Tag
 
@@ -76,14 +75,23 @@ def option_code(basic: str, option_codes: list[str]) -> str:
     return basic
 
 
+#: Compiled plans by the JSON of their settings; a process sees a handful of profiles.
+_PLANS: dict[str, ScrubPlan] = {}
+_MAX_PLANS = 64
+
+
 def compile_plan(settings: DeidSettings) -> ScrubPlan:
     """Return the compiled plan of ``settings`` (cached per distinct settings)."""
-    return _compile(settings.model_dump_json())
+    key = settings.model_dump_json()
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        plan = _PLANS[key] = _compile(settings, key)
+    return plan
 
 
-@lru_cache(maxsize=32)
-def _compile(settings_json: str) -> ScrubPlan:
-    settings = DeidSettings.model_validate_json(settings_json)
+def _compile(settings: DeidSettings, settings_json: str) -> ScrubPlan:
     table = load_table()
     chosen = [option.value for option in settings.options]
     codes = {

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, empty_value_for_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
@@ -212,7 +212,7 @@ class _Walk:
         if action is Action.REMOVE:
             return None
         if action is Action.EMPTY:
-            return DataElement(elem.tag, vr, [] if vr == "SQ" else None)
+            return DataElement(elem.tag, vr, empty_value_for_VR(vr))
         if vr == "SQ":
             if action is Action.DUMMY:
                 return self.sequence(elem, path, _Mode.DUMMY)
@@ -240,8 +240,6 @@ class _Walk:
 
     def uids(self, elem: DataElement) -> DataElement:
         """Action U: every UID of the element remapped under the profile's root."""
-        if self.retain_uids:
-            return copy.copy(elem)
         return DataElement(elem.tag, "UI", self._map(elem.value, lambda v: self.names.uid(str(v))))
 
     def pseudonym(self, elem: DataElement, path: str) -> DataElement:
@@ -252,7 +250,7 @@ class _Walk:
         """
         patient = self.patient if not path else str(elem.value or "").strip()
         if not patient:
-            return DataElement(elem.tag, elem.VR, None)
+            return DataElement(elem.tag, elem.VR, empty_value_for_VR(elem.VR))
         if elem.tag == PATIENT_NAME:
             return DataElement(elem.tag, "PN", self.names.patient_name(patient))
         return DataElement(elem.tag, "LO", self.names.patient_id(patient))
@@ -281,7 +279,7 @@ class _Walk:
             return None
         if elem.VR == "SQ":
             return self.sequence(elem, path, _Mode.NORMAL)
-        if elem.VR == "UI":
+        if elem.VR == "UI" and not self.retain_uids:
             return self.uids(elem)
         return copy.copy(elem)
 
@@ -309,7 +307,10 @@ class _Walk:
         if "SOPInstanceUID" in out:
             meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
         elif "MediaStorageSOPInstanceUID" in source_meta:
-            meta.MediaStorageSOPInstanceUID = self.uids(source_meta["MediaStorageSOPInstanceUID"]).value
+            element = source_meta["MediaStorageSOPInstanceUID"]
+            meta.MediaStorageSOPInstanceUID = (
+                element.value if self.plan.codes.get(element.tag) == "K" else self.uids(element).value
+            )
         if "TransferSyntaxUID" in source_meta:
             meta.TransferSyntaxUID = source_meta.TransferSyntaxUID
         meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID

@@ -71,8 +71,9 @@ def date_spellings(value: str) -> list[str]:
 def identifying_tokens(vr: str, value: str) -> list[str]:
     """The pieces of an identifying value that cleaned text must not contain.
 
-    Whole values always; for names and long strings also their words of three or more
-    characters (a family name alone is identifying); for dates their written forms.
+    Whole values always; for person names also their parts of three or more characters (a
+    family name alone is identifying); for dates their written forms. Other values are not
+    split: the words of an institution's name ("Eye", "Hospital") say nothing alone.
     """
     value = value.strip()
     if not value:
@@ -80,8 +81,8 @@ def identifying_tokens(vr: str, value: str) -> list[str]:
     if vr in ("DA", "DT"):
         return date_spellings(value)
     tokens = [value]
-    if vr in ("PN", "LO", "LT", "ST", "UT", "UC"):
-        tokens += [w for w in re.split(r"[\s^=,;:/()]+", value) if len(w) >= 3]
+    if vr == "PN":
+        tokens += [w for w in re.split(r"[\s^=,.]+", value) if len(w) >= 3]
     return tokens
 
 
