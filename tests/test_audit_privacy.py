@@ -175,12 +175,24 @@ def test_report_files(result: AuditResult, tmp_path: Path) -> None:
 
 def test_cli_writes_the_report(faces: Path, tmp_path: Path) -> None:
     run = CliRunner().invoke(
-        app, ["audit", "privacy", "--faces", str(faces), "--transform", "none,eyebar", "--report", str(tmp_path)]
+        app, ["audit", "privacy", "--faces", str(faces), "--transform", "eyebar", "--report", str(tmp_path)]
     )
     assert run.exit_code == 0, run.output
     report = json.loads((tmp_path / "report.json").read_text())
-    assert [t["name"] for t in report["transforms"]] == ["none", "eyebar"]
+    assert [t["name"] for t in report["transforms"]] == ["eyebar"]
     assert (tmp_path / "sheet.png").stat().st_size > 0
+
+
+def test_mask_settings_are_reported(faces: Path, tmp_path: Path) -> None:
+    pytest.importorskip("gateway.mask.masker")
+    from gateway.mask import MaskSettings
+
+    result = run_privacy_audit(load_face_set(faces), [transform_from_spec("mask:eyes=original")])
+    mask = result.transforms[0]
+    assert mask.settings == MaskSettings(eyes="original").model_dump(mode="json")
+    assert mask.released + sum(mask.failures.values()) == 5
+    # The digital mask must not leave the original photo's identity for the strong attacker.
+    assert mask.scores["strong"]["a"]["closed"].hits < mask.scores["strong"]["a"]["closed"].trials
 
 
 def test_cli_refuses_an_unknown_transform(faces: Path, tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ import numpy as np
 from gateway.audit.attacker import Attacker, FaceObservation
 from gateway.audit.fidelity import EyeFidelity, FaceMeshLandmarker, compare_eyes
 from gateway.audit.lineup import Score, draw_lineup, rank1, score
-from gateway.audit.transforms import FaceRegion, FaceTransform
+from gateway.audit.transforms import DigitalMask, FaceRegion, FaceTransform
 from gateway.errors import AuditError, NoFaceFound, ResidualFace
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
@@ -148,11 +148,13 @@ class Trial:
 class TransformResult:
     """Every figure of one transform.
 
-    ``scores[strength][protocol][view]``; ``fidelity`` holds one entry per released photo whose
-    original has landmarks and on which landmarks were found again.
+    ``settings`` are the mask settings of a ``mask`` transform (what the figures were measured
+    with, as the defaults may change); ``scores[strength][protocol][view]``; ``fidelity`` holds one
+    entry per released photo whose original has landmarks and on which landmarks were found again.
     """
 
     name: str
+    settings: dict[str, object] | None = None
     released: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     detector_found: int = 0
@@ -321,9 +323,7 @@ def run_privacy_audit(
         raise AuditError("fewer than two people have two photos with a face the attacker finds")
     trials = draw_trials(usable, seed, lineup_size)
     kept = {key for keys in usable.values() for key in keys}
-    results = [
-        _transform_result(name, released[name], originals, trials, kept) for name in names
-    ]
+    results = [_transform_result(t, released[t.name], originals, trials, kept) for t in transforms]
     return AuditResult(
         faces=face_set.root,
         seed=seed,
@@ -338,13 +338,14 @@ def run_privacy_audit(
 
 
 def _transform_result(
-    name: str,
+    transform: FaceTransform,
     released: dict[str, Released],
     originals: dict[str, Original],
     trials: dict[str, list[Trial]],
     kept: set[str],
 ) -> TransformResult:
-    result = TransformResult(name)
+    settings = transform.settings.model_dump(mode="json") if isinstance(transform, DigitalMask) else None
+    result = TransformResult(transform.name, settings)
     for key in sorted(kept):
         outcome = released[key]
         if outcome.failure is not None:

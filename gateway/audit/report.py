@@ -63,6 +63,7 @@ def report_json(result: AuditResult) -> dict[str, Any]:
         "transforms": [
             {
                 "name": t.name,
+                "settings": t.settings,
                 "released": t.released,
                 "failed_closed": dict(t.failures),
                 "detector_found": t.detector_found,
@@ -129,6 +130,7 @@ def report_markdown(result: AuditResult) -> str:
         "",
         "Errors in inter-ocular distances (iris centre to iris centre), aperture = eyelid height / width,",
         "gaze = iris centre relative to the eye corners in eye widths; mean (median) over re-detected photos.",
+        "Where a transform hides the eyes (blur, pixelate, eyebar) the landmarker only guesses them.",
         "",
         "| transform | re-detected | eyelid error | iris error | aperture diff | gaze diff |",
         "|---|---|---|---|---|---|",
