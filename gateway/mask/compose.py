@@ -42,7 +42,11 @@ RIM = 2
 
 
 def _fixed(points: np.ndarray) -> np.ndarray:
-    return np.round(points[:, :2] * (1 << SHIFT)).astype(np.int32)
+    """Fixed-point OpenCV coordinates of landmark positions.
+
+    Landmarks (like the renderer) put pixel ``i``'s centre at ``i + 0.5``; OpenCV puts it at ``i``.
+    """
+    return np.round((points[:, :2] - 0.5) * (1 << SHIFT)).astype(np.int32)
 
 
 def background(rgb: np.ndarray, settings: MaskSettings) -> np.ndarray:
@@ -86,13 +90,13 @@ def _window(canvas: np.ndarray, polygon: np.ndarray) -> tuple[slice, slice, np.n
 
 def _iris_ellipse(iris: np.ndarray, size: float) -> tuple[tuple[int, int], tuple[int, int], float]:
     """``cv2.ellipse`` centre, axes (fixed point) and angle of an iris scaled by ``size``."""
-    centre, ring = iris[0, :2], iris[1:, :2]
+    centre, ring = _fixed(iris[:1])[0], iris[1:, :2]
     horizontal, vertical = ring[0] - ring[2], ring[1] - ring[3]
     axes = (np.linalg.norm(horizontal) / 2 * size, np.linalg.norm(vertical) / 2 * size)
     angle = float(np.degrees(np.arctan2(horizontal[1], horizontal[0])))
     scale = 1 << SHIFT
     return (
-        (int(round(centre[0] * scale)), int(round(centre[1] * scale))),
+        (int(centre[0]), int(centre[1])),
         (max(1, int(round(axes[0] * scale))), max(1, int(round(axes[1] * scale)))),
         angle,
     )

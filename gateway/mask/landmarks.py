@@ -158,6 +158,10 @@ class LandmarkDetector:
         for graph in (self._detector, self._still_mesh, self._tracking_mesh):
             graph.close()
 
+    def reset_tracking(self) -> None:
+        """Forget the faces followed so far: the next tracking call starts a new sequence."""
+        self._tracking_mesh.reset()
+
     def detect(self, rgb: np.ndarray, tracking: bool = False) -> list[FaceLandmarks]:
         """Every face in ``rgb`` (HxWx3 uint8), at most ``max_faces``, largest first.
 

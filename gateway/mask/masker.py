@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from gateway.errors import NoFaceFound, ResidualFace, UnsupportedPixelFormat
+from gateway.mask.calibration import load_calibration
 from gateway.mask.compose import background, compose_face, face_outline
 from gateway.mask.geometry import mask_shape, preservation_weights
 from gateway.mask.landmarks import FaceLandmarks, LandmarkDetector
 from gateway.mask.render import MaskRenderer
 from gateway.mask.residual import Box, ResidualFaceCheck
-from gateway.mask.settings import BackgroundPolicy, MaskSettings
+from gateway.mask.settings import BackgroundPolicy, EyeRendering, MaskSettings
 from gateway.mask.template import load_template
 from gateway.mask.topology import MESH_VERTEX_COUNT
 
@@ -41,6 +42,7 @@ class FaceMasker:
     def __init__(self, settings: MaskSettings | None = None) -> None:
         self.settings = settings or MaskSettings()
         self.template = load_template()
+        self.calibration = load_calibration()
         self._weights = preservation_weights(self.template.vertices, self.settings.preserved_regions())
         self._detector = LandmarkDetector(self.settings)
         self._renderer = MaskRenderer(self.settings.skin_albedo)
@@ -57,6 +59,10 @@ class FaceMasker:
         self._detector.close()
         self._renderer.close()
 
+    def reset_tracking(self) -> None:
+        """Start a new frame sequence: forget the faces ``detect(..., tracking=True)`` followed."""
+        self._detector.reset_tracking()
+
     def detect(self, rgb: np.ndarray, tracking: bool = False) -> list[FaceLandmarks]:
         """Landmarks of every face in ``rgb`` (at most ``max_faces``); may be empty.
 
@@ -64,6 +70,13 @@ class FaceMasker:
         order); otherwise every call searches the whole image, also rotated.
         """
         return self._detector.detect(_checked(rgb), tracking)
+
+    def reset_tracking(self) -> None:
+        """Start a new frame sequence: tracking no longer follows faces of the previous one.
+
+        Without it the first frames of a clip would depend on the clip masked before it.
+        """
+        self._detector.reset_tracking()
 
     def render(self, rgb: np.ndarray, faces: list[FaceLandmarks]) -> np.ndarray:
         """``rgb`` with each of ``faces`` replaced by its mask and the background policy applied.
@@ -120,6 +133,8 @@ class FaceMasker:
 
     def _mask_face(self, output: np.ndarray, rgb: np.ndarray, points: np.ndarray) -> None:
         shape = mask_shape(points, self.template.vertices, self._weights)
+        if self.settings.eyes is EyeRendering.RENDERED:
+            shape = self.calibration.apply(shape, points)
         x0, y0, x1, y1 = self._region(points, rgb.shape)
         if x1 <= x0 or y1 <= y0:
             return

@@ -1,0 +1,127 @@
+"""Eye calibration: where to draw the eyelid margins and irises so that landmarks land back on them.
+
+Face Mesh does not put its eyelid landmarks exactly on the visible lid margin of a photo; it has
+a bias of its own, and on a rendered face it adds that bias again. Drawing the margins exactly
+at the patient's landmarks therefore gives back landmarks about 2% of the inter-ocular distance
+away, mostly in the same direction for every face. The calibration stores, per eyelid landmark
+and per iris, the mean of that displacement in the eye frame (x from the right to the left eye,
+y perpendicular, downwards; units of the inter-ocular distance), measured over many faces, and
+the mask draws each point that much the other way. It is a property of the renderer and the
+landmark model, the same for every patient, so it carries no identity.
+
+``eye_calibration.npz`` is computed with::
+
+    python -m gateway.mask.calibration FACES_DIR [--rounds 4] [-o gateway/mask/eye_calibration.npz]
+
+which renders masks of the photos in FACES_DIR with the current offsets, measures the landmarks
+found on them, and updates the offsets, a few rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from gateway.mask.geometry import eye_centres
+from gateway.mask.topology import LEFT_EYE_OPENING, LEFT_IRIS, RIGHT_EYE_OPENING, RIGHT_IRIS
+
+PACKAGED = "eye_calibration.npz"
+#: The landmarks that are calibrated: eyelid margins, then the two iris centres.
+CALIBRATED = np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING, RIGHT_IRIS[:1], LEFT_IRIS[:1]])
+
+
+@dataclass(frozen=True)
+class EyeCalibration:
+    """Mean displacement of re-detected eye landmarks, in the eye frame.
+
+    Attributes
+    ----------
+    offsets
+        (len(CALIBRATED), 2) displacement of each calibrated landmark, in inter-ocular distances.
+    photos
+        How many photos it was measured on.
+    """
+
+    offsets: np.ndarray
+    photos: int
+
+    def apply(self, shape: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """``shape`` with its eye landmarks moved against the calibrated displacement.
+
+        The eye frame comes from the patient's ``points``; each iris moves as a whole with its
+        centre so that its disc keeps its size.
+        """
+        right, left = eye_centres(points)
+        axis = (left - right)[:2]
+        across = np.array([-axis[1], axis[0]])
+        pixels = self.offsets[:, :1] * axis + self.offsets[:, 1:] * across
+        moved = shape.copy()
+        lids = len(RIGHT_EYE_OPENING) + len(LEFT_EYE_OPENING)
+        moved[CALIBRATED[:lids], :2] -= pixels[:lids]
+        moved[RIGHT_IRIS, :2] -= pixels[lids]
+        moved[LEFT_IRIS, :2] -= pixels[lids + 1]
+        return moved
+
+
+def load_calibration() -> EyeCalibration:
+    """The calibration shipped with the package."""
+    with resources.files("gateway.mask").joinpath(PACKAGED).open("rb") as stream:
+        data = np.load(stream)
+        return EyeCalibration(data["offsets"].astype(np.float64), int(data["photos"]))
+
+
+def displacement(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Displacement of the calibrated landmarks from ``before`` to ``after``, in the eye frame."""
+    right, left = eye_centres(before)
+    axis = (left - right)[:2]
+    scale = float(axis @ axis)
+    across = np.array([-axis[1], axis[0]])
+    delta = (after - before)[CALIBRATED, :2]
+    return np.stack([delta @ axis, delta @ across], axis=1) / scale
+
+
+def calibrate(faces: Path, rounds: int) -> EyeCalibration:
+    """Measure the calibration on the photos in ``faces`` (one folder per person)."""
+    import cv2
+
+    from gateway.mask.masker import FaceMasker
+    from gateway.mask.settings import MaskSettings
+
+    photos = sorted(p for p in faces.glob("*/*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    calibration = EyeCalibration(np.zeros((len(CALIBRATED), 2)), 0)
+    with FaceMasker(MaskSettings(max_faces=1)) as masker:
+        found = []
+        for photo in photos:
+            rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+            faces_found = masker.detect(rgb)
+            if faces_found:
+                found.append((rgb, faces_found[:1]))
+        for _ in range(rounds):
+            masker.calibration = calibration
+            measured = []
+            for rgb, face in found:
+                again = masker.detect(masker.render(rgb, face))
+                if again:
+                    measured.append(displacement(face[0].points, again[0].points))
+            calibration = EyeCalibration(calibration.offsets + np.mean(measured, axis=0), len(measured))
+    return calibration
+
+
+def main() -> None:
+    """Command line of the calibration (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("faces", type=Path, help="folder with one sub-folder of photos per person")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("-o", "--output", type=Path, default=Path(__file__).with_name(PACKAGED))
+    arguments = parser.parse_args()
+    calibration = calibrate(arguments.faces, arguments.rounds)
+    np.savez_compressed(arguments.output, offsets=calibration.offsets.astype(np.float32), photos=calibration.photos)
+    print(f"{arguments.output}: measured on {calibration.photos} photos")
+
+
+if __name__ == "__main__":
+    main()
