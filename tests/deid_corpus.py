@@ -192,6 +192,8 @@ def photographic_instance(
     ds.PatientOrientation = ""
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
+    if sop_class_uid != OPHTHALMIC_PHOTOGRAPHY_8BIT:
+        ds.Laterality = "R"
     if sop_class_uid == SECONDARY_CAPTURE:
         ds.ConversionType = "DI"
     else:
@@ -214,11 +216,18 @@ def photographic_instance(
         ds.IntraOcularPressure = None
         ds.HorizontalFieldOfView = None
         ds.PixelSpacing = [0.01, 0.01]
-        ds.PresentationLUTShape = "IDENTITY"
+        ds.PatientEyeMovementCommanded = "NO"
+        ds.NumberOfFrames = 1
+        ds.FrameIncrementPointer = 0x00181063
+        ds.FrameTime = 0
+        ds.SynchronizationFrameOfReferenceUID = f"{PLANT_ROOT}.3.4"
+        ds.SynchronizationTrigger = "NO TRIGGER"
+        ds.AcquisitionTimeSynchronized = "N"
     if instance > 1:
         reference = Dataset()
         reference.ReferencedSOPClassUID = sop_class_uid
         reference.ReferencedSOPInstanceUID = f"{PLANT_ROOT}.2.{instance - 1}"
+        reference.PurposeOfReferenceCodeSequence = [_code("121329", "DCM", "Source image for image processing operation")]
         ds.ReferencedImageSequence = [reference]
         ds.FrameOfReferenceUID = f"{PLANT_ROOT}.3.3"
     _add_pixels(ds, rows, columns)
