@@ -17,6 +17,7 @@ import os
 import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.util import Finalize
 from pathlib import Path
 
 from pydicom.filereader import read_file_meta_info
@@ -104,6 +105,9 @@ def _initialize(config: GatewayConfig, secret: bytes) -> None:
 
         _state.maskers = {name: FaceMasker(settings) for name, settings in mask_profiles.items()}
     _state.forwarder = Forwarder(config.destinations, config.listener.ae_title)
+    # Release the open associations when the pool stops this process: their threads would
+    # otherwise keep it alive until the PACS times them out.
+    Finalize(_state.forwarder, _state.forwarder.close, exitpriority=10)
 
 
 def _process(ticket: Ticket) -> tuple[Outgoing, Outcome]:
