@@ -1,0 +1,78 @@
+"""``dmask deid``: files and folders, one failure does not stop the batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+from typer.testing import CliRunner
+
+from deid_cli import write_config
+from deid_corpus import SECONDARY_CAPTURE, VL_PHOTOGRAPHIC, photographic_instance
+from gateway.cli import app
+from gateway.deid.batch import FileJob, plan_files, read_instance
+from gateway.errors import InvalidDataset
+
+
+def _series(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True)
+    paths = []
+    for n in range(1, count + 1):
+        path = folder / f"img{n}.dcm"
+        photographic_instance(VL_PHOTOGRAPHIC, instance=n).save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def test_plan_files_keeps_relative_paths(tmp_path: Path) -> None:
+    _series(tmp_path / "study" / "series1", 2)
+    single = tmp_path / "one.dcm"
+    single.write_bytes(b"")
+    jobs = plan_files([tmp_path / "study", single], tmp_path / "out")
+    assert jobs == [
+        FileJob(tmp_path / "study/series1/img1.dcm", tmp_path / "out/study/series1/img1.dcm"),
+        FileJob(tmp_path / "study/series1/img2.dcm", tmp_path / "out/study/series1/img2.dcm"),
+        FileJob(single, tmp_path / "out/one.dcm"),
+    ]
+
+
+def test_read_instance_accepts_files_without_preamble_and_meta(tmp_path: Path) -> None:
+    ds = photographic_instance(SECONDARY_CAPTURE)
+    del ds.file_meta
+    path = tmp_path / "bare.dcm"
+    ds.save_as(path, implicit_vr=True, little_endian=True)
+    read = read_instance(path)
+    assert read.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2"
+    with pytest.raises(InvalidDataset):
+        (tmp_path / "text.dcm").write_text("not dicom at all")
+        read_instance(tmp_path / "text.dcm")
+
+
+def test_deid_command_reports_a_bad_file_and_finishes_the_batch(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    inputs = _series(tmp_path / "in", 12)
+    (tmp_path / "in" / "broken.dcm").write_bytes(b"DICM but not really")
+    result = CliRunner().invoke(
+        app, ["deid", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--profile", "tags", "--config", str(config)]
+    )
+    assert result.exit_code == 1
+    assert "broken.dcm: invalid-dataset" in result.stderr
+    assert "12 de-identified, 1 failed" in result.stdout
+    outputs = sorted((tmp_path / "out" / "in").glob("img*.dcm"))
+    assert len(outputs) == len(inputs)
+    scrubbed = pydicom.dcmread(outputs[0])
+    assert scrubbed.PatientIdentityRemoved == "YES"
+    assert "profile tags" in scrubbed.DeidentificationMethod
+    assert "RecognizableVisualFeatures" not in scrubbed  # tags only: pixels were not masked
+
+
+def test_deid_command_refuses_an_unknown_profile(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    inputs = _series(tmp_path / "in", 1)
+    result = CliRunner().invoke(
+        app, ["deid", str(inputs[0]), "-o", str(tmp_path / "out"), "--profile", "nope", "--config", str(config)]
+    )
+    assert result.exit_code == 2
+    assert "no profile 'nope'" in result.stderr
+    assert not (tmp_path / "out").exists()
