@@ -71,13 +71,6 @@ class FaceMasker:
         """
         return self._detector.detect(_checked(rgb), tracking)
 
-    def reset_tracking(self) -> None:
-        """Start a new frame sequence: tracking no longer follows faces of the previous one.
-
-        Without it the first frames of a clip would depend on the clip masked before it.
-        """
-        self._detector.reset_tracking()
-
     def render(self, rgb: np.ndarray, faces: list[FaceLandmarks]) -> np.ndarray:
         """``rgb`` with each of ``faces`` replaced by its mask and the background policy applied.
 
