@@ -17,7 +17,10 @@ from typing import Protocol
 
 import numpy as np
 from pydicom import dcmread
+from pydicom.dataelem import DataElement
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
+from pydicom.valuerep import VR
 from pydicom.errors import InvalidDicomError
 
 from gateway.config import GatewayConfig, Profile
@@ -83,6 +86,7 @@ def parse(data: bytes) -> Dataset:
         ds = dcmread(BytesIO(data))
         for element in ds.iterall():
             element.value  # noqa: B018 - converts the raw element, raising on bad data
+            _check_vr(element)
         for element in ds.file_meta:
             element.value  # noqa: B018
     except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, OverflowError,
@@ -91,6 +95,22 @@ def parse(data: bytes) -> Dataset:
     if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
         raise InvalidDataset("the instance has no SOP Class UID or SOP Instance UID")
     return ds
+
+
+def _check_vr(element: DataElement) -> None:
+    """Refuse a standard attribute encoded with a VR the data dictionary does not allow.
+
+    Explicit VR lets a sender write Patient's Name as US or Rows as UL; the scrubber and the
+    pixel layer would then act on values of the wrong kind, so such an instance is refused.
+    """
+    if element.tag.is_private or element.VR == VR.UN or element.tag.element == 0:
+        return
+    try:
+        allowed = dictionary_VR(element.tag)
+    except KeyError:
+        return  # not in the dictionary (retired or newer than pydicom): nothing to compare
+    if element.VR not in allowed.split(" or "):
+        raise InvalidDataset(f"attribute {element.tag} has VR {element.VR}, the standard says {allowed}")
 
 
 def _mask_pixels(ds: Dataset, masker: Masker) -> None:

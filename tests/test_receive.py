@@ -11,12 +11,14 @@ from pydicom.uid import ExplicitVRLittleEndian, RLELossless, VLPhotographicImage
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
+from certificates import make_tls_files
 from dicom_instances import photo, photo_instance, resized
 from loopback import free_port
-from gateway.config import Listener
+from gateway.config import Listener, TLSSettings
 from gateway.pixels import DECODABLE_TRANSFER_SYNTAXES
 from gateway.receive import Receiver
 from gateway.spool import FolderSpool, JobState
+from gateway.transport import ssl_context
 
 JPEG2000_PART2 = "1.2.840.10008.1.2.4.92"  # not decodable by the pixel layer
 
@@ -110,3 +112,24 @@ def test_transfer_syntaxes_outside_the_pixel_layer_are_refused(
     accepted = {cx.transfer_syntax[0] for cx in assoc.accepted_contexts}
     assoc.release()
     assert accepted == {RLELossless}
+
+
+def test_tls_listener_requires_a_client_certificate(tmp_path: Path, spool: FolderSpool) -> None:
+    files = make_tls_files(tmp_path / "tls")
+    listener = _listener(tls={"certificate": str(files.server_cert),
+                              "private_key": str(files.server_key),
+                              "ca_certificates": str(files.ca)})
+    receiver = Receiver(listener, spool, DECODABLE_TRANSFER_SYNTAXES)
+    _, port = receiver.start()
+    try:
+        client = TLSSettings(certificate=files.client_cert, private_key=files.client_key,
+                             ca_certificates=files.ca)
+        ae = AE(ae_title="CAMERA1")
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", port, ae_title="DMASK",
+                             tls_args=(ssl_context(client, server_side=False), "127.0.0.1"))
+        assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+        assert not _associate(port, "CAMERA1").is_established  # plain TCP is refused
+    finally:
+        receiver.stop()

@@ -1,0 +1,154 @@
+"""Forwarding against real pynetdicom SCPs on loopback: reuse, fallback, failures, TLS, folders."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless, VLPhotographicImageStorage
+from pynetdicom import AE, evt
+
+from certificates import make_tls_files
+from dicom_instances import photo, photo_instance, resized, write
+from gateway.config import DicomDestination, FolderDestination, RetryPolicy, TLSSettings
+from gateway.errors import ForwardError
+from gateway.forward import DicomSender, FolderSender, Forwarder, Outgoing, next_attempt
+from gateway.transport import ssl_context
+from loopback import free_port
+
+
+class RecordingSCP:
+    """A storage SCP that records associations and datasets and answers a chosen status."""
+
+    def __init__(self, syntaxes: list[str], status: int = 0x0000, tls=None) -> None:
+        self.associations = 0
+        self.received = []
+        self.status = status
+        self.port = free_port()
+        self.ae = AE(ae_title="PACS")
+        self.ae.add_supported_context(VLPhotographicImageStorage, syntaxes)
+        self.server = self.ae.start_server(
+            ("127.0.0.1", self.port), block=False, ssl_context=tls,
+            evt_handlers=[(evt.EVT_ACCEPTED, self._accepted), (evt.EVT_C_STORE, self._store)])
+
+    def _accepted(self, event) -> None:
+        self.associations += 1
+
+    def _store(self, event) -> int:
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        self.received.append(ds)
+        return self.status
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+def _destination(port: int, tls: TLSSettings | None = None) -> DicomDestination:
+    return DicomDestination(type="dicom", ae_title="PACS", host="127.0.0.1", port=port,
+                            connect_timeout=2, dimse_timeout=10, tls=tls)
+
+
+def _outgoing(tmp_path: Path, name: str, syntax: str = ExplicitVRLittleEndian) -> Outgoing:
+    ds = photo_instance(resized(photo("astronaut"), 4096))
+    if syntax != ExplicitVRLittleEndian:
+        ds.compress(syntax)
+    path = write(ds, tmp_path / f"{name}.dcm")
+    return Outgoing(path, ds.SOPClassUID, ds.SOPInstanceUID, syntax)
+
+
+@pytest.fixture
+def scp() -> Iterator[RecordingSCP]:
+    server = RecordingSCP([ExplicitVRLittleEndian, RLELossless])
+    yield server
+    server.stop()
+
+
+def test_association_is_reused_across_instances(tmp_path: Path, scp: RecordingSCP) -> None:
+    sender = DicomSender(_destination(scp.port), "DMASK")
+    for index in range(3):
+        sender.send(_outgoing(tmp_path, f"i{index}"))
+    sender.close()
+    assert scp.associations == 1 and len(scp.received) == 3
+
+
+def test_compressed_instance_keeps_its_syntax_when_accepted(tmp_path: Path,
+                                                            scp: RecordingSCP) -> None:
+    sender = DicomSender(_destination(scp.port), "DMASK")
+    sender.send(_outgoing(tmp_path, "rle", RLELossless))
+    sender.close()
+    assert scp.received[0].file_meta.TransferSyntaxUID == RLELossless
+
+
+def test_falls_back_to_uncompressed_when_refused(tmp_path: Path) -> None:
+    scp = RecordingSCP([ExplicitVRLittleEndian])
+    try:
+        outgoing = _outgoing(tmp_path, "rle", RLELossless)
+        sender = DicomSender(_destination(scp.port), "DMASK")
+        sender.send(outgoing)
+        sender.close()
+    finally:
+        scp.stop()
+    (received,) = scp.received
+    assert received.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert received.PixelData == dcmread(outgoing.path).pixel_array.tobytes()
+
+
+def test_failure_status_and_unreachable_raise(tmp_path: Path) -> None:
+    scp = RecordingSCP([ExplicitVRLittleEndian], status=0xA700)
+    try:
+        with pytest.raises(ForwardError, match="0xA700"):
+            DicomSender(_destination(scp.port), "DMASK").send(_outgoing(tmp_path, "x"))
+    finally:
+        scp.stop()
+    with pytest.raises(ForwardError, match="unreachable|aborted"):
+        DicomSender(_destination(free_port()), "DMASK").send(_outgoing(tmp_path, "y"))
+
+
+def test_tls_destination(tmp_path: Path) -> None:
+    files = make_tls_files(tmp_path / "tls")
+    server_tls = TLSSettings(certificate=files.server_cert, private_key=files.server_key,
+                             ca_certificates=files.ca)
+    scp = RecordingSCP([ExplicitVRLittleEndian], tls=ssl_context(server_tls, server_side=True))
+    try:
+        client = TLSSettings(certificate=files.client_cert, private_key=files.client_key,
+                             ca_certificates=files.ca)
+        sender = DicomSender(_destination(scp.port, client), "DMASK")
+        sender.send(_outgoing(tmp_path, "tls"))
+        sender.close()
+        assert len(scp.received) == 1
+        # Without a client certificate the listener (require_peer_certificate) refuses.
+        plain = DicomSender(_destination(scp.port), "DMASK")
+        with pytest.raises(ForwardError):
+            plain.send(_outgoing(tmp_path, "plain"))
+    finally:
+        scp.stop()
+
+
+def test_folder_destination_writes_atomically(tmp_path: Path) -> None:
+    outgoing = _outgoing(tmp_path, "f")
+    forwarder = Forwarder({"out": FolderDestination(type="folder", path=tmp_path / "out")}, "DMASK")
+    forwarder.send("out", outgoing)
+    forwarder.send("out", outgoing)  # a re-sent instance replaces its copy
+    (written,) = (tmp_path / "out").iterdir()
+    assert written.name == f"{outgoing.sop_instance_uid}.dcm"
+    assert written.read_bytes() == outgoing.path.read_bytes()
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    with pytest.raises(ForwardError, match="no longer configured"):
+        forwarder.send("gone", outgoing)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the folder should be")
+    with pytest.raises(ForwardError):
+        FolderSender(FolderDestination(type="folder", path=blocked)).send(outgoing)
+
+
+def test_backoff_grows_then_dead_letters() -> None:
+    policy = RetryPolicy(initial_delay=2, max_delay=10, multiplier=2, max_age=60)
+    delays = [next_attempt(policy, attempts, 1000.0, now=1000.0) - 1000.0
+              for attempts in (1, 2, 3, 4, 5)]
+    assert delays == [2, 4, 8, 10, 10]
+    assert next_attempt(policy, 9, 1000.0, now=1055.0) == 1060.0  # capped at max age
+    assert next_attempt(policy, 9, 1000.0, now=1060.0) is None

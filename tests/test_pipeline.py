@@ -1,0 +1,92 @@
+"""The pipeline as a pure function: route, check/mask, scrub, encode; errors become reasons."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataelem import DataElement
+from pydicom.uid import SecondaryCaptureImageStorage
+
+from dicom_instances import PATIENT_ID, photo, photo_instance, resized
+from gateway.config import GatewayConfig
+from gateway.errors import DmaskError, InvalidDataset, PixelDataError, RouteRejected
+from gateway.pipeline import process_instance, quarantine_reason
+
+SECRET = b"pipeline-test-key-0123456789abcdef"
+
+
+def _config() -> GatewayConfig:
+    return GatewayConfig.model_validate({
+        "listener": {"allowed_callers": [{"ae_title": "CAMERA1"}]},
+        "destinations": {"out": {"type": "folder", "path": "out"},
+                         "copy": {"type": "folder", "path": "copy"}},
+        "profiles": {"tags-only": {"mask": None}},
+        "routes": [{"name": "refuse-ct", "match": {"modality": "CT"}, "reject": True},
+                   {"name": "cameras", "match": {"calling_ae_title": "CAMERA1"},
+                    "profile": "tags-only", "destinations": ["out", "copy"]}],
+        "secret": {"env": "UNUSED"},
+    })
+
+
+def _encoded(ds) -> bytes:
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _run(data: bytes, calling_ae: str = "CAMERA1"):
+    return process_instance(data, _config(), SECRET, calling_ae=calling_ae, called_ae="DMASK",
+                            maskers={})
+
+
+def _instance(**kwargs):
+    return photo_instance(resized(photo("camera"), 4096),
+                          sop_class_uid=SecondaryCaptureImageStorage, **kwargs)
+
+
+def test_tags_only_is_deterministic_and_scrubbed() -> None:
+    data = _encoded(_instance())
+    first, second = _run(data), _run(data)
+    assert first.encoded == second.encoded
+    assert first.destinations == ("out", "copy") and first.route == "cameras"
+    assert not first.masked
+    result = dcmread(BytesIO(first.encoded))
+    assert result.PatientID != PATIENT_ID and result.PatientID == first.patient_id
+    assert result.file_meta.MediaStorageSOPInstanceUID == result.SOPInstanceUID
+    assert result.PixelData == dcmread(BytesIO(data)).PixelData
+    assert "RecognizableVisualFeatures" not in result or result.RecognizableVisualFeatures != "NO"
+
+
+@pytest.mark.parametrize("calling_ae, modality", [("CAMERA1", "CT"), ("OTHER", "OT")])
+def test_rejecting_or_missing_route(calling_ae: str, modality: str) -> None:
+    with pytest.raises(RouteRejected) as caught:
+        _run(_encoded(_instance(modality=modality)), calling_ae)
+    assert quarantine_reason(caught.value) == "route-rejected"
+
+
+@pytest.mark.parametrize("keep", [0.05, 0.1, 0.5, 0.99])
+def test_truncated_instance_never_passes(keep: float) -> None:
+    data = _encoded(_instance())
+    with pytest.raises(DmaskError) as caught:
+        _run(data[: int(len(data) * keep)])
+    assert quarantine_reason(caught.value) in {"invalid-dataset", "pixel-data"}
+
+
+def test_wrong_vr_is_invalid() -> None:
+    ds = _instance()
+    ds[0x00100010] = DataElement(0x00100010, "US", 7)  # Patient's Name written as US
+    with pytest.raises(InvalidDataset, match="VR US"):
+        _run(_encoded(ds))
+
+
+def test_short_pixel_data_fails_even_without_mask() -> None:
+    ds = _instance()
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+    with pytest.raises(PixelDataError):
+        _run(_encoded(ds))
+
+
+def test_unexpected_errors_are_quarantined_as_internal() -> None:
+    assert quarantine_reason(RuntimeError("boom")) == "internal-error"
