@@ -12,11 +12,12 @@ from __future__ import annotations
 import copy
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from functools import cached_property
 
-from pydicom.dataelem import DataElement, empty_value_for_VR
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
@@ -29,7 +30,7 @@ from gateway.deid.pseudonym import Pseudonymizer, pseudonymizer
 from gateway.deid.settings import DeidSettings
 from gateway.deid.table import Action, resolve
 from gateway.deid.temporal import age_string, shift_date, shift_datetime
-from gateway.deid.values import TEXT_VRS, TextCleaner, dummy_value, identifying_tokens
+from gateway.deid.values import TEMPORAL_VRS, TEXT_VRS, TextCleaner, dummy_value, identifying_tokens
 from gateway.errors import DeidentificationError
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,18 @@ def scrub(
     return out
 
 
+def _vr(elem: DataElement | RawDataElement) -> str:
+    """VR of an element; a raw element of an implicit VR dataset takes it from the dictionary."""
+    if elem.VR:
+        return str(elem.VR)
+    return dictionary_VR(elem.tag) if dictionary_has_tag(elem.tag) else "UN"
+
+
+def _unshared(elem: DataElement | RawDataElement) -> DataElement | RawDataElement:
+    """An element the output may own: raw elements are immutable, decoded ones are copied."""
+    return elem if isinstance(elem, RawDataElement) else copy.copy(elem)
+
+
 @dataclass
 class _Walk:
     """State of one scrub: the plan, the key, and facts derived once from the input."""
@@ -105,7 +118,6 @@ class _Walk:
     plan: ScrubPlan
     names: Pseudonymizer
     source: Dataset
-    kept_unknown: list[BaseTag] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         sop_class = str(self.source.get("SOPClassUID", "") or "")
@@ -137,9 +149,12 @@ class _Walk:
     def cleaner(self) -> TextCleaner:
         """Built on first use: only profiles with a Clean option or D sequences need it."""
         tokens: list[str] = []
-        for elem in self.source:
-            code = self.plan.codes.get(elem.tag)
-            if code is None or code in ("K", "C") or elem.VR in ("SQ", "CS") or not elem.value:
+        for raw in self.source.elements():
+            code = self.plan.codes.get(raw.tag)
+            if code is None or code in ("K", "C") or _vr(raw) in ("SQ", "CS"):
+                continue
+            elem = self.source[raw.tag]
+            if not elem.value:
                 continue
             values = elem.value if isinstance(elem.value, MultiValue) else [elem.value]
             for value in values:
@@ -151,25 +166,33 @@ class _Walk:
     # -- datasets -------------------------------------------------------------------------
 
     def dataset(self, source: Dataset, path: str, mode: _Mode) -> Dataset:
-        """Scrub one dataset (the top level or a sequence item) at ``path``."""
+        """Scrub one dataset (the top level or a sequence item) at ``path``.
+
+        Elements are looked at unconverted (``Dataset.elements``) and only decoded when their
+        value matters; kept values stay raw, so that writing in the input's encoding copies
+        their bytes instead of decoding and re-encoding them.
+        """
         out = Dataset()
+        encoding = source.original_encoding
+        if None not in encoding:
+            out.set_original_encoding(*encoding, source.original_character_set)
         private_blocks: set[int] = set()
-        for elem in source:
-            tag = elem.tag
+        for raw in source.elements():
+            tag = raw.tag
             group = tag >> 16
             if tag & 0xFFFF == 0 or (not group & 1 and group >> 8 in (0x50, 0x60)):
                 continue  # group lengths; curves (50xx) and overlays (60xx): bitmaps nobody can clean
             if group & 1:
-                kept = self.private(elem, source, path)
+                kept = self.private(tag, source, path)
                 if kept is not None:
-                    out.add(kept)
+                    out[tag] = kept
                     private_blocks.add((group << 16) | ((tag >> 8) & 0xFF))
                 continue
-            kept = self.public(elem, path, mode)
+            kept = self.public(raw, source, path, mode)
             if kept is not None:
-                out.add(kept)
+                out[tag] = kept
         for creator_tag in private_blocks:
-            out.add(copy.copy(source[creator_tag]))
+            out[creator_tag] = source.get_item(creator_tag)
         return out
 
     def sequence(self, elem: DataElement, path: str, mode: _Mode) -> DataElement:
@@ -179,26 +202,31 @@ class _Walk:
 
     # -- public attributes ----------------------------------------------------------------
 
-    def public(self, elem: DataElement, path: str, mode: _Mode) -> DataElement | None:
+    def public(
+        self, raw: DataElement | RawDataElement, source: Dataset, path: str, mode: _Mode
+    ) -> DataElement | RawDataElement | None:
         """The output form of a public element, or None when it is removed."""
-        tag = elem.tag
-        replacement = self.plan.replacements.get(tag)
-        if replacement is not None:
-            return DataElement(tag, elem.VR, replacement)
+        tag = raw.tag
         code = self.plan.codes.get(tag)
-        if code is None:
+        replacement = self.plan.replacements.get(tag)
+        if code is None and replacement is None:
             if tag not in self.plan.table.standard_attributes:
                 if self.plan.settings.unknown_public == "remove":
                     return None
-                self.kept_unknown.append(tag)
                 log.warning("kept unknown public attribute %s (profile says keep)", tag)
-            if elem.VR == "SQ":
-                return self.sequence(elem, path, mode)
-            if mode is _Mode.DUMMY and elem.VR in TEXT_VRS | {"DA", "DT", "TM"}:
-                return self.apply(elem, Action.DUMMY, path, mode)
-            if mode is _Mode.CLEAN and elem.VR in TEXT_VRS:
-                return self.apply(elem, Action.CLEAN, path, mode)
-            return copy.copy(elem)
+            vr = _vr(raw)
+            if vr == "SQ":
+                return self.sequence(source[tag], path, mode)
+            if mode is _Mode.DUMMY and vr in TEXT_VRS | TEMPORAL_VRS:
+                return self.apply(source[tag], Action.DUMMY, path, mode)
+            if mode is _Mode.CLEAN and vr in TEXT_VRS:
+                return self.apply(source[tag], Action.CLEAN, path, mode)
+            return _unshared(raw)
+        if code == "K" and mode is _Mode.NORMAL and _vr(raw) != "SQ":
+            return _unshared(raw)
+        elem = source[tag]
+        if replacement is not None:
+            return DataElement(tag, elem.VR, replacement)
         if tag in self.plan.pseudonymised:
             return self.pseudonym(elem, path)
         if "/" in code:
@@ -265,9 +293,8 @@ class _Walk:
 
     # -- private attributes ---------------------------------------------------------------
 
-    def private(self, elem: DataElement, source: Dataset, path: str) -> DataElement | None:
+    def private(self, tag: BaseTag, source: Dataset, path: str) -> DataElement | None:
         """An allow-listed private element (scrubbed like a public one), else None."""
-        tag = elem.tag
         block = (tag >> 8) & 0xFF
         if block < 0x10 or not self.plan.private_allow_list:
             return None  # private creators are added back for the blocks that keep data
@@ -277,6 +304,7 @@ class _Walk:
         key = (tag >> 16, str(creator.value).strip(), tag & 0xFF)
         if key not in self.plan.private_allow_list:
             return None
+        elem = source[tag]
         if elem.VR == "SQ":
             return self.sequence(elem, path, _Mode.NORMAL)
         if elem.VR == "UI" and not self.retain_uids:
