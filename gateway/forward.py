@@ -115,9 +115,9 @@ class DicomSender:
 
     def _associate(self) -> Association:
         self.close()
-        self.ae.requested_contexts = self._contexts()
         assoc = self.ae.associate(self.destination.host, self.destination.port,
                                   ae_title=self.destination.ae_title, tls_args=self._tls,
+                                  contexts=self._contexts(),
                                   evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)])
         if not assoc.is_established:
             what = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted \

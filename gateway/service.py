@@ -32,8 +32,8 @@ from gateway.workers import Outcome, Ticket, WorkerPool
 
 log = logging.getLogger("dmask.service")
 
-#: A job in flight when a worker process died this many times is quarantined: it is likely the
-#: one that kills workers (a codec crash on malformed data).
+#: A job in flight when a worker process died (or failed outside the pipeline) this many times
+#: is quarantined: it is likely the one that kills workers (a codec crash on malformed data).
 MAX_WORKER_CRASHES = 3
 _HOUSEKEEPING_S = 5.0
 _EXPIRED = "forward-expired"
@@ -177,6 +177,10 @@ class Gateway:
                 outcome = future.result()
             except BrokenProcessPool:
                 broken = True
+                self._worker_died(job)
+                continue
+            except Exception:  # a defect in a worker: the job is retried, then quarantined
+                log.exception("a worker failed on a job", extra={"job": job.id})
                 self._worker_died(job)
                 continue
             self._record(job, ticket, outcome)

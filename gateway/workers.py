@@ -162,6 +162,10 @@ def run(ticket: Ticket) -> Outcome:
             log.warning("delivery failed: %s", exc,
                         extra={"job": ticket.job_id, "destination": name})
             failed[name] = exc.reason
+        except Exception:  # a defect in forwarding must not lose the job: retry it
+            log.exception("delivery failed unexpectedly",
+                          extra={"job": ticket.job_id, "destination": name})
+            failed[name] = "forward-failed"
     return Outcome(**{**outcome.__dict__, "delivered": tuple(delivered), "failed": failed})
 
 

@@ -152,3 +152,12 @@ def test_backoff_grows_then_dead_letters() -> None:
     assert delays == [2, 4, 8, 10, 10]
     assert next_attempt(policy, 9, 1000.0, now=1055.0) == 1060.0  # capped at max age
     assert next_attempt(policy, 9, 1000.0, now=1060.0) is None
+
+
+def test_reconnecting_many_times_keeps_working(tmp_path: Path) -> None:
+    """Every failed round re-associates; the proposed contexts must not pile up (max 128)."""
+    sender = DicomSender(_destination(free_port()), "DMASK")
+    outgoing = _outgoing(tmp_path, "again")
+    for _ in range(70):
+        with pytest.raises(ForwardError):
+            sender.send(outgoing)
