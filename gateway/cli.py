@@ -93,7 +93,8 @@ def audit_privacy(
         if config is not None:
             from gateway.config import load_config
 
-            mask_profiles = {name: p.mask for name, p in load_config(config).profiles.items()}
+            profiles = load_config(config, check_secret=False).profiles  # the audit needs no key
+            mask_profiles = {name: p.mask for name, p in profiles.items()}
         transforms = [transform_from_spec(s.strip(), mask_profiles) for s in transform.split(",") if s.strip()]
         face_set = load_face_set(faces)
         with typer.progressbar(length=len(face_set.photos), label="photos", file=sys.stderr) as bar:
@@ -120,6 +121,44 @@ def _deid_profile(config: Path, profile: str) -> tuple[object, bytes]:
         typer.echo(f"{config}: no profile {profile!r} (have: {', '.join(loaded.profiles)})", err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR)
     return loaded.profiles[profile].deid, secret
+
+
+@app.command("mask")
+def mask(
+    inputs: list[Path] = typer.Argument(..., exists=True, help="Photos (JPEG, PNG), DICOM files or folders."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the masked files."),
+    profile: str | None = typer.Option(
+        None, help="Profile to apply (default: the first masking profile of --config, else the mask defaults)."
+    ),
+    config: Path = typer.Option(DEFAULT_CONFIG, help="Gateway configuration (profiles, secret)."),
+    preview: bool = typer.Option(False, "--preview", help="Also write a side-by-side PNG next to each output."),
+) -> None:
+    """Replace every face in photos and DICOM files with the digital mask.
+
+    Photos keep their format; DICOM files go through the gateway pipeline with the profile
+    (masked and de-identified). Each output keeps the input's relative path under OUTPUT. A
+    refused file is reported with its reason and the batch goes on; the exit status is 1 when
+    any file was refused.
+    """
+    from gateway.errors import ConfigError
+    from gateway.mask.batch import MaskBatch, plan_mask_files, resolve_profile
+    from gateway.mask.masker import FaceMasker
+
+    try:
+        chosen = resolve_profile(config, profile)
+    except ConfigError as exc:
+        typer.echo(f"{config}: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    jobs = plan_mask_files(inputs, output)
+    refused = 0
+    with FaceMasker(chosen.settings) as masker:
+        for outcome in MaskBatch(masker, chosen, preview).run(jobs):
+            if outcome.error is not None:
+                refused += 1
+                typer.echo(f"{outcome.job.source}: {outcome.error.reason}: {outcome.error}", err=True)
+    typer.echo(f"{len(jobs) - refused} masked, {refused} refused, in {output}")
+    if refused:
+        raise typer.Exit(1)
 
 
 @app.command()

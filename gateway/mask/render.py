@@ -40,8 +40,8 @@ uniform vec2 depth;
 in vec3 position;
 in vec3 normal;
 in vec3 colour;
-out vec3 v_normal;
-out vec3 v_colour;
+centroid out vec3 v_normal;
+centroid out vec3 v_colour;
 void main() {
     vec2 xy = (position.xy - origin) / size * 2.0 - 1.0;
     float z = (position.z - depth.x) / (depth.y - depth.x) * 2.0 - 1.0;
@@ -55,8 +55,8 @@ _FRAGMENT_SHADER = """
 #version 330
 uniform vec3 light;
 uniform float ambient;
-in vec3 v_normal;
-in vec3 v_colour;
+centroid in vec3 v_normal;
+centroid in vec3 v_colour;
 out vec4 colour;
 void main() {
     vec3 n = normalize(v_normal);

@@ -67,10 +67,21 @@ def upright(shape: np.ndarray) -> np.ndarray:
 
 
 def mirror_map(shape: np.ndarray) -> np.ndarray:
-    """For each landmark, the index of its left-right counterpart on an upright, symmetric face."""
+    """For each landmark, the index of its left-right counterpart on an upright, near-symmetric face.
+
+    Pairs are matched greedily, closest first, so that the map is its own inverse even where
+    two landmarks lie close together (the mouth corners).
+    """
     flipped = shape * np.array([-1.0, 1.0, 1.0])
     distances = np.linalg.norm(shape[:, None, :] - flipped[None, :, :], axis=2)
-    return distances.argmin(axis=1)
+    counterpart = np.full(len(shape), -1)
+    for flat in np.argsort(distances, axis=None, kind="stable"):
+        i, j = divmod(int(flat), len(shape))
+        if counterpart[i] < 0 and counterpart[j] < 0:
+            counterpart[i], counterpart[j] = j, i
+            if (counterpart >= 0).all():
+                break
+    return counterpart
 
 
 def symmetric(shape: np.ndarray) -> np.ndarray:

@@ -1,0 +1,180 @@
+"""Masking files and folders outside the gateway (``dmask mask``).
+
+JPEG and PNG photos are masked as they are and written in the same format. DICOM files go
+through the gateway's own pipeline (``gateway.pipeline.process_instance``) with the chosen
+profile, so what comes out is what the gateway would forward: masked and de-identified. Each
+input gives one output at the same relative path under the output folder; a refused file is
+reported with its reason and the batch goes on. ``--preview`` adds a side-by-side PNG (input
+left, output right) next to each output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gateway.config import GatewayConfig, Route
+from gateway.deid.batch import FileJob, plan_files
+from gateway.errors import ConfigError, DmaskError, PixelDataError
+from gateway.mask.masker import FaceMasker
+from gateway.mask.settings import MaskSettings
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+JPEG_QUALITY = 95
+#: AE titles the pipeline sees for files masked from the command line.
+COMMAND_AE = "DMASK"
+
+
+@dataclass(frozen=True)
+class MaskOutcome:
+    """What became of one file: ``error`` is None when the output was written."""
+
+    job: FileJob
+    error: DmaskError | None = None
+
+
+@dataclass(frozen=True)
+class MaskProfile:
+    """The mask settings to use and, for DICOM files, the narrowed configuration and key."""
+
+    settings: MaskSettings
+    config: GatewayConfig | None = None
+    name: str | None = None
+    secret: bytes | None = None
+
+
+def resolve_profile(config_path: Path, profile: str | None) -> MaskProfile:
+    """The named profile of the configuration, or its first masking profile, or the defaults.
+
+    Without ``profile`` a configuration that cannot be loaded is not an error: photos are masked
+    with the default settings and DICOM files are refused (they need the profile's scrubbing).
+
+    Raises
+    ------
+    ConfigError
+        ``profile`` is named but the configuration cannot be loaded, has no such profile, or
+        the profile does not mask pixels.
+    """
+    from gateway.config import load_config
+
+    try:
+        loaded = load_config(config_path)
+        secret = loaded.load_secret()
+    except ConfigError:
+        if profile is not None:
+            raise
+        return MaskProfile(MaskSettings())
+    name = profile or next((n for n, p in loaded.profiles.items() if p.mask is not None), None)
+    if name is None:
+        return MaskProfile(MaskSettings())
+    narrowed = single_route(loaded, name)
+    settings = loaded.profiles[name].mask
+    if settings is None:
+        raise ConfigError(f"profile {name!r} does not mask pixels (mask: null)")
+    return MaskProfile(settings, narrowed, name, secret)
+
+
+def single_route(config: GatewayConfig, profile: str) -> GatewayConfig:
+    """``config`` with one route that sends everything through ``profile``.
+
+    The route's destination is only a name the pipeline reports; nothing is sent.
+    """
+    if profile not in config.profiles:
+        raise ConfigError(f"no profile {profile!r} (have: {', '.join(config.profiles)})")
+    route = Route(name="dmask-mask", profile=profile, destinations=[next(iter(config.destinations))])
+    return config.model_copy(update={"routes": [route]})
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A JPEG or PNG file as HxWx3 uint8 RGB."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise PixelDataError("the image file cannot be decoded")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def write_image(path: Path, rgb: np.ndarray) -> None:
+    """Write ``rgb`` in the format ``path``'s suffix names."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, encoded = cv2.imencode(path.suffix.lower(), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise PixelDataError("the masked image cannot be encoded")
+    path.write_bytes(encoded.tobytes())
+
+
+def preview_path(target: Path) -> Path:
+    """Where the side-by-side preview of ``target`` goes."""
+    return target.with_name(target.name + ".preview.png")
+
+
+def side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """``before`` and ``after`` next to each other (same height)."""
+    return np.hstack([before, after]) if before.shape == after.shape else after
+
+
+class MaskBatch:
+    """Masks files with one masker; DICOM files through the pipeline of one profile.
+
+    Parameters
+    ----------
+    masker
+        The masker, made with ``profile.settings``.
+    profile
+        The settings and, for DICOM files, the narrowed configuration and pseudonym key.
+    preview
+        Write side-by-side previews.
+    """
+
+    def __init__(self, masker: FaceMasker, profile: MaskProfile, preview: bool = False) -> None:
+        self._masker = masker
+        self._profile = profile
+        self._preview = preview
+
+    def run(self, jobs: list[FileJob]) -> Iterator[MaskOutcome]:
+        """Mask every job, one outcome each; failures do not stop the batch."""
+        for job in jobs:
+            try:
+                if job.source.suffix.lower() in IMAGE_SUFFIXES:
+                    self._mask_photo(job)
+                else:
+                    self._mask_instance(job)
+            except DmaskError as error:
+                yield MaskOutcome(job, error)
+            else:
+                yield MaskOutcome(job)
+
+    def _mask_photo(self, job: FileJob) -> None:
+        rgb = read_image(job.source)
+        masked = self._masker.mask_image(rgb)
+        write_image(job.target, masked)
+        if self._preview:
+            write_image(preview_path(job.target), side_by_side(rgb, masked))
+
+    def _mask_instance(self, job: FileJob) -> None:
+        from gateway.pipeline import parse, process_instance
+        from gateway.pixels import decode_frames
+
+        profile = self._profile
+        if profile.config is None or profile.name is None or profile.secret is None:
+            raise ConfigError("DICOM files need a configuration with a masking profile and its secret")
+        data = job.source.read_bytes()
+        processed = process_instance(
+            data, profile.config, profile.secret, calling_ae=COMMAND_AE, called_ae=COMMAND_AE,
+            maskers={profile.name: self._masker},
+        )
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+        job.target.write_bytes(processed.encoded)
+        if self._preview:
+            before = next(iter(decode_frames(parse(data))))
+            after = next(iter(decode_frames(parse(processed.encoded))))
+            write_image(preview_path(job.target), side_by_side(before, after))
+
+
+def plan_mask_files(inputs: list[Path], output: Path) -> list[FileJob]:
+    """Every input file paired with its output path (folders mirrored, previews excluded)."""
+    return [job for job in plan_files(inputs, output) if not job.source.name.endswith(".preview.png")]
