@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import cached_property
 
-from pydicom.datadict import dictionary_has_tag, dictionary_VR
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -101,9 +101,8 @@ def scrub(
 
 def _vr(elem: DataElement | RawDataElement) -> str:
     """VR of an element; a raw element of an implicit VR dataset takes it from the dictionary."""
-    if elem.VR:
-        return str(elem.VR)
-    return dictionary_VR(elem.tag) if dictionary_has_tag(elem.tag) else "UN"
+    vr = str(elem.VR) if elem.VR else dictionary_VR(elem.tag) if dictionary_has_tag(elem.tag) else "UN"
+    return vr.split(" or ")[0]  # an ambiguous VR ("US or SS") of an implicit VR dataset
 
 
 def _unshared(elem: DataElement | RawDataElement) -> DataElement | RawDataElement:
@@ -207,53 +206,57 @@ class _Walk:
     ) -> DataElement | RawDataElement | None:
         """The output form of a public element, or None when it is removed."""
         tag = raw.tag
-        code = self.plan.codes.get(tag)
+        vr = _vr(raw)
         replacement = self.plan.replacements.get(tag)
-        if code is None and replacement is None:
+        if replacement is not None:
+            return DataElement(tag, vr, replacement)
+        code = self.plan.codes.get(tag)
+        if code is None:
             if tag not in self.plan.table.standard_attributes:
                 if self.plan.settings.unknown_public == "remove":
                     return None
                 log.warning("kept unknown public attribute %s (profile says keep)", tag)
-            vr = _vr(raw)
-            if vr == "SQ":
-                return self.sequence(source[tag], path, mode)
             if mode is _Mode.DUMMY and vr in TEXT_VRS | TEMPORAL_VRS:
-                return self.apply(source[tag], Action.DUMMY, path, mode)
+                return self.apply(raw, source, vr, Action.DUMMY, path, mode)
             if mode is _Mode.CLEAN and vr in TEXT_VRS:
-                return self.apply(source[tag], Action.CLEAN, path, mode)
-            return _unshared(raw)
-        if code == "K" and mode is _Mode.NORMAL and _vr(raw) != "SQ":
-            return _unshared(raw)
-        elem = source[tag]
-        if replacement is not None:
-            return DataElement(tag, elem.VR, replacement)
+                return self.apply(raw, source, vr, Action.CLEAN, path, mode)
+            return self.apply(raw, source, vr, Action.KEEP, path, mode)
         if tag in self.plan.pseudonymised:
-            return self.pseudonym(elem, path)
+            return self.pseudonym(source[tag], path)
         if "/" in code:
-            code_type = self.types.get(path + elem.keyword, "3")
-            return self.apply(elem, resolve(code, code_type), path, mode)
-        return self.apply(elem, Action(code), path, mode)
+            action = resolve(code, self.types.get(path + keyword_for_tag(tag), "3"))
+        else:
+            action = Action(code)
+        return self.apply(raw, source, vr, action, path, mode)
 
-    def apply(self, elem: DataElement, action: Action, path: str, mode: _Mode) -> DataElement | None:
-        """Carry out one simple action on an element."""
-        vr = elem.VR
+    def apply(
+        self,
+        raw: DataElement | RawDataElement,
+        source: Dataset,
+        vr: str,
+        action: Action,
+        path: str,
+        mode: _Mode,
+    ) -> DataElement | RawDataElement | None:
+        """Carry out one simple action; the value is decoded only when the action needs it."""
+        tag = raw.tag
         if action is Action.REMOVE:
             return None
         if action is Action.EMPTY:
-            return DataElement(elem.tag, vr, empty_value_for_VR(vr))
+            return DataElement(tag, vr, empty_value_for_VR(vr))
         if vr == "SQ":
             if action is Action.DUMMY:
-                return self.sequence(elem, path, _Mode.DUMMY)
-            if action is Action.CLEAN:
-                return self.sequence(elem, path, _Mode.CLEAN)
-            return self.sequence(elem, path, mode)  # K, U: scrub inside
+                mode = _Mode.DUMMY
+            elif action is Action.CLEAN:
+                mode = _Mode.CLEAN
+            return self.sequence(source[tag], path, mode)  # K, U: scrubbed inside
         if action is Action.REMAP_UID or (vr == "UI" and action is Action.DUMMY):
-            return self.uids(elem)
+            return self.uids(source[tag])
         if action is Action.DUMMY:
-            return DataElement(elem.tag, vr, dummy_value(vr))
+            return DataElement(tag, vr, dummy_value(vr))
         if action is Action.CLEAN:
-            return self.clean(elem)
-        return copy.copy(elem)
+            return self.clean(source[tag])
+        return _unshared(raw)
 
     def clean(self, elem: DataElement) -> DataElement:
         """Action C: shift dates, clean text, keep the rest."""
