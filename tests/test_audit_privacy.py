@@ -183,22 +183,31 @@ def test_cli_writes_the_report(faces: Path, tmp_path: Path) -> None:
     assert (tmp_path / "sheet.png").stat().st_size > 0
 
 
-def test_mask_settings_are_reported(faces: Path, tmp_path: Path) -> None:
+def test_cli_masks_with_a_profile_of_the_configuration(faces: Path, tmp_path: Path) -> None:
     pytest.importorskip("gateway.mask.masker")
-    from gateway.mask import MaskSettings
+    from gateway.config import load_config
 
-    result = run_privacy_audit(load_face_set(faces), [transform_from_spec("mask:eyes=original")])
-    mask = result.transforms[0]
-    assert mask.settings == MaskSettings(eyes="original").model_dump(mode="json")
-    assert mask.released + sum(mask.failures.values()) == 5
-    # The digital mask must not leave the original photo's identity for the strong attacker.
-    assert mask.scores["strong"]["a"]["closed"].hits < mask.scores["strong"]["a"]["closed"].trials
-
-
-def test_cli_refuses_an_unknown_transform(faces: Path, tmp_path: Path) -> None:
+    config = Path(__file__).resolve().parents[1] / "config" / "gateway.yaml"
     run = CliRunner().invoke(
-        app, ["audit", "privacy", "--faces", str(faces), "--transform", "none,smudge", "--report", str(tmp_path)]
+        app,
+        ["audit", "privacy", "--faces", str(faces), "--transform", "mask@face-photos",
+         "--config", str(config), "--report", str(tmp_path)],
+    )
+    assert run.exit_code == 0, run.output
+    mask = json.loads((tmp_path / "report.json").read_text())["transforms"][0]
+    profile = load_config(config, check_secret=False).profiles["face-photos"]
+    assert mask["settings"] == profile.mask.model_dump(mode="json")
+    assert mask["released"] + sum(mask["failed_closed"].values()) == 5
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("none,smudge", "unknown transform 'smudge'"), ("mask@nobody", "no profile 'nobody'")],
+)
+def test_cli_refuses_an_unknown_transform(faces: Path, tmp_path: Path, spec: str, message: str) -> None:
+    run = CliRunner().invoke(
+        app, ["audit", "privacy", "--faces", str(faces), "--transform", spec, "--report", str(tmp_path)]
     )
     assert run.exit_code == 2
-    assert "unknown transform 'smudge'" in run.output
+    assert message in run.output
     assert not (tmp_path / "report.json").exists()
