@@ -70,22 +70,32 @@ def _planted_item(n: int) -> Dataset:
     return item
 
 
-def planted_instance(sop_class_uid: str = VL_PHOTOGRAPHIC) -> Dataset:
-    """A dataset with a planted value in every Table E.1-1 attribute pydicom can write."""
-    ds = Dataset()
-    n = 0
-    for tag, row in sorted(load_table().rows.items()):
+def _plant_table(ds: Dataset, n: int, *, sequences: bool) -> None:
+    """Plant a value numbered from ``n`` in every Table E.1-1 attribute pydicom can write."""
+    for tag in sorted(load_table().rows):
         group = tag >> 16
         if group in (0x0000, 0x0002) or not dictionary_has_tag(tag) or dictionary_is_retired(tag):
             continue
         vr = dictionary_VR(tag).split(" or ")[0]
         n += 10
         if vr == "SQ":
-            ds.add(DataElement(tag, vr, [_planted_item(n)]))
+            if sequences:
+                ds.add(DataElement(tag, vr, [_planted_item(n)]))
             continue
         value = planted_value(vr, n)
         if value is not None:
             ds.add(DataElement(tag, vr, value))
+
+
+def planted_instance(sop_class_uid: str = VL_PHOTOGRAPHIC) -> Dataset:
+    """A dataset with a planted value in every Table E.1-1 attribute pydicom can write, at
+    the top level, inside an item of every table sequence, and all over again inside a
+    standard sequence the table keeps (Contributing Equipment Sequence)."""
+    ds = Dataset()
+    _plant_table(ds, 0, sequences=True)
+    contributing = Dataset()
+    _plant_table(contributing, 10000, sequences=False)
+    ds.ContributingEquipmentSequence = [contributing]
     # The identity and image of a photographic instance.
     ds.SOPClassUID = sop_class_uid
     ds.SOPInstanceUID = f"{PLANT_ROOT}.1.1"
