@@ -106,14 +106,15 @@ def audit_privacy(
         typer.echo(path)
 
 
-def _deid_profile(config: Path, profile: str) -> tuple[object, bytes]:
-    """The DeidSettings of a named profile and the pseudonym key, or exit with status 2."""
+def _deid_profile(config: Path, profile: str, *, with_secret: bool = True) -> tuple[object, bytes]:
+    """The DeidSettings of a named profile and the pseudonym key (b"" when not asked for), or
+    exit with status 2."""
     from gateway.config import load_config
     from gateway.errors import ConfigError
 
     try:
-        loaded = load_config(config)
-        secret = loaded.load_secret()
+        loaded = load_config(config, check_secret=with_secret)
+        secret = loaded.load_secret() if with_secret else b""
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR) from None
@@ -211,7 +212,7 @@ def audit_phi(
     if profile is not None:
         from gateway.deid.plan import compile_plan
 
-        settings, _ = _deid_profile(config, profile)
+        settings, _ = _deid_profile(config, profile, with_secret=False)
         plan = compile_plan(settings)
     pairs, unpaired = pair_files(original, deidentified)
     for source in unpaired:
