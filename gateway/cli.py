@@ -6,6 +6,7 @@ typed errors into a message and an exit code. Nothing here knows how masking or 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -81,6 +82,7 @@ def audit_privacy(
     report: Path = typer.Option(Path("reports/privacy"), help="Folder for report.json, report.md, sheet.png."),
     config: Path | None = typer.Option(None, help="Gateway configuration whose profiles mask@PROFILE names."),
     seed: int = typer.Option(7050, help="Seed of the line-up draws."),
+    jobs: int = typer.Option(os.cpu_count() or 1, min=1, help="Worker processes."),
 ) -> None:
     """Measure how well face transforms resist re-identification and keep the eyes readable."""
     from gateway.audit.privacy import load_face_set, run_privacy_audit
@@ -98,7 +100,7 @@ def audit_privacy(
         transforms = [transform_from_spec(s.strip(), mask_profiles) for s in transform.split(",") if s.strip()]
         face_set = load_face_set(faces)
         with typer.progressbar(length=len(face_set.photos), label="photos", file=sys.stderr) as bar:
-            result = run_privacy_audit(face_set, transforms, seed=seed, progress=bar.update)
+            result = run_privacy_audit(face_set, transforms, seed=seed, progress=bar.update, jobs=jobs)
     except DmaskError as exc:
         typer.echo(f"audit privacy: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR) from None

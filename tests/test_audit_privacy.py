@@ -139,6 +139,15 @@ def test_an_identity_transform_scores_like_none(result: AuditResult) -> None:
     assert identity.detector_found == none.detector_found == 5
 
 
+def test_worker_processes_give_the_same_figures(faces: Path, result: AuditResult) -> None:
+    transforms = [transform_from_spec("none"), FailsOnPortrait()]
+    pooled = run_privacy_audit(load_face_set(faces), transforms, seed=11, jobs=2)
+    for name in ("none", "fails-on-portrait"):
+        assert by_name(pooled, name) == by_name(result, name)
+    assert pooled.trials == result.trials
+    assert [row.identity for row in pooled.sheet] == [row.identity for row in result.sheet]
+
+
 def test_blur_hides_the_face_from_the_detector(result: AuditResult) -> None:
     blur = by_name(result, "blur")
     assert blur.detector_found < 5
@@ -175,7 +184,7 @@ def test_report_files(result: AuditResult, tmp_path: Path) -> None:
 
 def test_cli_writes_the_report(faces: Path, tmp_path: Path) -> None:
     run = CliRunner().invoke(
-        app, ["audit", "privacy", "--faces", str(faces), "--transform", "eyebar", "--report", str(tmp_path)]
+        app, ["audit", "privacy", "--faces", str(faces), "--transform", "eyebar", "--jobs", "1", "--report", str(tmp_path)]
     )
     assert run.exit_code == 0, run.output
     report = json.loads((tmp_path / "report.json").read_text())
@@ -191,7 +200,7 @@ def test_cli_masks_with_a_profile_of_the_configuration(faces: Path, tmp_path: Pa
     run = CliRunner().invoke(
         app,
         ["audit", "privacy", "--faces", str(faces), "--transform", "mask@face-photos",
-         "--config", str(config), "--report", str(tmp_path)],
+         "--config", str(config), "--jobs", "1", "--report", str(tmp_path)],
     )
     assert run.exit_code == 0, run.output
     mask = json.loads((tmp_path / "report.json").read_text())["transforms"][0]

@@ -19,10 +19,11 @@ needs its landmarks), and so is a person left with fewer than two.
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,6 +258,80 @@ def _release(
     return Released(None, embeddings, fidelity), image
 
 
+@dataclass(frozen=True)
+class PhotoOutcome:
+    """What one photo contributes: its original (None without a face), its releases by transform
+    name and, for the people of the contact sheet, thumbnails of the original and each release."""
+
+    photo: Photo
+    original: Original | None
+    released: dict[str, Released]
+    sheet: list[np.ndarray | None] | None
+
+
+class PhotoAuditor:
+    """The models of one process (attacker, landmarker, transforms), applied photo by photo."""
+
+    def __init__(self, transforms: Sequence[FaceTransform]) -> None:
+        self._transforms = list(transforms)
+        self._attacker = Attacker()
+        self._landmarker = FaceMeshLandmarker()
+
+    def audit(self, photo: Photo, with_sheet: bool) -> PhotoOutcome:
+        """Learn from the original once, then release it through every transform."""
+        rgb = read_photo(photo.path)
+        observation = None if rgb is None else self._attacker.observe(rgb)
+        if rgb is None or observation is None:
+            return PhotoOutcome(photo, None, {}, None)
+        original = Original(observation, self._landmarker.landmarks(rgb))
+        released: dict[str, Released] = {}
+        images: list[np.ndarray | None] = [rgb]
+        for transform in self._transforms:
+            released[transform.name], image = _release(
+                transform, rgb, original, self._attacker, self._landmarker
+            )
+            images.append(image)
+        sheet = [_thumbnail(image) for image in images] if with_sheet else None
+        return PhotoOutcome(photo, original, released, sheet)
+
+    def close(self) -> None:
+        self._landmarker.close()
+
+
+_worker: PhotoAuditor | None = None
+
+
+def _start_worker(transforms: list[FaceTransform]) -> None:
+    global _worker
+    _worker = PhotoAuditor(transforms)
+
+
+def _audit_in_worker(task: tuple[Photo, bool]) -> PhotoOutcome:
+    assert _worker is not None, "the pool initialiser builds the worker's auditor"
+    return _worker.audit(*task)
+
+
+def _audit_photos(
+    tasks: list[tuple[Photo, bool]], transforms: Sequence[FaceTransform], jobs: int
+) -> Iterator[PhotoOutcome]:
+    """Outcomes in task order, from this process or from ``jobs`` spawned workers.
+
+    Workers are spawned, not forked: mediapipe's graphs, dlib and an EGL context do not survive
+    a fork of a process that already holds them.
+    """
+    if jobs <= 1:
+        auditor = PhotoAuditor(transforms)
+        try:
+            for task in tasks:
+                yield auditor.audit(*task)
+        finally:
+            auditor.close()
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(jobs, initializer=_start_worker, initargs=(list(transforms),)) as pool:
+        yield from pool.imap(_audit_in_worker, tasks)
+
+
 def run_privacy_audit(
     face_set: FaceSet,
     transforms: Sequence[FaceTransform],
@@ -264,6 +339,7 @@ def run_privacy_audit(
     seed: int = DEFAULT_SEED,
     lineup_size: int = LINEUP_SIZE,
     progress: Callable[[int], None] | None = None,
+    jobs: int = 1,
 ) -> AuditResult:
     """Apply every transform to every photo and score both attackers on every protocol.
 
@@ -279,6 +355,9 @@ def run_privacy_audit(
         Candidates per line-up (the person and ``lineup_size - 1`` others).
     progress:
         Called with 1 after each photo, e.g. a progress bar's ``update``.
+    jobs:
+        Worker processes; each loads its own models (and masker), so more than the CPUs
+        available only costs memory. Results do not depend on it.
 
     Raises
     ------
@@ -289,30 +368,21 @@ def run_privacy_audit(
     if len(set(names)) != len(names):
         raise AuditError("each transform may be named only once")
     started = time.monotonic()
-    attacker = Attacker()
-    landmarker = FaceMeshLandmarker()
     originals: dict[str, Original] = {}
     released: dict[str, dict[str, Released]] = {name: {} for name in names}
     sheet_images: dict[str, list[np.ndarray | None]] = {}
-    try:
-        for identity, photos in face_set.people.items():
-            for photo in photos:
-                rgb = read_photo(photo.path)
-                observation = None if rgb is None else attacker.observe(rgb)
-                if rgb is not None and observation is not None:
-                    original = Original(observation, landmarker.landmarks(rgb))
-                    originals[photo.key] = original
-                    row: list[np.ndarray | None] = [rgb]
-                    for transform in transforms:
-                        outcome, image = _release(transform, rgb, original, attacker, landmarker)
-                        released[transform.name][photo.key] = outcome
-                        row.append(image)
-                    if identity not in sheet_images and len(sheet_images) < SHEET_PEOPLE:
-                        sheet_images[identity] = [_thumbnail(image) for image in row]
-                if progress is not None:
-                    progress(1)
-    finally:
-        landmarker.close()
+    sheet_people = set(list(face_set.people)[:SHEET_PEOPLE])
+    tasks = [(photo, photo.identity in sheet_people) for photo in face_set.photos]
+    for outcome in _audit_photos(tasks, transforms, jobs):
+        key, identity = outcome.photo.key, outcome.photo.identity
+        if outcome.original is not None:
+            originals[key] = outcome.original
+            for name, release in outcome.released.items():
+                released[name][key] = release
+            if outcome.sheet is not None and identity not in sheet_images:
+                sheet_images[identity] = outcome.sheet
+        if progress is not None:
+            progress(1)
 
     usable = {
         identity: keys

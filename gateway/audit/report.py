@@ -103,7 +103,9 @@ def report_markdown(result: AuditResult) -> str:
         f"{people} people, {photos} photos ({len(result.excluded)} excluded: no face on the original), "
         f"seed {result.seed}, line-ups of {result.lineup_size}, {result.elapsed_s:.0f} s.",
         "",
-        "Protocols: " + "; ".join(f"({p}) {d}" for p, d in PROTOCOLS.items()) + ".",
+        "Protocols: " + "; ".join(f"({p}) {d}" for p, d in PROTOCOLS.items()) + ". "
+        "A line-up holds the person and others drawn with the seed; a closed set holds every person, "
+        "each by photo #1 (in (a) the probe's person by photo i).",
         f"Chance: line-up 1/{result.lineup_size} = {_percent(1 / result.lineup_size)}, "
         f"closed set 1/{people} = {_percent(1 / people)}. "
         "Cells: rank-1 rate [95% Wilson interval] n=trials. "
