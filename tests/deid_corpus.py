@@ -107,6 +107,7 @@ def planted_instance(sop_class_uid: str = VL_PHOTOGRAPHIC) -> Dataset:
     ds.StudyDate = "20240105"
     ds.StudyDescription = "Eyelids of Planted before surgery"
     ds.Modality = "XC"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
     _add_pixels(ds, 8, 8)
     # Private groups: an unknown creator and a safe one, top level and nested.
     block = ds.private_block(0x0009, PRIVATE_CREATOR, create=True)

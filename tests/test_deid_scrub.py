@@ -98,6 +98,7 @@ def test_the_input_is_not_modified() -> None:
     out = _scrub(original)
     out.PatientName = "Changed^Afterwards"
     out.ReferencedImageSequence[0].ReferencedSOPClassUID = "1.2.3"
+    out.ImageType.append("DERIVED")
     assert _bytes(original) == before
 
 

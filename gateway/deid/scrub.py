@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from functools import cached_property
@@ -106,8 +107,11 @@ def _vr(elem: DataElement | RawDataElement) -> str:
 
 
 def _unshared(elem: DataElement | RawDataElement) -> DataElement | RawDataElement:
-    """An element the output may own: raw elements are immutable, decoded ones are copied."""
-    return elem if isinstance(elem, RawDataElement) else copy.copy(elem)
+    """An element the output may own: raw elements are immutable, decoded ones are copied
+    (with their list of values, which is mutable; a bytes value is not and is shared)."""
+    if isinstance(elem, RawDataElement):
+        return elem
+    return copy.deepcopy(elem) if isinstance(elem.value, MultiValue) else copy.copy(elem)
 
 
 @dataclass
@@ -267,7 +271,7 @@ class _Walk:
             return DataElement(elem.tag, vr, self._map(elem.value, lambda v: shift(str(v), days)))
         if vr in TEXT_VRS:
             return DataElement(elem.tag, vr, self._map(elem.value, lambda v: self.cleaner.clean(str(v))))
-        return copy.copy(elem)
+        return _unshared(elem)
 
     def uids(self, elem: DataElement) -> DataElement:
         """Action U: every UID of the element remapped under the profile's root."""
@@ -287,7 +291,7 @@ class _Walk:
         return DataElement(elem.tag, "LO", self.names.patient_id(patient))
 
     @staticmethod
-    def _map(value: object, function) -> object:  # type: ignore[no-untyped-def]
+    def _map(value: object, function: Callable[[object], str]) -> object:
         if value is None or value == "":
             return value
         if isinstance(value, MultiValue):
@@ -312,7 +316,7 @@ class _Walk:
             return self.sequence(elem, path, _Mode.NORMAL)
         if elem.VR == "UI" and not self.retain_uids:
             return self.uids(elem)
-        return copy.copy(elem)
+        return _unshared(elem)
 
     # -- derived attributes ---------------------------------------------------------------
 
