@@ -130,3 +130,12 @@ def test_folders_are_paired_by_relative_path(tmp_path: Path) -> None:
     pairs, unpaired = pair_files(tmp_path / "in", tmp_path / "out")
     assert pairs == [(tmp_path / "in/a/x.dcm", tmp_path / "out/in/a/x.dcm")]
     assert unpaired == [tmp_path / "in/a/y.dcm"]
+
+
+def test_two_letter_name_parts_are_found_as_words_only() -> None:
+    original, out = _clean_output()
+    original.PatientName = "Li^Wei"
+    out.SeriesDescription = "Lid lag, lipid deposits"
+    assert find_leaks(original, out) == []
+    out.SeriesDescription = "Lid lag (LI)"
+    assert [(leak.attribute, leak.value) for leak in find_leaks(original, out)] == [("PatientName", "Li")]

@@ -356,3 +356,11 @@ def test_retain_safe_private_keeps_only_allow_listed_elements() -> None:
         out.private_block(0x0009, PRIVATE_CREATOR)
     assert find_leaks(original, out, compile_plan(settings)) == []
     assert "113111" in _codes(out)
+
+
+def test_clean_descriptors_blanks_two_letter_family_names() -> None:
+    ds = photographic_instance(VL_PHOTOGRAPHIC)
+    ds.PatientName = "Li^Wei"
+    ds.StudyDescription = "Mr Li, lid lag"
+    out = _scrub(ds, options=["clean_descriptors"])
+    assert out.StudyDescription == "Mr **, lid lag"

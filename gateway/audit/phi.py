@@ -6,7 +6,8 @@ person name, every private value, the identifying file meta) and looks for it ev
 output: every element at every depth and the file meta, as text (case-insensitive, as a whole
 token) and inside binary values (UTF-8 and UTF-16 bytes). Pixel Data is not searched: text
 burned into the image is a pixel matter. Values shorter than three characters are not searched
-(they would match everywhere).
+(they would match everywhere), except the parts of person names (a family name can be two
+letters long), which are matched as whole words only.
 
 Given the profile that made the output, the audit does not report what the profile keeps on
 purpose (Retain options, ``keep`` overrides, allow-listed private attributes, cleaned text),
@@ -28,8 +29,9 @@ from gateway.deid.plan import ScrubPlan
 from gateway.deid.table import load_table
 from gateway.deid.values import date_spellings
 
-#: Shortest value searched for.
+#: Shortest value searched for; parts of person names from two characters on.
 MIN_LENGTH = 3
+MIN_NAME_PART_LENGTH = 2
 PIXEL_DATA = 0x7FE00010
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 #: File meta attributes outside Table E.1-1 that name the sender or carry private data.
@@ -118,15 +120,13 @@ def identifying_values(original: Dataset, plan: ScrubPlan | None = None) -> list
         if not identifying:
             continue
         for text in _texts(elem):
-            pieces = [text]
+            pieces = [text] if len(text) >= MIN_LENGTH else []
             if elem.VR == "PN":
-                pieces += [p for p in re.split(r"[\^=\s]+", text) if p]
+                pieces += [p for p in re.split(r"[\^=\s]+", text) if len(p) >= MIN_NAME_PART_LENGTH]
             if elem.VR in ("DA", "DT"):
                 pieces += date_spellings(text)
             found += [
-                IdentifyingValue(name, p)
-                for p in dict.fromkeys(pieces)
-                if len(p) >= MIN_LENGTH and any(c.isalnum() for c in p)
+                IdentifyingValue(name, p) for p in dict.fromkeys(pieces) if any(c.isalnum() for c in p)
             ]
         if elem.VR in _BINARY_VRS and isinstance(elem.value, bytes) and len(elem.value) >= 4:
             found.append(IdentifyingValue(name, elem.value.decode("latin-1")))

@@ -71,8 +71,8 @@ def date_spellings(value: str) -> list[str]:
 def identifying_tokens(vr: str, value: str) -> list[str]:
     """The pieces of an identifying value that cleaned text must not contain.
 
-    Whole values always; for person names also their parts of three or more characters (a
-    family name alone is identifying); for dates their written forms. Other values are not
+    Whole values always; for person names also their parts of two or more characters (a
+    family name alone is identifying, and many are two letters long); for dates their written forms. Other values are not
     split: the words of an institution's name ("Eye", "Hospital") say nothing alone.
     """
     value = value.strip()
@@ -82,7 +82,7 @@ def identifying_tokens(vr: str, value: str) -> list[str]:
         return date_spellings(value)
     tokens = [value]
     if vr == "PN":
-        tokens += [w for w in re.split(r"[\s^=,.]+", value) if len(w) >= 3]
+        tokens += [w for w in re.split(r"[\s^=,.]+", value) if len(w) >= 2]
     return tokens
 
 
