@@ -69,8 +69,10 @@ class Gateway:
     # -- readiness and signals --------------------------------------------------------------
 
     def ready(self) -> bool:
-        """Listener up, workers running and the spool able to take an instance."""
+        """Listener up, workers started (models loaded) and the spool able to take an instance."""
         if not self._listening or self._pool is None or self._stopping:
+            return False
+        if not self._pool.started():
             return False
         try:
             self.spool.check_capacity()

@@ -25,6 +25,7 @@ from pydicom.filereader import read_file_meta_info
 from gateway.config import GatewayConfig
 from gateway.errors import DmaskError
 from gateway.forward import Forwarder, Outgoing
+from gateway.logs import configure_logging
 from gateway.pipeline import Masker, process_instance, quarantine_reason
 
 log = logging.getLogger("dmask.workers")
@@ -94,6 +95,7 @@ def _die_with_parent() -> None:
 
 def _initialize(config: GatewayConfig, secret: bytes) -> None:
     _die_with_parent()
+    configure_logging(config.logging)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the serve process decides when to stop
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _state.config = config
@@ -139,6 +141,11 @@ def _already_processed(ticket: Ticket) -> tuple[Outgoing, Outcome]:
                              sop_class_uid=outgoing.sop_class_uid)
 
 
+def _started() -> int:
+    """A no-op call whose completion shows that a worker's initializer has run."""
+    return os.getpid()
+
+
 def run(ticket: Ticket) -> Outcome:
     """Process (unless done earlier) and forward one job; never raises for a bad instance."""
     try:
@@ -181,6 +188,13 @@ class WorkerPool:
         self._executor = ProcessPoolExecutor(
             max_workers=self.count, mp_context=multiprocessing.get_context("spawn"),
             initializer=_initialize, initargs=(config, secret))
+        # The executor starts a process per submitted call while none is idle: one call per
+        # worker starts them all now, so models load before the first instance arrives.
+        self._warm_up = [self._executor.submit(_started) for _ in range(self.count)]
+
+    def started(self) -> bool:
+        """Whether every worker process has started and loaded its models."""
+        return all(future.done() and future.exception() is None for future in self._warm_up)
 
     def submit(self, ticket: Ticket) -> Future[Outcome]:
         """Queue a ticket; the future raises BrokenProcessPool if its worker died."""
