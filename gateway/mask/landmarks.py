@@ -67,16 +67,21 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _reduced(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
-    """A copy whose longest side is at most ``side``, and the factor from it back to ``rgb``."""
+def reduced(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """A copy whose longest side is at most ``side``, and the factor from it back to ``rgb``.
+
+    An area filter over a whole 12-megapixel photo costs about 100 ms; a bilinear step down to
+    twice the target size first (a few ms, little aliasing at that ratio) leaves the area filter
+    a small image.
+    """
     height, width = rgb.shape[:2]
     factor = max(height, width) / side
     if factor <= 1.0:
         return np.ascontiguousarray(rgb), 1.0
-    step = int(factor // 2) or 1  # cheap decimation first, then an area filter for the rest
-    coarse = rgb[::step, ::step]
     size = (max(1, round(width / factor)), max(1, round(height / factor)))
-    return cv2.resize(coarse, size, interpolation=cv2.INTER_AREA), factor
+    if factor > 2.0:
+        rgb = cv2.resize(rgb, (size[0] * 2, size[1] * 2), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), factor
 
 
 def _unrotate(points: np.ndarray, turns: int, width: int, height: int) -> np.ndarray:
@@ -182,7 +187,7 @@ class LandmarkDetector:
         return faces[: self._max_faces]
 
     def _track(self, rgb: np.ndarray) -> list[FaceLandmarks]:
-        small, factor = _reduced(rgb, DETECTION_SIDE)
+        small, factor = reduced(rgb, DETECTION_SIDE)
         result = self._tracking_mesh.process(small)
         height, width = small.shape[:2]
         return [
@@ -195,7 +200,7 @@ class LandmarkDetector:
     ) -> list[FaceLandmarks]:
         """``faces`` plus the new faces the detector finds in ``tile`` turned by ``turns``."""
         x0, y0, x1, y1 = tile
-        upright, factor = _reduced(rgb[y0:y1, x0:x1], DETECTION_SIDE)
+        upright, factor = reduced(rgb[y0:y1, x0:x1], DETECTION_SIDE)
         small = np.ascontiguousarray(np.rot90(upright, turns))
         sh, sw = small.shape[:2]
         faces = list(faces)
@@ -222,13 +227,7 @@ class LandmarkDetector:
         cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
         if cx1 - cx0 < 8 or cy1 - cy0 < 8:
             return None
-        crop = rgb[cy0:cy1, cx0:cx1]
-        scale = min(1.0, MESH_CROP_SIDE / max(crop.shape[:2]))
-        if scale < 1.0:
-            step = int(1 / scale // 2) or 1
-            coarse = crop[::step, ::step]
-            size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
-            crop = cv2.resize(coarse, size, interpolation=cv2.INTER_AREA)
+        crop, _ = reduced(rgb[cy0:cy1, cx0:cx1], MESH_CROP_SIDE)
         crop = np.ascontiguousarray(np.rot90(crop, turns))
         result = self._still_mesh.process(crop)
         if not result.multi_face_landmarks:

@@ -9,6 +9,7 @@ and tint the lips, so that the mask reads as a face to people and to landmark mo
 
 from __future__ import annotations
 
+import cv2
 import moderngl
 import numpy as np
 
@@ -23,6 +24,9 @@ from gateway.mask.topology import (
 )
 
 SAMPLES = 4
+#: Longest side a face is rendered at; larger faces are rendered at this size and scaled up
+#: (the shading is smooth, and the eyes are drawn at full resolution by the compositor).
+MAX_RENDER_SIDE = 768
 #: Framebuffers grow in steps of this many pixels, so that most faces reuse them.
 FRAMEBUFFER_STEP = 256
 AMBIENT = 0.45
@@ -141,6 +145,8 @@ class MaskRenderer:
         """
         x0, y0, x1, y1 = region
         width, height = x1 - x0, y1 - y0
+        scale = min(1.0, MAX_RENDER_SIDE / max(width, height))
+        drawn_width, drawn_height = max(1, round(width * scale)), max(1, round(height * scale))
         mesh = vertices[:MESH_VERTEX_COUNT]
         data = np.hstack([mesh, vertex_normals(mesh), self._colours]).astype("f4")
         self._vertices.write(data.tobytes())
@@ -148,12 +154,15 @@ class MaskRenderer:
         self._program["origin"].value = (float(x0), float(y0))
         self._program["size"].value = (float(width), float(height))
         self._program["depth"].value = (near, far)
-        multisampled, resolved = self._framebuffers(width, height)
+        multisampled, resolved = self._framebuffers(drawn_width, drawn_height)
         multisampled.use()
-        multisampled.viewport = (0, 0, width, height)
+        multisampled.viewport = (0, 0, drawn_width, drawn_height)
         multisampled.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         self._ctx.enable(moderngl.DEPTH_TEST)
         self._vao.render(moderngl.TRIANGLES)
         self._ctx.copy_framebuffer(resolved, multisampled)
-        pixels = resolved.read(viewport=(0, 0, width, height), components=4)
-        return np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 4)
+        pixels = resolved.read(viewport=(0, 0, drawn_width, drawn_height), components=4)
+        rgba = np.frombuffer(pixels, dtype=np.uint8).reshape(drawn_height, drawn_width, 4)
+        if scale < 1.0:
+            rgba = cv2.resize(rgba, (width, height), interpolation=cv2.INTER_LINEAR)
+        return rgba

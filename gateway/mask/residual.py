@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gateway.mask.landmarks import reduced
+
 CASCADE = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
 #: Longest side of the grey copy the cascade scans.
 SCAN_SIDE = 640
@@ -33,10 +35,8 @@ class ResidualFaceCheck:
 
     def uncovered_faces(self, output: np.ndarray, masked: list[Box]) -> int:
         """How many faces in ``output`` (RGB) lie mostly outside the ``masked`` boxes (x0, y0, x1, y1)."""
-        height, width = output.shape[:2]
-        factor = max(1.0, max(height, width) / SCAN_SIDE)
-        size = (max(1, round(width / factor)), max(1, round(height / factor)))
-        grey = cv2.cvtColor(cv2.resize(output, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+        small, factor = reduced(output, SCAN_SIDE)
+        grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         found = self._cascade.detectMultiScale(
             cv2.equalizeHist(grey), scaleFactor=1.1, minNeighbors=MIN_NEIGHBOURS, minSize=(MIN_FACE, MIN_FACE)
         )

@@ -1,0 +1,104 @@
+"""Digital mask speed: stills at 1024x768 and 4000x3000, and a 640x480 frame sequence.
+
+Prints medians in milliseconds for ``FaceMasker.mask_image`` on one-face stills (with the
+detect and render steps on their own), and frames per second for a 640x480 sequence (tracking
+detect + render per frame) in one process and in one process per core.
+
+    .venv/bin/python bench/mask.py [--rounds 15] [--frames 90]
+
+Targets (issue 5): 1024x768 <= 40 ms, 4000x3000 <= 300 ms, 640x480 sequence >= 30 frames/s
+using both cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import matplotlib
+import numpy as np
+
+from gateway.mask import FaceMasker, MaskSettings
+
+
+def hopper() -> np.ndarray:
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def still(width: int, height: int) -> np.ndarray:
+    """The photo scaled to the frame's height and centred on a ``width`` x ``height`` frame."""
+    photo = hopper()
+    scaled = cv2.resize(photo, (round(photo.shape[1] * height / photo.shape[0]), height),
+                        interpolation=cv2.INTER_LINEAR)
+    frame = np.full((height, width, 3), 70, dtype=np.uint8)
+    x0 = (width - scaled.shape[1]) // 2
+    frame[:, x0: x0 + scaled.shape[1]] = scaled
+    return frame
+
+
+def sequence(count: int) -> list[np.ndarray]:
+    """640x480 frames of the photo drifting and turning slowly, like a short clinical clip."""
+    base = still(640, 480)
+    frames = []
+    for index in range(count):
+        angle = 4.0 * np.sin(index / 15.0)
+        shift = 12.0 * np.sin(index / 25.0)
+        matrix = cv2.getRotationMatrix2D((320, 240), angle, 1.0)
+        matrix[0, 2] += shift
+        frames.append(cv2.warpAffine(base, matrix, (640, 480), borderMode=cv2.BORDER_REPLICATE))
+    return frames
+
+
+def median_ms(action: Callable[[], object], rounds: int) -> float:
+    action()  # warm-up: first use allocates framebuffers and graph buffers
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000.0
+
+
+def run_sequence(count: int) -> float:
+    """Frames per second of tracking detect + render over a sequence, in this process."""
+    frames = sequence(count)
+    with FaceMasker(MaskSettings()) as masker:
+        masker.render(frames[0], masker.detect(frames[0], tracking=True))
+        started = time.perf_counter()
+        for frame in frames:
+            masker.render(frame, masker.detect(frame, tracking=True))
+        return count / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--frames", type=int, default=90)
+    arguments = parser.parse_args()
+    with FaceMasker(MaskSettings()) as masker:
+        for width, height in ((1024, 768), (4000, 3000)):
+            rgb = still(width, height)
+            faces = masker.detect(rgb)
+            total = median_ms(lambda: masker.mask_image(rgb), arguments.rounds)
+            detect = median_ms(lambda: masker.detect(rgb), arguments.rounds)
+            render = median_ms(lambda: masker.render(rgb, faces), arguments.rounds)
+            print(f"{width}x{height} one face: mask_image {total:.1f} ms median "
+                  f"(detect {detect:.1f} ms, render+compose {render:.1f} ms), {arguments.rounds} rounds")
+    single = run_sequence(arguments.frames)
+    print(f"640x480 sequence, one process: {single:.1f} frames/s")
+    cores = os.cpu_count() or 1
+    with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn")) as pool:
+        rates = list(pool.map(run_sequence, [arguments.frames] * cores))
+    print(f"640x480 sequence, {cores} processes at once: {sum(rates):.1f} frames/s in total")
+
+
+if __name__ == "__main__":
+    main()
