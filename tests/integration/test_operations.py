@@ -1,0 +1,92 @@
+"""What an admin sees and does: probes, metrics, SIGHUP reload, the queue and requeue commands."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+
+from dicom_instances import photo, photo_instance, resized, write
+from peers import DMASK, PEER_ENV, acknowledged, echoscu, gateway_settings, storescu, wait_until
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_probes_metrics_and_audit_trail(tmp_path: Path, dmask_server) -> None:
+    settings = gateway_settings(tmp_path, {"out": {"type": "folder", "path": str(tmp_path / "out")}})
+    server = dmask_server(settings)
+    assert _get(server.metrics_port, "/healthz") == (200, "ok\n")
+    assert _get(server.metrics_port, "/readyz") == (200, "ready\n")
+    files = [write(photo_instance(resized(photo("retina"), 20_000)), tmp_path / "retina.dcm"),
+             write(photo_instance(resized(photo("grace_hopper"), 60_000)), tmp_path / "face.dcm")]
+    assert len(acknowledged(storescu(server.port, files))) == 2
+    wait_until(lambda: server.metric("dmask_quarantined_instances_total") == 1
+               and server.metric("dmask_forwarded_instances_total") == 1, 60, "both outcomes")
+    _, text = _get(server.metrics_port, "/metrics")
+    assert 'dmask_quarantined_instances_total{reason="no-face"} 1.0' in text
+    assert 'dmask_stage_duration_seconds_count{stage="mask"}' in text
+    server.signal(signal.SIGTERM)
+    server.process.wait(60)
+    events = [json.loads(line)["audit"] for line in server.log.read_text().splitlines()
+              if line.startswith("{") and '"audit"' in line]
+    assert sorted(e["event"] for e in events) == ["forwarded", "masked", "quarantined",
+                                                  "received", "received"]
+    for event in events:
+        assert event["event_id"]["code"] == "110104"
+    forwarded = next(e for e in events if e["event"] == "forwarded")
+    ids = {obj["type"]: obj["id"] for obj in forwarded["objects"]}
+    original = photo_instance(resized(photo("grace_hopper"), 1))
+    assert ids["patient"] != original.PatientID and ids["study"].startswith("2.25.")
+
+
+def test_sighup_reload_keeps_last_good_config(tmp_path: Path, dmask_server) -> None:
+    settings = gateway_settings(tmp_path, {"out": {"type": "folder", "path": str(tmp_path / "out")}})
+    server = dmask_server(settings)
+    assert echoscu(server.port, "NEWCAMERA").returncode != 0
+
+    broken = server.config.read_text().replace("max_associations: 20", "max_associations: lots")
+    server.config.write_text(broken)
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reload refused" in server.log.read_text(), 20,
+               "the broken configuration to be refused")
+    assert echoscu(server.port, "CAMERA1").returncode == 0
+
+    settings["listener"]["allowed_callers"].append({"ae_title": "NEWCAMERA"})
+    server.write_config(settings)
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: '"configuration reloaded"' in server.log.read_text(), 20, "the reload")
+    wait_until(lambda: echoscu(server.port, "NEWCAMERA").returncode == 0, 20,
+               "the new caller to be allowed")
+
+
+def test_queue_and_requeue_commands(tmp_path: Path, dmask_server) -> None:
+    settings = gateway_settings(tmp_path, {"out": {"type": "folder", "path": str(tmp_path / "out")}})
+    settings["routes"] = [{"name": "photos", "match": {"modality": "XC"},
+                           "profile": "tags-only", "destinations": ["out"]},
+                          {"name": "rest", "reject": True}]
+    server = dmask_server(settings)
+    ds = photo_instance(resized(photo("camera"), 4096), modality="OT")
+    assert len(acknowledged(storescu(server.port, [write(ds, tmp_path / "ot.dcm")]))) == 1
+    wait_until(lambda: server.spool_counts() == {"quarantined": 1}, 30, "the rejection")
+
+    def dmask(*args: str) -> str:
+        return subprocess.run([str(DMASK), *args, "--config", str(server.config)],
+                              capture_output=True, text=True, check=True, env=PEER_ENV).stdout
+
+    listing = dmask("queue", "--reason", "route-rejected")
+    assert "quarantined" in listing and "CAMERA1" in listing
+    settings["routes"][0]["match"] = {}
+    server.write_config(settings)
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: '"configuration reloaded"' in server.log.read_text(), 20, "the reload")
+    assert dmask("requeue", "--reason", "route-rejected") == "requeued 1 job(s)\n"
+    wait_until(lambda: server.spool_counts() == {"done": 1}, 30, "the requeued job")
+    assert len(list((tmp_path / "out").iterdir())) == 1
