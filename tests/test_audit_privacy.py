@@ -175,6 +175,8 @@ def test_report_files(result: AuditResult, tmp_path: Path) -> None:
     assert cell["rate"] == 1.0 and cell["ci95"][1] == 1.0 and cell["trials"] == 2
     assert report["transforms"][3]["failed_closed"] == {"no-face": 3}
     assert len(report["draws"]["a"]) == 5
+    assert report["photo_1"] == {"astronaut": "astronaut/astronaut_0001.png", "hopper": "hopper/hopper_0001.png"}
+    assert report["draws"]["a"][0]["probe"] in report["draws"]["a"][0]["lineup"]
     markdown = paths[1].read_text()
     assert "| none | strong (original landmarks) | 5/5 |" in markdown
     assert "| fails-on-portrait | detector-based | 2/5 (3 no-face) |" in markdown

@@ -246,7 +246,7 @@ def _release(
         return Released(failure=failure.reason), None
     detected = attacker.observe(image)
     if detected is not None and np.array_equal(detected.points, original.observation.points):
-        strong = detected.embedding  # same image alignment: the strong embedding is this one
+        strong = detected.embedding  # same image, same landmarks: the strong embedding is this one
     else:
         strong = attacker.embed_at(image, original.observation)
     embeddings = {"strong": strong, "detector": None if detected is None else detected.embedding}

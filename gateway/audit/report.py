@@ -8,7 +8,6 @@ numbers mean, because a rate alone does not show that a blurred face is useless 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +77,16 @@ def report_json(result: AuditResult) -> dict[str, Any]:
             }
             for t in result.transforms
         ],
-        # Protocol c reuses the trials (and line-ups) of protocol b.
-        "draws": {protocol: [asdict(trial) for trial in result.trials[protocol]] for protocol in ("a", "b")},
+        # The closed-set gallery is every person's photo #1 (in (a) the probe's own photo for its
+        # person); a draw lists the line-up's photos in the order drawn. Protocol c uses b's draws.
+        "photo_1": result.trials["b"][0].gallery,
+        "draws": {
+            protocol: [
+                {"probe": trial.probe, "lineup": [trial.gallery[member] for member in trial.lineup]}
+                for trial in result.trials[protocol]
+            ]
+            for protocol in ("a", "b")
+        },
     }
 
 
