@@ -178,8 +178,8 @@ def test_report_files(result: AuditResult, tmp_path: Path) -> None:
     assert report["photo_1"] == {"astronaut": "astronaut/astronaut_0001.png", "hopper": "hopper/hopper_0001.png"}
     assert report["draws"]["a"][0]["probe"] in report["draws"]["a"][0]["lineup"]
     markdown = paths[1].read_text()
-    assert "| none | strong (original landmarks) | 5/5 |" in markdown
-    assert "| fails-on-portrait | detector-based | 2/5 (3 no-face) |" in markdown
+    assert "| none | strong (original landmarks) | 5/5 | 5 |" in markdown
+    assert "| fails-on-portrait | detector-based | 2/5 (3 no-face) | 2 |" in markdown
     sheet = cv2.imread(str(paths[2]))
     assert sheet.shape[0] > 2 * 160 and sheet.shape[1] > 5 * 160  # 2 people x (original + 4)
 

@@ -120,19 +120,25 @@ def report_markdown(result: AuditResult) -> str:
         "",
         "## Re-identification (rank-1)",
         "",
-        "| transform | attacker | released | "
+        "| transform | attacker | released | face found | "
         + " | ".join(f"({p}) {VIEW_TITLES[v]}" for p, v in columns)
         + " |",
-        "|---|---|---|" + "---|" * len(columns),
+        "|---|---|---|---|" + "---|" * len(columns),
     ]
     for t in result.transforms:
         failed = sum(t.failures.values())
         released = f"{t.released}/{t.released + failed}"
         if failed:
             released += " (" + ", ".join(f"{n} {reason}" for reason, n in sorted(t.failures.items())) + ")"
+        # The strong attacker is given the face of every released photo; the other must find it.
+        found = {"strong": t.released, "detector": t.detector_found}
         for strength in STRENGTHS:
             cells = [_cell(t.scores[strength][p][v]) for p, v in columns]
-            lines.append(f"| {t.name} | {STRENGTH_TITLES[strength]} | {released} | " + " | ".join(cells) + " |")
+            lines.append(
+                f"| {t.name} | {STRENGTH_TITLES[strength]} | {released} | {found[strength]} | "
+                + " | ".join(cells)
+                + " |"
+            )
     lines += [
         "",
         "## Fidelity (landmarks re-detected on the released image vs the original)",
