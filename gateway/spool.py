@@ -185,6 +185,7 @@ class FolderSpool:
         os.chmod(self.path / _DATABASE, 0o600)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._synchronous = "FULL"
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
         self._bytes = self._db.execute(
@@ -193,8 +194,20 @@ class FolderSpool:
     # -- plumbing ---------------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction; ``durable`` ones are fsynced before they return.
+
+        Only admitting an instance must survive a power cut the moment it commits (the sender
+        was told Success). Every later state change is cheaper without its own fsync: if one is
+        lost, the job runs again and, the output being deterministic, the PACS gets the same
+        instance once more. The next durable commit syncs the write-ahead log up to itself,
+        which makes every earlier commit durable too.
+        """
         with self._lock:
+            synchronous = "FULL" if durable else "NORMAL"
+            if synchronous != self._synchronous:
+                self._db.execute(f"PRAGMA synchronous={synchronous}")
+                self._synchronous = synchronous
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -263,7 +276,7 @@ class FolderSpool:
             raise
         now = time.time()
         try:
-            with self._transaction() as db:
+            with self._transaction(durable=True) as db:
                 cursor = db.execute(
                     "INSERT INTO jobs (state, original, calling_ae, called_ae, size, received_at,"
                     " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",

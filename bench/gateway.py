@@ -1,0 +1,126 @@
+"""Throughput of storescu -> dmask serve -> Orthanc against storescu -> Orthanc, in one run.
+
+Two workloads, each timed ``--repeats`` times (medians printed):
+
+* 40 KB Secondary Capture instances through a tags-only profile (target: at least half the
+  direct rate);
+* 1 MP photos of a face through the mask profile (target: at least 10 per second on 2 cores).
+
+The gateway figure is end to end: from the start of storescu until Orthanc holds every result.
+``ingest`` is the rate at which storescu got its responses from the gateway.
+
+Usage: ``.venv/bin/python bench/gateway.py [--tags-count 300] [--mask-count 40] [--repeats 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration")]
+
+from pydicom.uid import SecondaryCaptureImageStorage  # noqa: E402
+
+from dicom_instances import photo, photo_instance, resized, write  # noqa: E402
+from peers import (  # noqa: E402
+    DmaskServer,
+    Orthanc,
+    acknowledged,
+    gateway_settings,
+    orthanc_destination,
+    storescu,
+)
+
+
+def _instances(folder: Path, count: int, *, pixels: int, name: str, sop_class: str | None,
+               modality: str) -> list[Path]:
+    folder.mkdir(parents=True)
+    image = resized(photo(name), pixels)
+    options = {"sop_class_uid": sop_class} if sop_class else {}
+    return [write(photo_instance(image, modality=modality, **options), folder / f"{i:05d}.dcm")
+            for i in range(count)]
+
+
+def _wait_for(orthanc: Orthanc, count: int, timeout: float = 600) -> float:
+    deadline = time.perf_counter() + timeout
+    while orthanc.instance_count() < count:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"Orthanc holds {orthanc.instance_count()} of {count} instances")
+        time.sleep(0.02)
+    return time.perf_counter()
+
+
+def _direct(orthanc: Orthanc, files: list[Path]) -> float:
+    before = orthanc.instance_count()
+    start = time.perf_counter()
+    result = storescu(orthanc.dicom_port, files, called=Orthanc.AE_TITLE)
+    if len(acknowledged(result)) != len(files):
+        raise RuntimeError("Orthanc did not acknowledge every instance:\n" + result.stderr[-2000:])
+    return len(files) / (_wait_for(orthanc, before + len(files)) - start)
+
+
+def _through_gateway(orthanc: Orthanc, server: DmaskServer, files: list[Path]) -> tuple[float, float]:
+    before = orthanc.instance_count()
+    start = time.perf_counter()
+    result = storescu(server.port, files)
+    acked = time.perf_counter()
+    if len(acknowledged(result)) != len(files):
+        raise RuntimeError("the gateway did not acknowledge every instance:\n"
+                           + result.stderr[-2000:])
+    end = _wait_for(orthanc, before + len(files))
+    return len(files) / (end - start), len(files) / (acked - start)
+
+
+def _workload(label: str, orthanc: Orthanc, server: DmaskServer, folder: Path, repeats: int,
+              count: int, **instance_options) -> None:
+    direct, gateway, ingest = [], [], []
+    for repeat in range(repeats):
+        # Fresh UIDs every round: Orthanc would otherwise only overwrite what it has.
+        files = _instances(folder / f"{label}-direct-{repeat}", count, **instance_options)
+        direct.append(_direct(orthanc, files))
+        files = _instances(folder / f"{label}-gateway-{repeat}", count, **instance_options)
+        end_to_end, acked = _through_gateway(orthanc, server, files)
+        gateway.append(end_to_end)
+        ingest.append(acked)
+    size = files[0].stat().st_size / 1000
+    ratio = statistics.median(gateway) / statistics.median(direct)
+    print(f"{label}: {count} instances of {size:.0f} kB, median of {repeats}")
+    print(f"  storescu -> Orthanc          {statistics.median(direct):8.1f} instances/s")
+    print(f"  storescu -> dmask -> Orthanc {statistics.median(gateway):8.1f} instances/s "
+          f"(ingest {statistics.median(ingest):.1f}/s, {ratio:.2f} of direct)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tags-count", type=int, default=300)
+    parser.add_argument("--mask-count", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dmask-bench-") as scratch:
+        folder = Path(scratch)
+        orthanc = Orthanc(folder / "orthanc")
+        orthanc.start()
+        settings = gateway_settings(folder, {"research": orthanc_destination(orthanc)},
+                                    workers=args.workers)
+        settings["logging"]["level"] = "WARNING"
+        server = DmaskServer(folder / "dmask", settings)
+        server.start()
+        try:
+            _workload("tags-only", orthanc, server, folder, args.repeats, args.tags_count,
+                      pixels=13_000, name="camera", sop_class=SecondaryCaptureImageStorage,
+                      modality="OT")
+            _workload("mask 1 MP", orthanc, server, folder, args.repeats, args.mask_count,
+                      pixels=1_000_000, name="grace_hopper", sop_class=None, modality="XC")
+        finally:
+            server.stop()
+            orthanc.stop()
+
+
+if __name__ == "__main__":
+    main()
