@@ -324,7 +324,7 @@ class FolderSpool:
         (the original after the retention time, see :meth:`purge`).
         """
         now = time.time()
-        with self._transaction() as db:
+        with self._transaction(durable=True) as db:  # files are deleted after it
             db.executemany(
                 "UPDATE deliveries SET delivered_at = ?, attempts = attempts + 1, reason = NULL"
                 " WHERE job_id = ? AND destination = ?",
