@@ -25,9 +25,10 @@ from pydicom.errors import InvalidDicomError
 
 from gateway.config import GatewayConfig, Profile
 from gateway.deid.scrub import scrub
-from gateway.errors import DmaskError, InvalidDataset
+from gateway.errors import DmaskError, InvalidDataset, PixelDataError
 from gateway.pixels import decode_frames, encode_frames
 from gateway.routing import select_route
+from gateway.video_codec import frame_rate
 
 
 class Masker(Protocol):
@@ -119,7 +120,11 @@ def _mask_pixels(ds: Dataset, masker: Masker) -> None:
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         from gateway.mask.video import mask_frames  # the tracker; stills never load it
 
-        encode_frames(ds, mask_frames(masker, frames))
+        try:
+            timing = {"frame_rate": float(frame_rate(ds))}
+        except PixelDataError:
+            timing = {}  # a multi-frame stack with no timing: the tracker's default rate
+        encode_frames(ds, mask_frames(masker, frames, **timing))
     else:
         encode_frames(ds, (masker.mask_image(frame) for frame in frames))
 

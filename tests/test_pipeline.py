@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from io import BytesIO
 
+import numpy as np
 import pytest
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
@@ -15,6 +16,7 @@ from gateway.errors import DmaskError, InvalidDataset, PixelDataError, RouteReje
 from gateway.pipeline import process_instance, quarantine_reason
 
 SECRET = b"pipeline-test-key-0123456789abcdef"
+MULTIFRAME_TRUE_COLOR_SC = "1.2.840.10008.5.1.4.1.1.7.4"
 
 
 def _config() -> GatewayConfig:
@@ -90,3 +92,46 @@ def test_short_pixel_data_fails_even_without_mask() -> None:
 
 def test_unexpected_errors_are_quarantined_as_internal() -> None:
     assert quarantine_reason(RuntimeError("boom")) == "internal-error"
+
+
+@pytest.fixture(scope="module")
+def masker():
+    from gateway.mask import FaceMasker, MaskSettings
+
+    with FaceMasker(MaskSettings()) as face_masker:
+        yield face_masker
+
+
+def _mask_config() -> GatewayConfig:
+    return GatewayConfig.model_validate({
+        "listener": {"allowed_callers": [{"ae_title": "CAMERA1"}]},
+        "destinations": {"out": {"type": "folder", "path": "out"}},
+        "profiles": {"face": {}},
+        "routes": [{"name": "all", "profile": "face", "destinations": ["out"]}],
+        "secret": {"env": "UNUSED"},
+    })
+
+
+def test_mask_profile_masks_stills_and_frame_stacks(masker) -> None:
+    face = resized(photo("grace_hopper"), 60_000)
+    still = photo_instance(face)
+    stack = photo_instance(np.concatenate([face] * 3), sop_class_uid=MULTIFRAME_TRUE_COLOR_SC)
+    stack.Rows, stack.NumberOfFrames = face.shape[0], 3
+    for ds, frames in ((still, 1), (stack, 3)):
+        data = _encoded(ds)
+        result = process_instance(data, _mask_config(), SECRET, calling_ae="CAMERA1",
+                                  called_ae="DMASK", maskers={"face": masker})
+        assert result.masked and result.stage_seconds["mask"] > 0
+        output = dcmread(BytesIO(result.encoded))
+        assert output.RecognizableVisualFeatures == "NO"
+        assert int(output.get("NumberOfFrames", 1)) == frames
+        before = dcmread(BytesIO(data)).pixel_array.astype(int)
+        assert np.abs(output.pixel_array.astype(int) - before).mean() > 10
+
+
+def test_mask_profile_quarantines_a_photo_without_face(masker) -> None:
+    data = _encoded(photo_instance(resized(photo("retina"), 40_000)))
+    with pytest.raises(DmaskError) as caught:
+        process_instance(data, _mask_config(), SECRET, calling_ae="CAMERA1", called_ae="DMASK",
+                         maskers={"face": masker})
+    assert quarantine_reason(caught.value) == "no-face"
