@@ -157,6 +157,7 @@ def test_blur_hides_the_face_from_the_detector(result: AuditResult) -> None:
 def test_failing_closed_is_counted_not_released(result: AuditResult) -> None:
     failing = by_name(result, "fails-on-portrait")
     assert dict(failing.failures) == {"no-face": 3}
+    assert failing.failed == {f"hopper/hopper_{i:04d}.png": "no-face" for i in (1, 2, 3)}
     assert failing.released == 2
     strong = failing.scores["strong"]
     assert strong["a"]["lineup"].trials == 2  # only the astronaut's photos were released

@@ -150,18 +150,25 @@ class TransformResult:
     """Every figure of one transform.
 
     ``settings`` are the mask settings of a ``mask`` transform (what the figures were measured
-    with, as the defaults may change); ``scores[strength][protocol][view]``; ``fidelity`` holds one
-    entry per released photo whose original has landmarks and on which landmarks were found again.
+    with, as the defaults may change); ``failed`` maps the photos the transform refused to
+    release (failed closed) to the reason; ``scores[strength][protocol][view]``; ``fidelity`` holds
+    one entry per released photo whose original has landmarks and on which landmarks were found
+    again.
     """
 
     name: str
     settings: dict[str, object] | None = None
     released: int = 0
-    failures: Counter[str] = field(default_factory=Counter)
+    failed: dict[str, str] = field(default_factory=dict)
     detector_found: int = 0
     fidelity_compared: int = 0
     fidelity: list[EyeFidelity] = field(default_factory=list)
     scores: dict[str, dict[str, dict[str, Score]]] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> Counter[str]:
+        """Photos that failed closed, by reason."""
+        return Counter(self.failed.values())
 
 
 @dataclass(frozen=True)
@@ -419,7 +426,7 @@ def _transform_result(
     for key in sorted(kept):
         outcome = released[key]
         if outcome.failure is not None:
-            result.failures[outcome.failure] += 1
+            result.failed[key] = outcome.failure
             continue
         result.released += 1
         result.detector_found += outcome.embeddings["detector"] is not None

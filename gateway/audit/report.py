@@ -65,6 +65,7 @@ def report_json(result: AuditResult) -> dict[str, Any]:
                 "settings": t.settings,
                 "released": t.released,
                 "failed_closed": dict(t.failures),
+                "failed_photos": t.failed,
                 "detector_found": t.detector_found,
                 "scores": {
                     strength: {
