@@ -82,10 +82,10 @@ def audit_privacy(
     report: Path = typer.Option(Path("reports/privacy"), help="Folder for report.json, report.md, sheet.png."),
     config: Path | None = typer.Option(None, help="Gateway configuration whose profiles mask@PROFILE names."),
     seed: int = typer.Option(7050, help="Seed of the line-up draws."),
-    jobs: int = typer.Option(os.cpu_count() or 1, min=1, help="Worker processes."),
+    jobs: int = typer.Option(0, min=0, help="Worker processes; 0 = one per CPU, at most 4."),
 ) -> None:
     """Measure how well face transforms resist re-identification and keep the eyes readable."""
-    from gateway.audit.privacy import load_face_set, run_privacy_audit
+    from gateway.audit.privacy import MAX_DEFAULT_JOBS, load_face_set, run_privacy_audit
     from gateway.audit.report import write_report
     from gateway.audit.transforms import transform_from_spec
     from gateway.errors import DmaskError
@@ -100,6 +100,7 @@ def audit_privacy(
         transforms = [transform_from_spec(s.strip(), mask_profiles) for s in transform.split(",") if s.strip()]
         face_set = load_face_set(faces)
         with typer.progressbar(length=len(face_set.photos), label="photos", file=sys.stderr) as bar:
+            jobs = jobs or min(os.cpu_count() or 1, MAX_DEFAULT_JOBS)
             result = run_privacy_audit(face_set, transforms, seed=seed, progress=bar.update, jobs=jobs)
     except DmaskError as exc:
         typer.echo(f"audit privacy: {exc}", err=True)

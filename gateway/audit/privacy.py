@@ -44,6 +44,8 @@ DEFAULT_SEED = 7050
 #: Line-up size of the published human study: the person and five others.
 LINEUP_SIZE = 6
 SHEET_PEOPLE = 8
+#: Default worker processes at most: each holds its own models (about 250 MB).
+MAX_DEFAULT_JOBS = 4
 SHEET_PHOTO = 160
 
 STRENGTHS = ("strong", "detector")
@@ -335,7 +337,7 @@ def _audit_photos(
             auditor.close()
         return
     context = multiprocessing.get_context("spawn")
-    with context.Pool(jobs, initializer=_start_worker, initargs=(list(transforms),)) as pool:
+    with context.Pool(min(jobs, len(tasks)), initializer=_start_worker, initargs=(list(transforms),)) as pool:
         yield from pool.imap(_audit_in_worker, tasks)
 
 
