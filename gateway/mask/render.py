@@ -149,19 +149,22 @@ class MaskRenderer:
         drawn_width, drawn_height = max(1, round(width * scale)), max(1, round(height * scale))
         mesh = vertices[:MESH_VERTEX_COUNT]
         data = np.hstack([mesh, vertex_normals(mesh), self._colours]).astype("f4")
-        self._vertices.write(data.tobytes())
         near, far = float(mesh[:, 2].min()) - 1.0, float(mesh[:, 2].max()) + 1.0
-        self._program["origin"].value = (float(x0), float(y0))
-        self._program["size"].value = (float(width), float(height))
-        self._program["depth"].value = (near, far)
-        multisampled, resolved = self._framebuffers(drawn_width, drawn_height)
-        multisampled.use()
-        multisampled.viewport = (0, 0, drawn_width, drawn_height)
-        multisampled.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-        self._ctx.enable(moderngl.DEPTH_TEST)
-        self._vao.render(moderngl.TRIANGLES)
-        self._ctx.copy_framebuffer(resolved, multisampled)
-        pixels = resolved.read(viewport=(0, 0, drawn_width, drawn_height), components=4)
+        # Make this renderer's context current: with several maskers in a process (one per
+        # profile) the last one created is current, and drawing into it gave wrong masks.
+        with self._ctx:
+            self._vertices.write(data.tobytes())
+            self._program["origin"].value = (float(x0), float(y0))
+            self._program["size"].value = (float(width), float(height))
+            self._program["depth"].value = (near, far)
+            multisampled, resolved = self._framebuffers(drawn_width, drawn_height)
+            multisampled.use()
+            multisampled.viewport = (0, 0, drawn_width, drawn_height)
+            multisampled.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            self._ctx.enable(moderngl.DEPTH_TEST)
+            self._vao.render(moderngl.TRIANGLES)
+            self._ctx.copy_framebuffer(resolved, multisampled)
+            pixels = resolved.read(viewport=(0, 0, drawn_width, drawn_height), components=4)
         rgba = np.frombuffer(pixels, dtype=np.uint8).reshape(drawn_height, drawn_width, 4)
         if scale < 1.0:
             rgba = cv2.resize(rgba, (width, height), interpolation=cv2.INTER_LINEAR)
