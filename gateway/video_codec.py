@@ -6,16 +6,18 @@ decoded one at a time from that stream; audio is never read, and the output hold
 stream in an MPEG-2 Transport Stream, so voices do not survive a re-encode.
 
 Encoders are configured for byte-identical output across runs (single-threaded, fixed rate
-control parameters, no wall-clock metadata) so that a retried instance reaches the PACS
-unchanged.
+control parameters, no AVX-512 in x264, no wall-clock metadata) so that a retried instance
+reaches the PACS unchanged.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -141,28 +143,40 @@ def decode_frames(ds: Dataset) -> Iterator[np.ndarray]:
         from Rows x Columns, or it holds fewer frames than Number of Frames declares.
     """
     tsyntax = UID(str(ds.file_meta.TransferSyntaxUID))
-    container = _open(bitstream(ds), tsyntax)
+    expected = (int(ds.get("Rows", 0)), int(ds.get("Columns", 0)))
     count = 0
-    try:
-        if not container.streams.video:
-            raise PixelDataError("the video bitstream has no video stream")
-        stream = container.streams.video[0]
-        expected = (int(ds.get("Rows", 0)), int(ds.get("Columns", 0)))
-        for frame in container.decode(stream):
-            if (frame.height, frame.width) != expected:
+    with _open(bitstream(ds), tsyntax) as container:
+        for frame in read_video_stream(container):
+            if frame.shape[:2] != expected:
                 raise PixelDataError(
-                    f"frame {count} is {frame.width}x{frame.height}, Rows/Columns declare "
+                    f"frame {count} is {frame.shape[1]}x{frame.shape[0]}, Rows/Columns declare "
                     f"{expected[1]}x{expected[0]}"
                 )
+            yield frame
+            count += 1
+    declared = int(ds.get("NumberOfFrames", count) or count)
+    if count == 0 or count < declared:
+        raise PixelDataError(f"the bitstream holds {count} frames, Number of Frames declares {declared}")
+
+
+def read_video_stream(container: av.container.InputContainer) -> Iterator[np.ndarray]:
+    """The frames of the first video stream of `container` as RGB, one at a time; other
+    streams (audio above all) are never decoded.
+
+    Raises
+    ------
+    PixelDataError
+        There is no video stream, or a frame does not decode.
+    """
+    if not container.streams.video:
+        raise PixelDataError("the bitstream has no video stream")
+    count = 0
+    try:
+        for frame in container.decode(container.streams.video[0]):
             yield frame.to_ndarray(format="rgb24")
             count += 1
     except av.error.FFmpegError as exc:
         raise PixelDataError(f"frame {count} does not decode ({type(exc).__name__})") from exc
-    finally:
-        container.close()
-    declared = int(ds.get("NumberOfFrames", count) or count)
-    if count == 0 or count < declared:
-        raise PixelDataError(f"the bitstream holds {count} frames, Number of Frames declares {declared}")
 
 
 def frame_rate(ds: Dataset) -> Fraction:
@@ -186,11 +200,8 @@ def frame_rate(ds: Dataset) -> Fraction:
             return _as_rate(value)
     tsyntax = UID(str(ds.file_meta.TransferSyntaxUID))
     if tsyntax in DECODABLE_TRANSFER_SYNTAXES:
-        container = _open(bitstream(ds), tsyntax)
-        try:
+        with _open(bitstream(ds), tsyntax) as container:
             rate = container.streams.video[0].average_rate if container.streams.video else None
-        finally:
-            container.close()
         if rate:
             return _as_rate(float(rate))
     raise PixelDataError("no frame rate: Frame Time, Cine Rate and the bitstream give none")
@@ -223,7 +234,27 @@ def encode_frames(ds: Dataset, frames: Iterable[np.ndarray], target: UID) -> Enc
     if target in _MPEG2 and rate not in MPEG2_FRAME_RATES:
         raise UnsupportedPixelFormat(f"MPEG-2 cannot carry {float(rate):.3f} frames/s")
     output = io.BytesIO()
-    container = av.open(output, mode="w", format="mpegts")
+    with av.open(output, mode="w", format="mpegts") as container:
+        rows, columns, count = write_video_stream(container, frames, target, rate)
+    pixel_data = encapsulate([output.getvalue()], fragments_per_frame=1, has_bot=False)
+    return EncodedVideo(pixel_data, rows, columns, count, rate)
+
+
+def write_video_stream(
+    container: av.container.OutputContainer, frames: Iterable[np.ndarray], target: UID, rate: Fraction
+) -> tuple[int, int, int]:
+    """Encode RGB `frames` as a new video stream of `container` with `target`'s codec settings.
+
+    Returns
+    -------
+    tuple[int, int, int]
+        Rows, columns and number of frames written.
+
+    Raises
+    ------
+    UnsupportedPixelFormat
+        Odd frame sizes, which 4:2:0 chroma subsampling cannot carry.
+    """
     stream = None
     rows = columns = count = 0
     for frame in frames:
@@ -232,31 +263,46 @@ def encode_frames(ds: Dataset, frames: Iterable[np.ndarray], target: UID) -> Enc
             if rows % 2 or columns % 2:
                 raise UnsupportedPixelFormat("video frames need an even number of rows and columns")
             stream = _add_stream(container, target, rate, columns, rows)
-        picture = _yuv420p_picture(frame)
+        picture = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
         picture.pts = count
         container.mux(stream.encode(picture))
         count += 1
     if stream is not None:
         container.mux(stream.encode(None))
-    container.close()
-    pixel_data = encapsulate([output.getvalue()], fragments_per_frame=1, has_bot=False)
-    return EncodedVideo(pixel_data, rows, columns, count, rate)
+    return rows, columns, count
 
 
-def _yuv420p_picture(rgb: np.ndarray) -> av.VideoFrame:
-    """`rgb` converted to a 4:2:0 picture whose row padding is zero, not left uninitialised.
+_X264_CPU_BITS = {
+    "mmx": 0, "sse": 2, "sse2": 3, "abm": 4, "pni": 5, "ssse3": 6, "sse4_1": 7, "sse4_2": 8,
+    "avx": 9, "xop": 10, "fma4": 11, "fma": 12, "bmi1": 13, "bmi2": 14, "avx2": 15,
+}
+"""``/proc/cpuinfo`` flag -> bit of x264's ``X264_CPU_*`` flags (x264.h); AVX-512 (bit 16) is
+deliberately absent."""
 
-    x264 reads the padding bytes at the end of each row of small chroma planes; left as FFmpeg
-    allocates them they hold whatever the heap held, and the bitstream differed between runs.
+
+@functools.cache
+def _x264_cpu_option() -> str:
+    """An x264 ``asm`` option with the CPU's features up to AVX2, never AVX-512.
+
+    With its AVX-512 code the x264 in PyAV's wheel wrote different bitstreams for the same
+    frames from one run to the next (depending on what the heap held before); without it the
+    output is byte-identical. x264 has no switch for "all but AVX-512", so the features are read
+    from ``/proc/cpuinfo`` (a Linux gateway); elsewhere x264 detects them itself.
     """
-    converted = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-    picture = av.VideoFrame(converted.width, converted.height, "yuv420p")
-    for source, target in zip(converted.planes, picture.planes):
-        rows = np.frombuffer(source, np.uint8).reshape(-1, source.line_size)[: source.height, : source.width]
-        padded = np.zeros((target.buffer_size // target.line_size, target.line_size), np.uint8)
-        padded[: source.height, : source.width] = rows
-        target.update(padded)
-    return picture
+    try:
+        flags = next(
+            set(line.split(":", 1)[1].split())
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("flags")
+        )
+    except (OSError, StopIteration):
+        return ""
+    mask = sum(1 << bit for flag, bit in _X264_CPU_BITS.items() if flag in flags)
+    if "sse" in flags:
+        mask |= 1 << 1  # MMX2 (MMXEXT) comes with SSE
+    if "avx" in flags:
+        mask |= (1 << 18) | (1 << 20)  # 64-byte cache lines, fast SSE2: what x264 picks itself
+    return f":asm={mask}"
 
 
 def _add_stream(
@@ -284,9 +330,10 @@ def _add_stream(
             "level": level,
             # A fixed GOP (no scene-cut decisions) keeps the keyframe positions independent of
             # small pixel differences between masks.
-            "x264-params": "keyint=%d:min-keyint=1:scenecut=0" % max(1, round(float(rate) * 2)),
+            "x264-params": f"keyint={max(1, round(float(rate) * 2))}:min-keyint=1:scenecut=0"
+            f":cpu-independent=1{_x264_cpu_option()}",
         }
-    # FFmpeg's default of automatic threads made x264 output differ from run to run here.
+    # One thread: FFmpeg's automatic threading made x264 output differ from run to run.
     stream.codec_context.thread_count = 1
     stream.width = width
     stream.height = height
