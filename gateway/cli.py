@@ -129,7 +129,9 @@ def _deid_profile(config: Path, profile: str, *, with_secret: bool = True) -> tu
 
 @app.command("mask")
 def mask(
-    inputs: list[Path] = typer.Argument(..., exists=True, help="Photos (JPEG, PNG), DICOM files or folders."),
+    inputs: list[Path] = typer.Argument(
+        ..., exists=True, help="Photos (JPEG, PNG), videos (MP4, MOV), DICOM files or folders."
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for the masked files."),
     profile: str | None = typer.Option(
         None, help="Profile to apply (default: the first masking profile of --config, else the mask defaults)."
@@ -139,7 +141,8 @@ def mask(
 ) -> None:
     """Replace every face in photos and DICOM files with the digital mask.
 
-    Photos keep their format; DICOM files go through the gateway pipeline with the profile
+    Photos and videos keep their format (videos: H.264, no audio); DICOM files (video ones
+    included) go through the gateway pipeline with the profile
     (masked and de-identified). Each output keeps the input's relative path under OUTPUT. A
     refused file is reported with its reason and the batch goes on; the exit status is 1 when
     any file was refused.

@@ -5,7 +5,8 @@ through the gateway's own pipeline (``gateway.pipeline.process_instance``) with 
 profile, so what comes out is what the gateway would forward: masked and de-identified. Each
 input gives one output at the same relative path under the output folder; a refused file is
 reported with its reason and the batch goes on. ``--preview`` adds a side-by-side PNG (input
-left, output right) next to each output.
+left, output right) next to each output. Plain video files (.mp4, .mov) are masked frame by
+frame with tracking (``gateway.video_file``); their preview is a contact sheet of frames.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gateway.deid.batch import FileJob, plan_files
 from gateway.errors import ConfigError, DmaskError, PixelDataError
 from gateway.mask.masker import FaceMasker
 from gateway.mask.settings import MaskSettings
+from gateway.video_file import VIDEO_SUFFIXES, mask_video_file
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 JPEG_QUALITY = 95
@@ -141,6 +143,8 @@ class MaskBatch:
             try:
                 if job.source.suffix.lower() in IMAGE_SUFFIXES:
                     self._mask_photo(job)
+                elif job.source.suffix.lower() in VIDEO_SUFFIXES:
+                    self._mask_video(job)
                 else:
                     self._mask_instance(job)
             except DmaskError as error:
@@ -154,6 +158,11 @@ class MaskBatch:
         write_image(job.target, masked)
         if self._preview:
             write_image(preview_path(job.target), side_by_side(rgb, masked))
+
+    def _mask_video(self, job: FileJob) -> None:
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+        preview = preview_path(job.target) if self._preview else None
+        mask_video_file(self._masker, job.source, job.target, preview)
 
     def _mask_instance(self, job: FileJob) -> None:
         from gateway.pipeline import parse, process_instance
