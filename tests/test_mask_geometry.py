@@ -7,11 +7,11 @@ import pytest
 
 from dicom_instances import photo
 from gateway.mask.calibration import CALIBRATED, displacement, load_calibration
-from gateway.mask.geometry import eye_centres, eye_frame, mask_shape, preservation_weights
+from gateway.mask.geometry import eye_centres, eye_frame, mask_shape, mesh_blend
 from gateway.mask.landmarks import LandmarkDetector
 from gateway.mask.settings import MaskSettings
 from gateway.mask.template import load_template, mirror_map
-from gateway.mask.topology import MESH_VERTEX_COUNT, REGION_VERTICES, Region
+from gateway.mask.topology import LEFT_BROW, MESH_VERTEX_COUNT, REGION_VERTICES, RIGHT_BROW, Region
 
 DEFAULT = MaskSettings().preserved_regions()
 
@@ -34,35 +34,48 @@ def test_template_is_a_normalised_symmetric_mean_of_at_least_40_people() -> None
     assert np.abs(mirrored - template.vertices).max() < 1e-4
 
 
-def test_preservation_weights_keep_regions_and_fall_off_to_the_template() -> None:
+def test_blend_keeps_regions_exactly_and_falls_off_to_the_template() -> None:
     template = load_template().vertices
-    weights = preservation_weights(template, DEFAULT)
-    kept = np.concatenate([REGION_VERTICES[r] for r in DEFAULT])
+    weights = mesh_blend(template, DEFAULT).shape
+    kept = np.concatenate([REGION_VERTICES[r] for r in DEFAULT if r is not Region.BROWS])
     assert (weights[kept] == 1.0).all()
     assert weights[152] == 0.0 and weights[1] == 0.0  # chin and nose tip come from the template
-    between = weights[:MESH_VERTEX_COUNT][(weights[:MESH_VERTEX_COUNT] > 0) & (weights[:MESH_VERTEX_COUNT] < 1)]
-    assert between.size > 10  # a fall-off, not a seam
-    assert (preservation_weights(template, None) == 1.0).all()
-    assert (preservation_weights(template, frozenset({Region.IRISES}))[:MESH_VERTEX_COUNT] == 0.0).all()
+    mesh = weights[:MESH_VERTEX_COUNT]
+    assert ((mesh > 0) & (mesh < 1)).sum() > 10  # a fall-off, not a seam
+    assert (mesh_blend(template, None).shape == 1.0).all()
+    assert (mesh_blend(template, frozenset({Region.IRISES})).shape[:MESH_VERTEX_COUNT] == 0.0).all()
 
 
-def test_face_proportions_do_not_reach_the_mask(hopper_points: np.ndarray) -> None:
-    """A longer, wider face with the same eyes gets the same mask outside the kept regions."""
+def test_face_proportions_and_brow_shape_do_not_reach_the_mask(hopper_points: np.ndarray) -> None:
+    """A longer, wider face with other brows but the same eyes gets the same mask there."""
     template = load_template().vertices
-    weights = preservation_weights(template, DEFAULT)
+    blend = mesh_blend(template, DEFAULT)
     origin, iod = eye_frame(hopper_points)
-    stretched = hopper_points.copy()
-    below = stretched[:, 1] > origin[1] + 0.3 * iod
-    stretched[below, :2] = origin[:2] + (stretched[below, :2] - origin[:2]) * [1.15, 1.25]
-    free = weights == 0.0
-    moved = np.linalg.norm(stretched[free] - hopper_points[free], axis=1).max() / iod
-    change = np.linalg.norm(
-        mask_shape(stretched, template, weights)[free] - mask_shape(hopper_points, template, weights)[free], axis=1
-    ).max() / iod
-    assert moved > 0.2
-    assert change < 0.03
-    kept = weights == 1.0
-    assert np.allclose(mask_shape(hopper_points, template, weights)[kept], hopper_points[kept])
+    changed = hopper_points.copy()
+    below = changed[:, 1] > origin[1] + 0.3 * iod
+    changed[below, :2] = origin[:2] + (changed[below, :2] - origin[:2]) * [1.15, 1.25]
+    for brow in (RIGHT_BROW, LEFT_BROW):  # arch each brow, same mean position
+        bend = (changed[brow, 0] - changed[brow, 0].mean()) ** 2 / iod
+        changed[brow, 1] -= bend - bend.mean()
+    before, after = mask_shape(hopper_points, template, blend), mask_shape(changed, template, blend)
+    free = blend.shape == 0.0
+    assert np.linalg.norm(changed[free] - hopper_points[free], axis=1).max() / iod > 0.2
+    assert np.linalg.norm(after[free] - before[free], axis=1).max() / iod < 1e-9
+    kept = blend.shape == 1.0
+    assert np.allclose(before[kept], hopper_points[kept])
+
+
+def test_brows_keep_their_height_not_their_shape(hopper_points: np.ndarray) -> None:
+    template = load_template().vertices
+    blend = mesh_blend(template, DEFAULT)
+    _, iod = eye_frame(hopper_points)
+    raised = hopper_points.copy()
+    raised[RIGHT_BROW, 1] -= 0.1 * iod  # a raised right brow (left unchanged)
+    before, after = mask_shape(hopper_points, template, blend), mask_shape(raised, template, blend)
+    lift = before[RIGHT_BROW, 1] - after[RIGHT_BROW, 1]
+    assert np.allclose(lift, 0.1 * iod * blend.groups[0][1][RIGHT_BROW], atol=1e-9)
+    assert np.allclose(lift, 0.1 * iod)
+    assert np.allclose(before[LEFT_BROW], after[LEFT_BROW], atol=0.02 * iod)
 
 
 def test_calibration_moves_eye_landmarks_against_the_measured_displacement(hopper_points: np.ndarray) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dicom_instances import photo
-from gateway.mask.geometry import mask_shape, preservation_weights
+from gateway.mask.geometry import mask_shape, mesh_blend
 from gateway.mask.landmarks import LandmarkDetector
 from gateway.mask.render import MaskRenderer
 from gateway.mask.settings import MaskSettings
@@ -22,7 +22,7 @@ def shape() -> np.ndarray:
     points = detector.detect(photo("grace_hopper"))[0].points
     detector.close()
     template = load_template().vertices
-    return mask_shape(points, template, preservation_weights(template, MaskSettings().preserved_regions()))
+    return mask_shape(points, template, mesh_blend(template, MaskSettings().preserved_regions()))
 
 
 @pytest.fixture(scope="module")

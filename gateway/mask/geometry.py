@@ -1,11 +1,13 @@
 """The mask's shape: the patient's geometry where it is kept, the identity-free template elsewhere.
 
 Every parameter fitted to a patient's face is a channel through which two masks of the same
-person can be linked. So the template is never fitted to the face's proportions: its scale and
-position come from the eyes (kept anyway), and only the head's rotation comes from the whole
-face (head pose is diagnostic and kept). The mesh is then a per-vertex blend: weight 1 (the
+person can be linked. So the template is never fitted to the face's proportions: its scale,
+position and rotation (the head pose, diagnostic and kept) all come from the eyes and the skin
+around them, which are kept anyway. The mesh is then a per-vertex blend: weight 1 (the
 patient's landmarks) in the preserved regions, 0 (the placed template) far from them, and a
-smooth fall-off over the surface in between so that there is no seam.
+smooth fall-off over the surface in between so that there is no seam. The brows are kept by
+position only: each is the template's brow moved by the patient's mean brow displacement, so
+brow height and its left/right asymmetry survive but not the brow's identifying shape.
 
 Coordinates follow ``gateway.mask.landmarks``: pixels, x right, y down, z depth on x's scale.
 Normalised coordinates put the midpoint between the eyes at the origin with an inter-ocular
@@ -15,15 +17,19 @@ distance of 1.
 from __future__ import annotations
 
 import heapq
+from dataclasses import dataclass
 
 import numpy as np
 
 from gateway.mask.topology import (
     EDGES,
+    EYE_SURROUNDINGS,
     LANDMARK_COUNT,
+    LEFT_BROW,
     LEFT_EYE_OPENING,
     MESH_VERTEX_COUNT,
     REGION_VERTICES,
+    RIGHT_BROW,
     RIGHT_EYE_OPENING,
     Region,
 )
@@ -59,15 +65,15 @@ def normalise(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def place_template(template: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """The normalised ``template`` placed on a face: eyes' scale and position, head's rotation.
+    """The normalised ``template`` placed on a face by its eyes.
 
-    The rotation is fitted on the whole mesh (the head pose is kept); scale and translation
-    come only from the eyes, so the rendered face has the template's proportions whatever the
+    Scale and translation come from the eye centres, the rotation (head pose) from the eyes and
+    the skin around them, so the rendered face has the template's proportions whatever the
     patient's.
     """
     origin, scale = eye_frame(points)
     centred = (points - origin) / scale
-    rotation = rotation_onto(template[:MESH_VERTEX_COUNT], centred[:MESH_VERTEX_COUNT])
+    rotation = rotation_onto(template[EYE_SURROUNDINGS], centred[EYE_SURROUNDINGS])
     return (template @ rotation.T) * scale + origin
 
 
@@ -94,16 +100,12 @@ def surface_distance(template: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     return distance
 
 
-def preservation_weights(template: np.ndarray, regions: frozenset[Region] | None) -> np.ndarray:
-    """Per-landmark weight of the patient's geometry: 1 in ``regions``, smoothly 0 beyond.
+def falloff_weights(template: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Per-landmark weights: 1 on ``seeds``, falling smoothly to 0 at ``FALLOFF`` over the surface.
 
-    ``None`` keeps the whole face (weight 1 everywhere). The iris landmarks are not part of the
-    surface: they are kept exactly when ``irises`` is preserved.
+    Seeds that are not mesh vertices (the iris landmarks) get weight 1 and spread nowhere.
     """
     weights = np.zeros(LANDMARK_COUNT)
-    if regions is None:
-        return weights + 1.0
-    seeds = np.concatenate([REGION_VERTICES[r] for r in regions]) if regions else np.empty(0, int)
     mesh_seeds = seeds[seeds < MESH_VERTEX_COUNT]
     if mesh_seeds.size:
         t = np.clip(surface_distance(template, mesh_seeds) / FALLOFF, 0.0, 1.0)
@@ -112,7 +114,39 @@ def preservation_weights(template: np.ndarray, regions: frozenset[Region] | None
     return weights
 
 
-def mask_shape(points: np.ndarray, template: np.ndarray, weights: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class MeshBlend:
+    """How much of the patient's geometry each landmark of the mask takes.
+
+    Attributes
+    ----------
+    shape
+        (478,) weight of the patient's own position (1 in the regions kept exactly).
+    groups
+        For each region kept by position only (a brow): its landmark indices and the (478,)
+        weights with which the group's mean displacement moves the surface.
+    """
+
+    shape: np.ndarray
+    groups: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+
+
+def mesh_blend(template: np.ndarray, regions: frozenset[Region] | None) -> MeshBlend:
+    """The blend for the preserved ``regions`` (``None``: the whole face shape is kept)."""
+    if regions is None:
+        return MeshBlend(np.ones(LANDMARK_COUNT))
+    exact = [REGION_VERTICES[r] for r in regions if r is not Region.BROWS]
+    seeds = np.concatenate(exact) if exact else np.empty(0, dtype=np.int32)
+    groups = ()
+    if Region.BROWS in regions:
+        groups = tuple((brow, falloff_weights(template, brow)) for brow in (RIGHT_BROW, LEFT_BROW))
+    return MeshBlend(falloff_weights(template, seeds), groups)
+
+
+def mask_shape(points: np.ndarray, template: np.ndarray, blend: MeshBlend) -> np.ndarray:
     """Vertices (478x3, pixels) of the mask of one face: kept geometry blended into the template."""
-    placed = place_template(template, points)
-    return placed + weights[:, None] * (points - placed)
+    shape = place_template(template, points)
+    displacement = points - shape
+    for members, weights in blend.groups:
+        shape = shape + weights[:, None] * displacement[members].mean(axis=0)
+    return shape + blend.shape[:, None] * (points - shape)

@@ -13,7 +13,7 @@ import numpy as np
 from gateway.errors import NoFaceFound, ResidualFace, UnsupportedPixelFormat
 from gateway.mask.calibration import load_calibration
 from gateway.mask.compose import background, compose_face, face_outline
-from gateway.mask.geometry import mask_shape, preservation_weights
+from gateway.mask.geometry import mask_shape, mesh_blend
 from gateway.mask.landmarks import FaceLandmarks, LandmarkDetector
 from gateway.mask.render import MaskRenderer
 from gateway.mask.residual import Box, ResidualFaceCheck
@@ -43,7 +43,7 @@ class FaceMasker:
         self.settings = settings or MaskSettings()
         self.template = load_template()
         self.calibration = load_calibration()
-        self._weights = preservation_weights(self.template.vertices, self.settings.preserved_regions())
+        self._blend = mesh_blend(self.template.vertices, self.settings.preserved_regions())
         self._detector = LandmarkDetector(self.settings)
         self._renderer = MaskRenderer(self.settings.skin_albedo)
         self._residual = ResidualFaceCheck() if self.settings.residual_check else None
@@ -116,7 +116,7 @@ class FaceMasker:
 
     def _region(self, points: np.ndarray, shape: tuple[int, ...]) -> Box:
         """The pixels a face's mask may touch: the mask and (unless filled anyway) the outline."""
-        mask = mask_shape(points, self.template.vertices, self._weights)[:MESH_VERTEX_COUNT, :2]
+        mask = mask_shape(points, self.template.vertices, self._blend)[:MESH_VERTEX_COUNT, :2]
         outline = face_outline(points) if self.settings.background is not BackgroundPolicy.FILL else mask
         extent = np.vstack([mask, outline])
         low = np.floor(extent.min(axis=0)).astype(int) - REGION_MARGIN
@@ -125,7 +125,7 @@ class FaceMasker:
         return max(low[0], 0), max(low[1], 0), min(high[0], width), min(high[1], height)
 
     def _mask_face(self, output: np.ndarray, rgb: np.ndarray, points: np.ndarray) -> None:
-        shape = mask_shape(points, self.template.vertices, self._weights)
+        shape = mask_shape(points, self.template.vertices, self._blend)
         if self.settings.eyes is EyeRendering.RENDERED:
             shape = self.calibration.apply(shape, points)
         x0, y0, x1, y1 = self._region(points, rgb.shape)

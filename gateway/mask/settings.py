@@ -46,7 +46,8 @@ class MaskSettings(BaseModel):
     ----------
     preserve
         Regions where the patient's own geometry is kept; the identity-free template shapes the
-        rest. ``"all"`` keeps the whole face shape (like the published mask, and linkable).
+        rest. Brows are kept by position (height, left/right asymmetry), not by shape.
+        ``"all"`` keeps the whole face shape (like the published mask, and linkable).
     eyes
         ``rendered`` or ``original`` pixels inside the eyelid openings.
     background

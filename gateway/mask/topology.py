@@ -83,7 +83,7 @@ def _triangles() -> np.ndarray:
     return np.array(faces, dtype=np.int32)
 
 
-def _hops(seed: np.ndarray, count: int) -> np.ndarray:
+def within_hops(seed: np.ndarray, count: int) -> np.ndarray:
     """Vertices within ``count`` edges of ``seed`` on the mesh."""
     adjacency: dict[int, set[int]] = collections.defaultdict(set)
     for a, b in _edges(connections.FACEMESH_TESSELATION):
@@ -116,11 +116,18 @@ RIGHT_BROW = _vertices(connections.FACEMESH_RIGHT_EYEBROW)
 LEFT_BROW = _vertices(connections.FACEMESH_LEFT_EYEBROW)
 LIPS = _vertices(connections.FACEMESH_LIPS)
 
+_EYE_RIMS = np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING])
+#: Rings of mesh vertices around the lid margins that make up the eyelids (margin to crease).
+EYELID_RINGS = 2
+#: The eyes and two rings of skin around them (not reaching the brows): the head pose is
+#: derived from these.
+EYE_SURROUNDINGS = within_hops(_EYE_RIMS, 2)
+
 #: Landmarks of each region (mesh vertices and, for irises, the refined iris points).
 REGION_VERTICES: dict[Region, np.ndarray] = {
-    Region.EYES: np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING]),
-    Region.EYELIDS: _hops(np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING]), 3),
+    Region.EYES: _EYE_RIMS,
+    Region.EYELIDS: within_hops(_EYE_RIMS, EYELID_RINGS),
     Region.IRISES: np.concatenate([RIGHT_IRIS, LEFT_IRIS]),
     Region.BROWS: np.concatenate([RIGHT_BROW, LEFT_BROW]),
-    Region.MOUTH: _hops(LIPS, 1),
+    Region.MOUTH: within_hops(LIPS, 1),
 }
