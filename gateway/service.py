@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -36,6 +37,7 @@ log = logging.getLogger("dmask.service")
 #: is quarantined: it is likely the one that kills workers (a codec crash on malformed data).
 MAX_WORKER_CRASHES = 3
 _HOUSEKEEPING_S = 5.0
+_GIL_SWITCH_INTERVAL_S = 0.0005
 _EXPIRED = "forward-expired"
 
 
@@ -113,6 +115,9 @@ class Gateway:
 
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or :meth:`stop`); must run in the main thread."""
+        # The association threads answer C-STOREs while this thread keeps the books; with the
+        # default 5 ms GIL switch interval a response can wait that long for the interpreter.
+        sys.setswitchinterval(_GIL_SWITCH_INTERVAL_S)
         recovered = self.spool.recover()
         if recovered:
             log.info("jobs left in processing were put back", extra={"jobs": recovered})
@@ -230,14 +235,16 @@ class Gateway:
                                 outcome.patient_id)
         gateway_ae = self.config.listener.ae_title
         if not ticket.processed:
-            self.spool.record_processed(job.id, ticket.output, outcome.destinations)
             self.metrics.observe_stages(outcome.stage_seconds)
             if outcome.masked:
                 audit(InstanceEvent.MASKED, record, source_ae=gateway_ae, destination=gateway_ae)
         next_at, failed = (None, {})
         if outcome.failed:
             next_at, failed = self._next_round(job, outcome.failed)
-        state = self.spool.record_deliveries(job.id, outcome.delivered, failed, next_at)
+        state = self.spool.record_deliveries(
+            job.id, outcome.delivered, failed, next_at,
+            output=None if ticket.processed else ticket.output,
+            destinations=outcome.destinations)
         for name in outcome.delivered:
             self.metrics.forwarded.labels(name).inc()
             audit(InstanceEvent.FORWARDED, record, source_ae=gateway_ae, destination=name)

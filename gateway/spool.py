@@ -115,12 +115,10 @@ class Spool(Protocol):
     def output_path(self, job_id: int) -> Path:
         """Where the processed instance of a job is kept until every destination has it."""
 
-    def record_processed(self, job_id: int, output: Path, destinations: Sequence[str]) -> None:
-        """Remember the pipeline's result and the destinations it must reach."""
-
-    def record_deliveries(self, job_id: int, delivered: Iterable[str],
-                          failed: dict[str, str], next_at: float | None) -> JobState:
-        """Record one forwarding round; the job is done, retried at ``next_at`` or dead-lettered."""
+    def record_deliveries(self, job_id: int, delivered: Iterable[str], failed: dict[str, str],
+                          next_at: float | None, *, output: Path | None = None,
+                          destinations: Sequence[str] = ()) -> JobState:
+        """Record one round (the pipeline's result on the first); done, retry or dead letter."""
 
     def quarantine(self, job_id: int, reason: str) -> None:
         """Stop a job for good (until requeued) with a reason code."""
@@ -305,26 +303,25 @@ class FolderSpool:
         """Where the processed instance of a job is written."""
         return self.path / _OUTPUTS / f"{job_id}.dcm"
 
-    def record_processed(self, job_id: int, output: Path, destinations: Sequence[str]) -> None:
-        """Remember the processed instance and create one delivery per destination."""
-        with self._transaction() as db:
-            db.execute("UPDATE jobs SET output = ?, updated_at = ? WHERE id = ?",
-                       (str(output), time.time(), job_id))
-            db.execute("DELETE FROM deliveries WHERE job_id = ?", (job_id,))
-            db.executemany("INSERT INTO deliveries (job_id, destination) VALUES (?, ?)",
-                           [(job_id, name) for name in destinations])
+    def record_deliveries(self, job_id: int, delivered: Iterable[str], failed: dict[str, str],
+                          next_at: float | None, *, output: Path | None = None,
+                          destinations: Sequence[str] = ()) -> JobState:
+        """Record one processing/forwarding round in one transaction.
 
-    def record_deliveries(self, job_id: int, delivered: Iterable[str],
-                          failed: dict[str, str], next_at: float | None) -> JobState:
-        """Record one forwarding round.
-
-        Every destination in ``delivered`` has the result; those in ``failed`` (destination ->
-        reason code) are retried at ``next_at``, or the job is quarantined (dead letter) when
-        ``next_at`` is None. Once nothing is pending the job is done and its files are removed
-        (the original after the retention time, see :meth:`purge`).
+        On the round that ran the pipeline, ``output`` is the processed instance and
+        ``destinations`` the route's destinations (one delivery each). Every destination in
+        ``delivered`` has the result; those in ``failed`` (destination -> reason code) are
+        retried at ``next_at``, or the job is quarantined (dead letter) when ``next_at`` is
+        None. Once nothing is pending the job is done: its output is removed now, its original
+        by :meth:`purge` after the retention time.
         """
         now = time.time()
-        with self._transaction(durable=True) as db:  # files are deleted after it
+        with self._transaction() as db:
+            if output is not None:
+                db.execute("UPDATE jobs SET output = ? WHERE id = ?", (str(output), job_id))
+                db.execute("DELETE FROM deliveries WHERE job_id = ?", (job_id,))
+                db.executemany("INSERT INTO deliveries (job_id, destination) VALUES (?, ?)",
+                               [(job_id, name) for name in destinations])
             db.executemany(
                 "UPDATE deliveries SET delivered_at = ?, attempts = attempts + 1, reason = NULL"
                 " WHERE job_id = ? AND destination = ?",
@@ -341,21 +338,16 @@ class FolderSpool:
                 state, reason = JobState.QUARANTINED, sorted(set(failed.values()))[0]
             else:
                 state, reason = JobState.RETRY, sorted(set(failed.values()))[0]
-            db.execute(
+            row = db.execute(
                 "UPDATE jobs SET state = ?, reason = ?, attempts = attempts + 1, updated_at = ?,"
                 " next_at = COALESCE(?, next_at),"
                 " first_failure_at = CASE WHEN ? THEN COALESCE(first_failure_at, ?)"
-                " ELSE first_failure_at END WHERE id = ?",
-                (state.value, reason, now, next_at, bool(failed), now, job_id))
-            row = db.execute("SELECT original, output, size FROM jobs WHERE id = ?",
-                             (job_id,)).fetchone()
+                " ELSE first_failure_at END WHERE id = ? RETURNING output, size",
+                (state.value, reason, now, next_at, bool(failed), now, job_id)).fetchone()
             if state is JobState.DONE:
-                self._bytes -= row[2]
-        if state is JobState.DONE:
-            if row[1]:
-                Path(row[1]).unlink(missing_ok=True)
-            if self.retention <= 0:
-                self._drop_original(job_id, Path(row[0]))
+                self._bytes -= row[1]
+        if state is JobState.DONE and row[0]:
+            Path(row[0]).unlink(missing_ok=True)
         return state
 
     def quarantine(self, job_id: int, reason: str) -> None:
@@ -395,20 +387,25 @@ class FolderSpool:
             secure_delete(path)
         return count
 
-    def _drop_original(self, job_id: int, original: Path) -> None:
-        secure_delete(original)
-        with self._transaction() as db:
-            db.execute("UPDATE jobs SET original = '' WHERE id = ?", (job_id,))
-
     def purge(self, now: float | None = None) -> int:
-        """Delete originals of done jobs older than the retention time; return how many."""
+        """Securely delete originals of done jobs past the retention time; return how many.
+
+        Done states are committed without their own fsync; the durable commit here (which marks
+        the originals gone) syncs them all before any original is deleted, so a power cut never
+        leaves a job that still needs its original without one. One fsync per purge, not per job.
+        """
         now = time.time() if now is None else now
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, original FROM jobs WHERE state = 'done' AND original != ''"
                 " AND updated_at <= ?", (now - self.retention,)).fetchall()
-        for job_id, original in rows:
-            self._drop_original(job_id, Path(original))
+        if not rows:
+            return 0
+        with self._transaction(durable=True) as db:
+            db.executemany("UPDATE jobs SET original = '' WHERE id = ? AND state = 'done'",
+                           [(job_id,) for job_id, _ in rows])
+        for _, original in rows:
+            secure_delete(Path(original))
         return len(rows)
 
     # -- administration ---------------------------------------------------------------------

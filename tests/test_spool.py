@@ -37,14 +37,16 @@ def test_full_round_trip_deletes_original_and_output(tmp_path: Path) -> None:
     assert spool.claim() is None
     output = spool.output_path(job_id)
     output.write_bytes(b"out")
-    spool.record_processed(job_id, output, ["pacs", "folder"])
     assert spool.record_deliveries(job_id, ["folder"], {"pacs": "forward-failed"},
-                                   next_at=time.time() + 60) is JobState.RETRY
+                                   next_at=time.time() + 60, output=output,
+                                   destinations=["pacs", "folder"]) is JobState.RETRY
     assert spool.claim() is None  # not due yet
     job = spool.claim(now=time.time() + 61)
     assert job is not None and job.pending == ("pacs",) and job.output == output
     assert spool.record_deliveries(job_id, ["pacs"], {}, None) is JobState.DONE
-    assert not output.exists() and not job.original.exists()
+    assert not output.exists() and job.original.exists()
+    assert spool.purge() == 1  # no retention: the next purge removes the original
+    assert not job.original.exists() and spool.purge() == 0
     assert spool.counts() == {("done", None): 1}
 
 
@@ -52,8 +54,8 @@ def test_dead_letter_and_requeue(tmp_path: Path) -> None:
     spool = FolderSpool(tmp_path / "spool")
     job_id = _receive(spool)
     spool.claim()
-    spool.record_processed(job_id, spool.output_path(job_id), ["pacs"])
-    assert spool.record_deliveries(job_id, [], {"pacs": "forward-failed"}, None) \
+    assert spool.record_deliveries(job_id, [], {"pacs": "forward-failed"}, None,
+                                   output=spool.output_path(job_id), destinations=["pacs"]) \
         is JobState.QUARANTINED
     other = _receive(spool)
     spool.claim()
@@ -72,8 +74,8 @@ def test_recover_after_crash(tmp_path: Path) -> None:
     first, second = _receive(spool), _receive(spool)
     spool.claim()
     spool.claim()
-    spool.record_processed(second, spool.output_path(second), ["pacs"])
-    spool.record_deliveries(second, [], {"pacs": "forward-failed"}, time.time() + 10)
+    spool.record_deliveries(second, [], {"pacs": "forward-failed"}, time.time() + 10,
+                            output=spool.output_path(second), destinations=["pacs"])
     spool.claim(now=time.time() + 11)
     orphan = spool.path / "originals" / "orphan.dcm"
     orphan.write_bytes(b"renamed but never committed")
@@ -104,8 +106,8 @@ def test_retention_keeps_original_until_purged(tmp_path: Path) -> None:
     job_id = _receive(spool, b"secret pixels")
     job = spool.claim()
     assert job is not None
-    spool.record_processed(job_id, spool.output_path(job_id), ["folder"])
-    spool.record_deliveries(job_id, ["folder"], {}, None)
+    spool.record_deliveries(job_id, ["folder"], {}, None, output=spool.output_path(job_id),
+                            destinations=["folder"])
     assert job.original.exists()
     assert spool.purge() == 0
     assert spool.purge(now=time.time() + 3601) == 1
