@@ -19,7 +19,7 @@ import mediapipe as mp
 import numpy as np
 
 from gateway.mask.settings import MaskSettings
-from gateway.mask.topology import LANDMARK_COUNT
+from gateway.mask.topology import LANDMARK_COUNT, LEFT_IRIS_CENTRE, RIGHT_IRIS_CENTRE
 
 #: Longest side of the reduced copy the face detector and the tracker see.
 DETECTION_SIDE = 960
@@ -29,6 +29,9 @@ MESH_CROP_SIDE = 512
 CROP_MARGIN = 1.8
 #: Tile side as a multiple of the grid step: neighbouring tiles overlap by this much.
 TILE_OVERLAP = 1.3
+#: Largest distance, in inter-ocular distances, between Face Mesh's irises and the detector's
+#: eye keypoints for the two to describe the same face.
+SAME_EYES = 0.3
 #: Two detections whose landmark boxes overlap more than this are the same face.
 SAME_FACE_IOU = 0.4
 
@@ -57,6 +60,13 @@ class FaceLandmarks:
         """Bounding box ``(x0, y0, x1, y1)`` of the landmarks in pixels."""
         x, y = self.points[:, 0], self.points[:, 1]
         return float(x.min()), float(y.min()), float(x.max()), float(y.max())
+
+
+def _same_eyes(points: np.ndarray, eyes: np.ndarray) -> bool:
+    """Whether the irises of ``points`` are near the detector's (right, left) eye keypoints."""
+    tolerance = SAME_EYES * np.linalg.norm(eyes[1] - eyes[0])
+    found = points[[RIGHT_IRIS_CENTRE, LEFT_IRIS_CENTRE], :2]
+    return bool((np.linalg.norm(found - eyes, axis=1) < tolerance).all())
 
 
 def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -144,7 +154,13 @@ class LandmarkDetector:
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=settings.detection_confidence
         )
-        self._still_mesh = mp.solutions.face_mesh.FaceMesh(
+        self._image_mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=settings.max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=settings.detection_confidence,
+        )
+        self._crop_mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True,
             max_num_faces=1,
             refine_landmarks=True,
@@ -160,7 +176,7 @@ class LandmarkDetector:
 
     def close(self) -> None:
         """Release the mediapipe graphs."""
-        for graph in (self._detector, self._still_mesh, self._tracking_mesh):
+        for graph in (self._detector, self._image_mesh, self._crop_mesh, self._tracking_mesh):
             graph.close()
 
     def reset_tracking(self) -> None:
@@ -175,20 +191,24 @@ class LandmarkDetector:
         and rotated orientations are tried when the upright search finds nothing.
         """
         if tracking:
-            faces = self._track(rgb)
+            faces = self._whole_image(rgb, self._tracking_mesh)
         else:
+            meshed = self._whole_image(rgb, self._image_mesh)
             faces = []
             for search in _search_passes(rgb.shape[1], rgb.shape[0]):
                 for turns, tile in search:
-                    faces = self._find_in_tile(rgb, tile, turns, faces)
+                    faces = self._find_in_tile(rgb, tile, turns, faces, meshed)
+                    meshed = []  # only the first, whole and upright, pass sees the same image
                 if faces:
                     break
         faces.sort(key=lambda f: -(f.box()[2] - f.box()[0]) * (f.box()[3] - f.box()[1]))
         return faces[: self._max_faces]
 
-    def _track(self, rgb: np.ndarray) -> list[FaceLandmarks]:
+    @staticmethod
+    def _whole_image(rgb: np.ndarray, mesh: object) -> list[FaceLandmarks]:
+        """Face Mesh (``mesh``: still or tracking graph) on the whole reduced image."""
         small, factor = reduced(rgb, DETECTION_SIDE)
-        result = self._tracking_mesh.process(small)
+        result = mesh.process(small)  # type: ignore[attr-defined]
         height, width = small.shape[:2]
         return [
             FaceLandmarks(_as_array(face, width, height) * factor)
@@ -196,9 +216,21 @@ class LandmarkDetector:
         ]
 
     def _find_in_tile(
-        self, rgb: np.ndarray, tile: tuple[int, int, int, int], turns: int, faces: list[FaceLandmarks]
+        self,
+        rgb: np.ndarray,
+        tile: tuple[int, int, int, int],
+        turns: int,
+        faces: list[FaceLandmarks],
+        meshed: list[FaceLandmarks],
     ) -> list[FaceLandmarks]:
-        """``faces`` plus the new faces the detector finds in ``tile`` turned by ``turns``."""
+        """``faces`` plus the new faces the detector finds in ``tile`` turned by ``turns``.
+
+        A detection whose eyes are where those of a face in ``meshed`` (Face Mesh on the whole
+        image) are takes that face's landmarks, which are what an analysis of the whole image
+        finds; any other detection gets Face Mesh on a native-resolution crop. The detector
+        decides which faces exist either way: its eye keypoints also catch a whole-image mesh
+        fitted the wrong way round on an upside-down face.
+        """
         x0, y0, x1, y1 = tile
         upright, factor = reduced(rgb[y0:y1, x0:x1], DETECTION_SIDE)
         small = np.ascontiguousarray(np.rot90(upright, turns))
@@ -208,8 +240,12 @@ class LandmarkDetector:
             box = detection.location_data.relative_bounding_box
             centre = np.array([[(box.xmin + box.width / 2) * sw, (box.ymin + box.height / 2) * sh, 0.0]])
             cx, cy, _ = _unrotate(centre, turns, upright.shape[1], upright.shape[0])[0] * factor
-            side = max(box.width * sw, box.height * sh) * factor * CROP_MARGIN
-            face = self._mesh_in_crop(rgb, cx + x0, cy + y0, side, turns)
+            eyes = np.array([[k.x * sw, k.y * sh, 0.0] for k in detection.location_data.relative_keypoints[:2]])
+            eyes = _unrotate(eyes, turns, upright.shape[1], upright.shape[0])[:, :2] * factor + [x0, y0]
+            face = next((f for f in meshed if _same_eyes(f.points, eyes)), None)
+            if face is None:
+                side = max(box.width * sw, box.height * sh) * factor * CROP_MARGIN
+                face = self._mesh_in_crop(rgb, cx + x0, cy + y0, side, turns)
             if face is None:
                 continue
             face = FaceLandmarks(face.points, float(detection.score[0]))
@@ -229,7 +265,7 @@ class LandmarkDetector:
             return None
         crop, _ = reduced(rgb[cy0:cy1, cx0:cx1], MESH_CROP_SIDE)
         crop = np.ascontiguousarray(np.rot90(crop, turns))
-        result = self._still_mesh.process(crop)
+        result = self._crop_mesh.process(crop)
         if not result.multi_face_landmarks:
             return None
         ch, cw = crop.shape[:2]
