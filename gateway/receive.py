@@ -109,6 +109,7 @@ class Receiver:
         self.ae.add_supported_context(Verification)
         self._callers = {caller.ae_title: caller.hosts for caller in listener.allowed_callers}
         self._server: ThreadedAssociationServer | None = None
+        self._previous_tempdir: str | None = None
 
     # -- event handlers ---------------------------------------------------------------------
 
@@ -182,6 +183,7 @@ class Receiver:
         pynetdicom creates the chunked data set files with :mod:`tempfile`; pointing its
         directory at the spool's ``incoming/`` keeps the admit step a rename on one file system.
         """
+        self._previous_tempdir = tempfile.tempdir
         tempfile.tempdir = str(self.spool.incoming_dir())
         tls = ssl_context(self.listener.tls, server_side=True) if self.listener.tls else None
         self._server = self.ae.start_server(
@@ -201,4 +203,5 @@ class Receiver:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+            tempfile.tempdir = self._previous_tempdir
         self.ae.shutdown()
