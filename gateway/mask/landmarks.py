@@ -1,10 +1,12 @@
 """Face landmarks with mediapipe Face Mesh (478 points with the irises).
 
-Stills are searched in two steps so that a small face in a large photo is still found: the
-full-range face detector runs on a reduced copy, then Face Mesh runs on a crop of the native
-image around each detection, so the landmarks keep the native resolution's precision. A photo
-taken rotated by 90, 180 or 270 degrees is tried in those orientations before giving up.
-Frame sequences use Face Mesh's own tracking instead (``tracking=True``).
+Stills are searched so that a small face in a large photo is still found: the full-range face
+detector runs on a reduced copy and decides which faces exist. A face that Face Mesh also finds
+on the whole (reduced) image takes those landmarks, the ones an analysis of the whole image
+would find; any other gets Face Mesh on a crop of the native image around the detection, so
+its landmarks keep the native resolution's precision. When the upright image shows no face,
+it is tried turned by 90, 180 and 270 degrees, then in ever finer tiles. Frame sequences use
+Face Mesh's own tracking instead (``tracking=True``).
 
 Coordinates are pixels of the image passed in: x to the right, y down, and z (depth, smaller is
 nearer the camera) on the same scale as x, as Face Mesh reports it.
