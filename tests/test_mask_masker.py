@@ -156,3 +156,13 @@ def test_input_that_is_not_rgb_uint8_is_refused(masker: FaceMasker, hopper: np.n
         masker.mask_image(hopper[..., 0])
     with pytest.raises(UnsupportedPixelFormat):
         masker.mask_image(hopper.astype(np.uint16))
+
+
+def test_original_eyes_keep_the_pixels_inside_the_lid_openings_only(hopper: np.ndarray) -> None:
+    with FaceMasker(MaskSettings(eyes="original")) as masker:
+        points = masker.detect(hopper)[0].points
+        masked = masker.mask_image(hopper)
+    for centre in points[IRISES, :2].astype(int):
+        assert np.array_equal(masked[centre[1], centre[0]], hopper[centre[1], centre[0]])
+    nose = points[1, :2].astype(int)
+    assert not np.array_equal(masked[nose[1], nose[0]], hopper[nose[1], nose[0]])
