@@ -172,7 +172,12 @@ class Gateway:
                             output=self.spool.output_path(job.id), calling_ae=job.calling_ae,
                             called_ae=job.called_ae, processed=job.output is not None,
                             pending=job.pending)
-            future = self._pool.submit(ticket)
+            try:
+                future = self._pool.submit(ticket)
+            except BrokenProcessPool:  # a worker died while the pool was idle
+                self.spool.release(job.id)
+                self._replace_broken_pool()
+                return
             self._inflight[future] = (job, ticket)
             future.add_done_callback(lambda _: self._wake.set())
 
@@ -192,8 +197,11 @@ class Gateway:
                 continue
             self._record(job, ticket, outcome)
         if broken and not self._stopping:
-            log.error("a worker process died; starting a new pool")
-            self._pool = WorkerPool(self.config, self.secret)
+            self._replace_broken_pool()
+
+    def _replace_broken_pool(self) -> None:
+        log.error("a worker process died; starting a new pool")
+        self._pool = WorkerPool(self.config, self.secret)
 
     def _worker_died(self, job: Job) -> None:
         self._crashes[job.id] = self._crashes.get(job.id, 0) + 1

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-import pytest
 from pydicom.uid import SecondaryCaptureImageStorage
 
 from dicom_instances import (
@@ -120,8 +119,7 @@ def test_association_policy_and_echo(tmp_path: Path, orthanc, dmask_server) -> N
     assert orthanc.instance_count() == 0
 
 
-@pytest.mark.parametrize("stop_signal", ["SIGTERM"])
-def test_sigterm_stops_cleanly(tmp_path: Path, orthanc, dmask_server, stop_signal: str) -> None:
+def test_sigterm_stops_cleanly(tmp_path: Path, orthanc, dmask_server) -> None:
     server = dmask_server(gateway_settings(tmp_path, {"research": orthanc_destination(orthanc)}))
     assert server.stop() == 0
     assert '"message":"stopped"' in server.log.read_text()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -193,3 +195,35 @@ def test_malformed_inputs_fail_closed_while_valid_ones_flow(tmp_path: Path, orth
     assert counts == {"done": 40, "quarantined": accepted}
     log = server.log.read_text()
     assert "Hopper" not in log and "PID-0451" not in log
+
+
+def _workers(server) -> list[int]:
+    """Process ids of the gateway's pool workers (children running the spawn entry point)."""
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children
+            if "resource_tracker" not in Path(f"/proc/{child}/cmdline").read_text()]
+
+
+def test_a_worker_killed_mid_job_loses_nothing(tmp_path: Path, dmask_server) -> None:
+    out = tmp_path / "out"
+    server = dmask_server(gateway_settings(tmp_path, {"out": {"type": "folder", "path": str(out)}}))
+    image = resized(photo("grace_hopper"), 60_000)
+    (tmp_path / "in").mkdir()
+    files = [write(photo_instance(image), tmp_path / "in" / f"{n}.dcm") for n in range(30)]
+    assert len(acknowledged(storescu(server.port, files))) == 30
+    os.kill(_workers(server)[0], signal.SIGKILL)
+    wait_until(lambda: server.spool_counts() == {"done": 30}, 120, "every job done")
+    assert len(list(out.iterdir())) == 30
+    assert "a worker process died" in server.log.read_text()
+
+
+def test_a_worker_killed_while_idle_is_replaced(tmp_path: Path, dmask_server) -> None:
+    out = tmp_path / "out"
+    server = dmask_server(gateway_settings(tmp_path, {"out": {"type": "folder", "path": str(out)}}))
+    for pid in _workers(server):
+        os.kill(pid, signal.SIGKILL)
+    files = _tags_only_files(tmp_path / "in", 5)
+    assert len(acknowledged(storescu(server.port, files))) == 5
+    wait_until(lambda: server.spool_counts() == {"done": 5}, 60, "every job done")
+    assert len(list(out.iterdir())) == 5
