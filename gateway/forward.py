@@ -192,8 +192,7 @@ def _uncompressed(path: Path) -> Dataset:
     """The instance with its pixel data decompressed, for a PACS that refuses the compressed form."""
     ds = dcmread(path)
     if ds.file_meta.TransferSyntaxUID.is_compressed:
-        ds.decompress()
-        ds.LossyImageCompression = ds.get("LossyImageCompression", "00")
+        ds.decompress()  # Lossy Image Compression keeps its history: decoding adds no loss
     return ds
 
 

@@ -186,6 +186,8 @@ class FolderSpool:
         self._synchronous = "FULL"
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        for journal in self.path.glob(f"{_DATABASE}-*"):  # the WAL and its index
+            os.chmod(journal, 0o600)
         self._bytes = self._db.execute(
             "SELECT COALESCE(SUM(size), 0) FROM jobs WHERE state != 'done'").fetchone()[0]
 

@@ -26,6 +26,8 @@ def test_admit_moves_file_into_the_spool_with_0600(tmp_path: Path) -> None:
     assert job.id == job_id and job.state is JobState.RECEIVED
     assert stat.S_IMODE(job.original.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "spool").stat().st_mode) == 0o700
+    for database_file in (tmp_path / "spool").glob("state.sqlite*"):
+        assert stat.S_IMODE(database_file.stat().st_mode) == 0o600
     assert not list(spool.incoming_dir().iterdir())
 
 
