@@ -53,6 +53,7 @@ $(STAMPS)/venv: pyproject.toml
 
 bench: install
 	$(BIN)/python bench/deid.py
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV) var
