@@ -33,7 +33,7 @@ AMBIENT = 0.45
 #: Direction towards the light: from the front and somewhat above (y is down, z away).
 LIGHT = np.array([0.0, -0.35, -1.0]) / np.linalg.norm([0.0, -0.35, -1.0])
 BROW_SHADE = 0.55
-LID_MARGIN_SHADE = 0.3
+LID_MARGIN_SHADE = 0.6
 LIP_TINT = np.array([168.0, 92.0, 92.0])
 
 _VERTEX_SHADER = """
