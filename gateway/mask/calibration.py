@@ -30,7 +30,8 @@ from gateway.mask.geometry import eye_centres
 from gateway.mask.topology import LEFT_EYE_OPENING, LEFT_IRIS, RIGHT_EYE_OPENING, RIGHT_IRIS
 
 PACKAGED = "eye_calibration.npz"
-#: The landmarks that are calibrated: eyelid margins, then the two iris centres.
+#: The landmarks that are calibrated: eyelid margins, then the two irises (each as the mean of
+#: its five points, the steadiest estimate of its centre).
 CALIBRATED = np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING, RIGHT_IRIS[:1], LEFT_IRIS[:1]])
 
 
@@ -80,7 +81,11 @@ def displacement(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     axis = (left - right)[:2]
     scale = float(axis @ axis)
     across = np.array([-axis[1], axis[0]])
-    delta = (after - before)[CALIBRATED, :2]
+    lids = len(RIGHT_EYE_OPENING) + len(LEFT_EYE_OPENING)
+    delta = np.vstack([
+        (after - before)[CALIBRATED[:lids], :2],
+        [(after[iris, :2] - before[iris, :2]).mean(axis=0) for iris in (RIGHT_IRIS, LEFT_IRIS)],
+    ])
     return np.stack([delta @ axis, delta @ across], axis=1) / scale
 
 
