@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 from pydicom.uid import SecondaryCaptureImageStorage
 
 from dicom_instances import (
@@ -123,3 +124,37 @@ def test_sigterm_stops_cleanly(tmp_path: Path, orthanc, dmask_server) -> None:
     server = dmask_server(gateway_settings(tmp_path, {"research": orthanc_destination(orthanc)}))
     assert server.stop() == 0
     assert '"message":"stopped"' in server.log.read_text()
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "dicom-samples"
+
+
+def test_compressed_instances_keep_their_transfer_syntax(tmp_path: Path, orthanc,
+                                                         dmask_server) -> None:
+    """Real JPEG 2000 and RLE files from other software, through a tags-only route."""
+    samples = sorted(SAMPLES.glob("*.dcm"))
+    if not samples:
+        pytest.skip("shared DICOM samples are not available")
+    server = dmask_server(gateway_settings(tmp_path, {"research": orthanc_destination(orthanc)}))
+    # The files have no file meta: tell storescu which syntax to propose for each.
+    for pattern, proposal in (("*J2K*", "-xv"), ("*RLE*", "-xr")):
+        files = [path for path in samples if path.match(pattern)]
+        sent = storescu(server.port, files, extra=[proposal])
+        assert len(acknowledged(sent)) == len(files), sent.stdout + sent.stderr
+    wait_until(lambda: orthanc.instance_count() == len(samples), 60, "the samples in Orthanc")
+    originals = {str(pydicom.dcmread(path, force=True).PatientName): path for path in samples}
+    syntaxes = set()
+    for instance in orthanc.instances():
+        data = orthanc.file(instance["ID"])
+        result = pydicom.dcmread(io.BytesIO(data))
+        syntaxes.add(result.file_meta.TransferSyntaxUID)
+        assert result.PatientIdentityRemoved == "YES"
+        assert str(result.PatientName) not in originals
+        result_path = tmp_path / f"{instance['ID']}.dcm"
+        result_path.write_bytes(data)
+        for original in samples:  # the result's original is whichever one it does not leak
+            audit = subprocess.run([str(DMASK), "audit", "phi", str(original), str(result_path),
+                                    "--profile", "tags-only", "--config", str(server.config)],
+                                   capture_output=True, text=True, env=PEER_ENV)
+            assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert syntaxes == {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5"}
