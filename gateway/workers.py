@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from multiprocessing.util import Finalize
 from pathlib import Path
 
-from pydicom.filereader import read_file_meta_info
+from pydicom import dcmread
 
 from gateway.config import GatewayConfig
 from gateway.errors import DmaskError
@@ -139,12 +139,16 @@ def _process(ticket: Ticket) -> tuple[Outgoing, Outcome]:
 
 
 def _already_processed(ticket: Ticket) -> tuple[Outgoing, Outcome]:
-    """A retry round: the result is on disk, only its file meta is read."""
-    meta = read_file_meta_info(ticket.output)
+    """A retry round: the result is on disk; only its header is read (for the audit trail)."""
+    header = dcmread(ticket.output, stop_before_pixels=True,
+                     specific_tags=["StudyInstanceUID", "PatientID"])
+    meta = header.file_meta
     outgoing = Outgoing(ticket.output, str(meta.MediaStorageSOPClassUID),
                         str(meta.MediaStorageSOPInstanceUID), str(meta.TransferSyntaxUID))
     return outgoing, Outcome(job_id=ticket.job_id, destinations=ticket.pending,
-                             sop_class_uid=outgoing.sop_class_uid)
+                             sop_class_uid=outgoing.sop_class_uid,
+                             study_instance_uid=str(header.get("StudyInstanceUID", "")),
+                             patient_id=str(header.get("PatientID", "")))
 
 
 def _started() -> int:
