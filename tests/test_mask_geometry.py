@@ -9,9 +9,9 @@ from dicom_instances import photo
 from gateway.mask.calibration import CALIBRATED, displacement, load_calibration
 from gateway.mask.geometry import eye_centres, eye_frame, mask_shape, mesh_blend
 from gateway.mask.landmarks import LandmarkDetector
-from gateway.mask.settings import MaskSettings
+from gateway.mask.settings import MaskSettings, Region
 from gateway.mask.template import load_template, mirror_map
-from gateway.mask.topology import LEFT_BROW, MESH_VERTEX_COUNT, REGION_VERTICES, RIGHT_BROW, Region
+from gateway.mask.topology import LEFT_BROW, MESH_VERTEX_COUNT, REGION_VERTICES, RIGHT_BROW
 
 DEFAULT = MaskSettings().preserved_regions()
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from gateway.mask.settings import BackgroundPolicy, EyeRendering, MaskSettings
-from gateway.mask.topology import Region
+from gateway.mask.settings import BackgroundPolicy, EyeRendering, MaskSettings, Region
 
 
 def test_defaults_keep_the_eyes_render_them_and_fill_the_background() -> None:

@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 
 from gateway.mask import topology
+from gateway.mask.settings import Region
 
 
 def test_the_mesh_is_a_disc_with_three_holes() -> None:
@@ -31,5 +32,5 @@ def test_openings_and_regions_have_the_expected_sizes() -> None:
     assert {33, 133} <= set(topology.RIGHT_EYE_OPENING.tolist())
     assert {263, 362} <= set(topology.LEFT_EYE_OPENING.tolist())
     regions = topology.REGION_VERTICES
-    assert set(regions[topology.Region.EYES].tolist()) < set(regions[topology.Region.EYELIDS].tolist())
-    assert np.array_equal(regions[topology.Region.IRISES], np.arange(468, 478))
+    assert set(regions[Region.EYES].tolist()) < set(regions[Region.EYELIDS].tolist())
+    assert np.array_equal(regions[Region.IRISES], np.arange(468, 478))

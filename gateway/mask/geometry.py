@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gateway.mask.settings import Region
 from gateway.mask.topology import (
     EDGES,
     EYE_SURROUNDINGS,
@@ -31,7 +32,6 @@ from gateway.mask.topology import (
     REGION_VERTICES,
     RIGHT_BROW,
     RIGHT_EYE_OPENING,
-    Region,
 )
 
 #: Width of the fall-off from kept to template geometry, in inter-ocular distances.

@@ -13,8 +13,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.mask.topology import Region
-
 Channel = Annotated[int, Field(ge=0, le=255)]
 RGB = tuple[Channel, Channel, Channel]
 
@@ -34,6 +32,19 @@ class BackgroundPolicy(StrEnum):
     FILL = "fill"
     BLUR = "blur"
     KEEP = "keep"
+
+
+class Region(StrEnum):
+    """Parts of the face whose own geometry a mask can keep (``preserve``).
+
+    Their landmarks are listed in ``gateway.mask.topology.REGION_VERTICES``.
+    """
+
+    EYES = "eyes"
+    EYELIDS = "eyelids"
+    IRISES = "irises"
+    BROWS = "brows"
+    MOUTH = "mouth"
 
 
 DEFAULT_PRESERVE = (Region.EYES, Region.EYELIDS, Region.IRISES, Region.BROWS)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import collections
 import itertools
-from enum import StrEnum
 
 import numpy as np
 from mediapipe.python.solutions import face_mesh_connections as connections
+
+from gateway.mask.settings import Region
 
 #: Landmarks of the surface mesh; the 10 iris landmarks follow them.
 MESH_VERTEX_COUNT = 468
@@ -28,16 +29,6 @@ LEFT_IRIS_CENTRE = 473
 #: Iris landmarks per eye: centre, then the four points on the limbus.
 RIGHT_IRIS = np.arange(468, 473)
 LEFT_IRIS = np.arange(473, 478)
-
-
-class Region(StrEnum):
-    """Parts of the face whose own geometry a mask can keep (``MaskSettings.preserve``)."""
-
-    EYES = "eyes"
-    EYELIDS = "eyelids"
-    IRISES = "irises"
-    BROWS = "brows"
-    MOUTH = "mouth"
 
 
 def _edges(pairs: frozenset[tuple[int, int]]) -> set[tuple[int, int]]:
