@@ -25,7 +25,7 @@ from pydicom.uid import (
     VideoPhotographicImageStorage,
 )
 
-from gateway.errors import PixelDataError
+from gateway.errors import PixelDataError, UnsupportedPixelFormat
 from gateway.pixels import DECODABLE_TRANSFER_SYNTAXES, decode_frames, encode_frames
 from pixel_instances import make_dataset, psnr, written_and_read
 
@@ -137,3 +137,19 @@ def test_frame_rate_comes_from_the_bitstream_when_attributes_are_absent(clip: np
         delattr(ds, keyword)
     encode_frames(ds, decode_frames(ds))
     assert float(ds.FrameTime) == 40.0 and ds.CineRate == 25
+
+
+def test_frames_of_another_size_than_declared_are_a_pixel_data_error(clip: np.ndarray) -> None:
+    ds = video_dataset(clip, MPEG4HP41)
+    ds.Rows = 100
+    with pytest.raises(PixelDataError, match="Rows/Columns"):
+        next(decode_frames(ds))
+
+
+def test_mpeg2_at_a_rate_mpeg2_cannot_signal_becomes_h264(clip: np.ndarray) -> None:
+    ds = video_dataset(clip, MPEG4HP41, frame_time="66.6667")  # 15 frames/s
+    ds.file_meta.TransferSyntaxUID = MPEG2MPML  # as if a camera had written MPEG-2 at 15 frames/s
+    with pytest.raises(UnsupportedPixelFormat):
+        encode_frames(ds, iter(clip), MPEG2MPML)
+    encode_frames(ds, iter(clip))
+    assert ds.file_meta.TransferSyntaxUID == MPEG4HP41 and float(ds.FrameTime) == pytest.approx(66.6667)
