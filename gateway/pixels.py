@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, convert_color_space, get_decoder, get_encoder
@@ -290,7 +290,8 @@ def encode_frames(
         ``H x W x 3`` ``uint8`` RGB frames, all the same size; consumed one at a time.
     transfer_syntax_uid : str, optional
         The syntax to write; by default the input's syntax when it is in
-        :data:`ENCODABLE_TRANSFER_SYNTAXES`, else Explicit VR Little Endian.
+        :data:`ENCODABLE_TRANSFER_SYNTAXES`, else Explicit VR Little Endian (video: H.264, see
+        :func:`gateway.video_codec.default_target`).
 
     Raises
     ------
@@ -315,6 +316,8 @@ def encode_frames(
         bits = 16 if ds.get("SOPClassUID") == OphthalmicPhotography16BitImageStorage else 8
         pixels = _encode_still_frames(_checked(frames), target, bits)
     _set_image_pixel_module(ds, pixels)
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = target
     if target in LOSSY_METHODS:
         uncompressed = pixels.rows * pixels.columns * 3 * pixels.number_of_frames
