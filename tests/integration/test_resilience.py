@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -19,7 +20,15 @@ from pydicom.uid import (
 from pynetdicom import AE, _config
 
 from dicom_instances import photo, photo_instance, resized, write
-from peers import acknowledged, gateway_settings, orthanc_destination, storescu, wait_until
+from peers import (
+    DMASK,
+    PEER_ENV,
+    acknowledged,
+    gateway_settings,
+    orthanc_destination,
+    storescu,
+    wait_until,
+)
 
 #: Tags-only secondary captures of about 40 KB (the default test routes send Modality OT there).
 SMALL_PIXELS = 13_000
@@ -227,3 +236,21 @@ def test_a_worker_killed_while_idle_is_replaced(tmp_path: Path, dmask_server) ->
     assert len(acknowledged(storescu(server.port, files))) == 5
     wait_until(lambda: server.spool_counts() == {"done": 5}, 60, "every job done")
     assert len(list(out.iterdir())) == 5
+
+
+def test_dead_letter_after_max_age_then_requeue(tmp_path: Path, orthanc, dmask_server) -> None:
+    server = dmask_server(gateway_settings(
+        tmp_path, {"research": orthanc_destination(orthanc, max_age=3)}))
+    orthanc.stop()
+    files = _tags_only_files(tmp_path / "in", 3)
+    assert len(acknowledged(storescu(server.port, files))) == 3
+    wait_until(lambda: server.spool_counts() == {"quarantined": 3}, 30, "the dead letters")
+    listing = subprocess.run([str(DMASK), "queue", "--reason", "forward-expired", "--config",
+                              str(server.config)], capture_output=True, text=True, check=True,
+                             env=PEER_ENV).stdout
+    assert len(listing.splitlines()) == 3
+    orthanc.start()
+    subprocess.run([str(DMASK), "requeue", "--reason", "forward-expired", "--config",
+                    str(server.config)], check=True, capture_output=True, env=PEER_ENV)
+    wait_until(lambda: orthanc.instance_count() == 3, 60, "the requeued instances in Orthanc")
+    wait_until(lambda: server.spool_counts() == {"done": 3}, 10, "every job done")
