@@ -93,14 +93,8 @@ def _die_with_parent() -> None:
         pass  # not Linux: the pool notices the broken pipe on its next call instead
 
 
-#: Workers yield the CPU to the serve process: a C-STORE response waits on the receive path,
-#: while the pipeline's work is queued and can wait a few milliseconds.
-WORKER_NICENESS = 10
-
-
 def _initialize(config: GatewayConfig, secret: bytes) -> None:
     _die_with_parent()
-    os.nice(WORKER_NICENESS)
     configure_logging(config.logging)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the serve process decides when to stop
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
