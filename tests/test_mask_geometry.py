@@ -7,7 +7,7 @@ import pytest
 
 from dicom_instances import photo
 from gateway.mask.calibration import CALIBRATED, displacement, load_calibration
-from gateway.mask.geometry import eye_centres, eye_frame, mask_shape, mesh_blend
+from gateway.mask.geometry import eye_centres, eye_frame, mask_shape, mesh_blend, variation_of
 from gateway.mask.landmarks import LandmarkDetector
 from gateway.mask.settings import MaskSettings, Region
 from gateway.mask.template import load_template, mirror_map
@@ -85,3 +85,18 @@ def test_calibration_moves_eye_landmarks_against_the_measured_displacement(hoppe
     assert np.allclose(displacement(hopper_points, moved), -calibration.offsets)
     untouched = np.setdiff1d(np.arange(MESH_VERTEX_COUNT), CALIBRATED)
     assert np.array_equal(moved[untouched], hopper_points[untouched])
+
+
+def test_variation_changes_the_template_away_from_the_kept_eyes(hopper_points: np.ndarray) -> None:
+    template = load_template().vertices
+    blend = mesh_blend(template, DEFAULT)
+    variation = variation_of(hopper_points)
+    assert np.array_equal(variation, variation_of(hopper_points.copy()))  # deterministic
+    assert not np.array_equal(variation, variation_of(hopper_points + 0.5))
+    assert variation.shape == (2,) and (np.abs(variation) <= 1.0).all()
+    _, iod = eye_frame(hopper_points)
+    plain = mask_shape(hopper_points, template, blend)
+    varied = mask_shape(hopper_points, template, blend, np.array([1.0, 1.0]))
+    kept = blend.shape == 1.0
+    assert np.allclose(varied[kept], plain[kept])
+    assert np.linalg.norm(varied[152] - plain[152]) / iod > 0.1  # the chin moves

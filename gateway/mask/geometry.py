@@ -16,6 +16,7 @@ distance of 1.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from dataclasses import dataclass
 
@@ -36,6 +37,12 @@ from gateway.mask.topology import (
 
 #: Width of the fall-off from kept to template geometry, in inter-ocular distances.
 FALLOFF = 0.15
+#: Largest variation of the template's size (a fraction) and of its vertical position
+#: (inter-ocular distances) from one photo to the next, away from the eyes.
+VARIATION = 0.12
+#: Distances from an eye centre (inter-ocular distances) over which the variation fades in:
+#: none up to the first (the eye and its lids), all of it beyond the second.
+VARIATION_FADE = (0.35, 0.6)
 
 
 def eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,8 +150,47 @@ def mesh_blend(template: np.ndarray, regions: frozenset[Region] | None) -> MeshB
     return MeshBlend(falloff_weights(template, seeds), groups)
 
 
-def mask_shape(points: np.ndarray, template: np.ndarray, blend: MeshBlend) -> np.ndarray:
-    """Vertices (478x3, pixels) of the mask of one face: kept geometry blended into the template."""
+def _smoothstep(low: float, high: float, value: np.ndarray) -> np.ndarray:
+    """0 below ``low``, 1 above ``high``, a smooth cubic between."""
+    t = np.clip((value - low) / (high - low), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def varied_template(template: np.ndarray, variation: np.ndarray) -> np.ndarray:
+    """The template resized and moved by ``variation`` everywhere but around the eyes.
+
+    A face-recognition model aligns a face on its eye corners and nose; with one template for
+    every patient, the template's nose, mouth and outline then sit wherever the patient's own
+    proportions put the alignment, the same way in every photo of that patient, and masks of
+    the same person can be linked. Changing the template's size and vertical position from photo
+    to photo (``variation``: two values in [-1, 1], scaled by ``VARIATION``) drowns that offset.
+    The change fades out towards the eyes so that the kept eyes and lids are not distorted.
+    """
+    right, left = np.array([-0.5, 0.0]), np.array([0.5, 0.0])
+    xy = template[:, :2]
+    distance = np.minimum(np.linalg.norm(xy - right, axis=1), np.linalg.norm(xy - left, axis=1))
+    fade = _smoothstep(*VARIATION_FADE, distance)
+    size, drop = VARIATION * variation[:2]
+    return template + fade[:, None] * (size * template + np.array([0.0, drop, 0.0]))
+
+
+def variation_of(points: np.ndarray) -> np.ndarray:
+    """Two values in [-1, 1] drawn from the landmarks themselves: the same input photo always
+    gets the same variation (deterministic output), another photo of the same person another."""
+    digest = hashlib.sha256(np.round(points, 1).astype("<f8").tobytes()).digest()
+    return np.frombuffer(digest[:8], dtype="<u4") / float(2**32 - 1) * 2.0 - 1.0
+
+
+def mask_shape(
+    points: np.ndarray, template: np.ndarray, blend: MeshBlend, variation: np.ndarray | None = None
+) -> np.ndarray:
+    """Vertices (478x3, pixels) of the mask of one face: kept geometry blended into the template.
+
+    ``variation`` (see :func:`varied_template`) varies the template's proportions; None keeps
+    them (frame sequences, whose mask must not change from frame to frame).
+    """
+    if variation is not None:
+        template = varied_template(template, variation)
     shape = place_template(template, points)
     displacement = points - shape
     for members, weights in blend.groups:

@@ -49,10 +49,15 @@ class FaceLandmarks:
         (x right, y down, z depth on the scale of x). Rows 468-477 are the irises.
     score
         Detector confidence in [0, 1] (1.0 for faces followed by the tracker).
+    variation
+        Two values in [-1, 1] that vary the size and position of the mask's template for this face
+        (``gateway.mask.geometry.varied_template``); ``FaceMasker.detect`` sets them for stills.
+        None keeps the template as it is, as a frame sequence needs (one shape for all frames).
     """
 
     points: np.ndarray
     score: float = 1.0
+    variation: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.points.shape != (LANDMARK_COUNT, 3):

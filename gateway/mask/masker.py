@@ -8,12 +8,14 @@ and interpolates the landmarks between the two (``gateway.mask.video``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from gateway.errors import NoFaceFound, ResidualFace, UnsupportedPixelFormat
 from gateway.mask.calibration import load_calibration
 from gateway.mask.compose import background, compose_face, face_outline
-from gateway.mask.geometry import mask_shape, mesh_blend
+from gateway.mask.geometry import mask_shape, mesh_blend, variation_of
 from gateway.mask.landmarks import FaceLandmarks, LandmarkDetector
 from gateway.mask.render import MaskRenderer
 from gateway.mask.residual import Box, ResidualFaceCheck
@@ -67,9 +69,13 @@ class FaceMasker:
         """Landmarks of every face in ``rgb`` (at most ``max_faces``); may be empty.
 
         ``tracking=True`` follows faces from the previous call's frame (frame sequences, in
-        order); otherwise every call searches the whole image, also rotated.
+        order); otherwise every call searches the whole image, also rotated, and each face gets
+        its template variation (``FaceLandmarks.variation``).
         """
-        return self._detector.detect(_checked(rgb), tracking)
+        faces = self._detector.detect(_checked(rgb), tracking)
+        if tracking:
+            return faces
+        return [replace(face, variation=variation_of(face.points)) for face in faces]
 
     def render(self, rgb: np.ndarray, faces: list[FaceLandmarks]) -> np.ndarray:
         """``rgb`` with each of ``faces`` replaced by its mask and the background policy applied.
@@ -80,7 +86,7 @@ class FaceMasker:
         _checked(rgb)
         output = background(rgb, self.settings)
         for face in faces:
-            self._mask_face(output, rgb, face.points)
+            self._mask_face(output, rgb, face)
         return output
 
     def mask_image(self, rgb: np.ndarray) -> np.ndarray:
@@ -110,25 +116,26 @@ class FaceMasker:
         """
         if self._residual is None or self.settings.background is BackgroundPolicy.FILL:
             return
-        boxes = [self._region(face.points, output.shape) for face in faces]
+        boxes = [self._region(face, output.shape) for face in faces]
         if self._residual.uncovered_faces(output, boxes):
             raise ResidualFace("a face outside every mask was detected on the output")
 
-    def _region(self, points: np.ndarray, shape: tuple[int, ...]) -> Box:
+    def _region(self, face: FaceLandmarks, shape: tuple[int, ...]) -> Box:
         """The pixels a face's mask may touch: the mask and (unless filled anyway) the outline."""
-        mask = mask_shape(points, self.template.vertices, self._blend)[:MESH_VERTEX_COUNT, :2]
-        outline = face_outline(points) if self.settings.background is not BackgroundPolicy.FILL else mask
-        extent = np.vstack([mask, outline])
+        mask = mask_shape(face.points, self.template.vertices, self._blend, face.variation)
+        outline = face_outline(face.points) if self.settings.background is not BackgroundPolicy.FILL else None
+        extent = mask[:MESH_VERTEX_COUNT, :2] if outline is None else np.vstack([mask[:MESH_VERTEX_COUNT, :2], outline])
         low = np.floor(extent.min(axis=0)).astype(int) - REGION_MARGIN
         high = np.ceil(extent.max(axis=0)).astype(int) + REGION_MARGIN
         height, width = shape[:2]
         return max(low[0], 0), max(low[1], 0), min(high[0], width), min(high[1], height)
 
-    def _mask_face(self, output: np.ndarray, rgb: np.ndarray, points: np.ndarray) -> None:
-        shape = mask_shape(points, self.template.vertices, self._blend)
+    def _mask_face(self, output: np.ndarray, rgb: np.ndarray, face: FaceLandmarks) -> None:
+        points = face.points
+        shape = mask_shape(points, self.template.vertices, self._blend, face.variation)
         if self.settings.eyes is EyeRendering.RENDERED:
             shape = self.calibration.apply(shape, points)
-        x0, y0, x1, y1 = self._region(points, rgb.shape)
+        x0, y0, x1, y1 = self._region(face, rgb.shape)
         if x1 <= x0 or y1 <= y0:
             return
         rendered = self._renderer.render(shape, (x0, y0, x1, y1))
