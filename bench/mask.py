@@ -4,7 +4,7 @@ Prints medians in milliseconds for ``FaceMasker.mask_image`` on one-face stills 
 detect and render steps on their own), and frames per second for a 640x480 sequence (tracking
 detect + render per frame) in one process and in one process per core.
 
-    .venv/bin/python -m bench.mask [--rounds 15] [--frames 90]
+    .venv/bin/python bench/mask.py [--rounds 15] [--frames 90]
 
 Targets (issue 5): 1024x768 <= 40 ms, 4000x3000 <= 300 ms, 640x480 sequence >= 30 frames/s
 using both cores.

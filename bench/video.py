@@ -6,7 +6,7 @@ in one process and in one process per core, each masking its own copy of the ins
 way the gateway's workers do. The per-stage split (decode, mask, encode) comes from the
 one-process rounds. Targets (issue 7): 640x480 >= 30 frames/s on 2 cores, 1080p >= 8.
 
-    .venv/bin/python -m bench.video [--rounds 3] [--seconds 2]
+    .venv/bin/python bench/video.py [--rounds 3] [--seconds 2]
 """
 
 from __future__ import annotations

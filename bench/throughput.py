@@ -9,7 +9,7 @@ Two workloads, each timed ``--repeats`` times (medians printed):
 The gateway figure is end to end: from the start of storescu until Orthanc holds every result.
 ``ingest`` is the rate at which storescu got its responses from the gateway.
 
-Usage: ``.venv/bin/python bench/gateway.py [--tags-count 300] [--mask-count 40] [--repeats 3]``
+Usage: ``.venv/bin/python bench/throughput.py [--tags-count 300] [--mask-count 40] [--repeats 3]``
 """
 
 from __future__ import annotations
