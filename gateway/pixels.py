@@ -222,10 +222,9 @@ def _check_pixel_format(ds: Dataset) -> None:
 def _check_native_length(ds: Dataset) -> None:
     """Pixel data shorter than Rows x Columns x samples x frames declare is corrupt, not padding."""
     expected = get_expected_length(ds, unit="bytes")
-    if len(ds.PixelData) < expected:
-        raise PixelDataError(
-            f"the pixel data holds {len(ds.PixelData)} bytes, its attributes declare {expected}"
-        )
+    held = len(ds.PixelData or b"")  # an empty element reads as None
+    if held < expected:
+        raise PixelDataError(f"the pixel data holds {held} bytes, its attributes declare {expected}")
 
 
 def _to_rgb8(frame: np.ndarray, meta: dict, ds: Dataset) -> np.ndarray:

@@ -281,6 +281,13 @@ def test_native_pixel_data_shorter_than_declared_is_a_pixel_data_error(photo: np
         list(decode_frames(written_and_read(ds)))
 
 
+def test_empty_native_pixel_data_is_a_pixel_data_error(photo: np.ndarray) -> None:
+    ds = make_dataset(photo[np.newaxis])
+    ds.PixelData = b""
+    with pytest.raises(PixelDataError, match="holds 0 bytes"):
+        list(decode_frames(written_and_read(ds)))
+
+
 def test_truncated_codestream_is_a_pixel_data_error(photo: np.ndarray) -> None:
     ds = make_dataset(photo[np.newaxis])
     encode_frames(ds, [photo], JPEG2000Lossless)
