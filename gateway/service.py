@@ -168,7 +168,13 @@ class Gateway:
             job = self.spool.claim()
             if job is None:
                 return
-            ticket = Ticket(job_id=job.id, original=job.original,
+            try:
+                original = self.spool.original(job)
+            except LookupError:
+                log.exception("a claimed job has no original", extra={"job": job.id})
+                self._quarantine(job, "internal-error")
+                continue
+            ticket = Ticket(job_id=job.id, original=original,
                             output=self.spool.output_path(job.id), calling_ae=job.calling_ae,
                             called_ae=job.called_ae, processed=job.output is not None,
                             pending=job.pending)

@@ -35,10 +35,11 @@ _PR_SET_PDEATHSIG = 1
 
 @dataclass(frozen=True)
 class Ticket:
-    """One job for a worker: where its files are and what is left to do."""
+    """One job for a worker: its original (a file, or the bytes of a small one), where its
+    result goes and what is left to do."""
 
     job_id: int
-    original: Path
+    original: Path | bytes
     output: Path
     calling_ae: str
     called_ae: str
@@ -114,7 +115,9 @@ def _initialize(config: GatewayConfig, secret: bytes) -> None:
 
 def _process(ticket: Ticket) -> tuple[Outgoing, Outcome]:
     """Run the pipeline and write the result next to the original in the spool."""
-    processed = process_instance(ticket.original.read_bytes(), _state.config, _state.secret,
+    original = ticket.original
+    data = original if isinstance(original, bytes) else original.read_bytes()
+    processed = process_instance(data, _state.config, _state.secret,
                                  calling_ae=ticket.calling_ae, called_ae=ticket.called_ae,
                                  maskers=_state.maskers)
     temporary = ticket.output.with_suffix(".tmp")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,8 @@ def test_c_store_is_durable_before_success(receiver: tuple[Receiver, int],
     assoc.release()
     (job,) = spool.jobs()
     assert job.state is JobState.RECEIVED and job.calling_ae == "CAMERA1"
-    stored = dcmread(job.original)
+    original = spool.original(job)
+    stored = dcmread(BytesIO(original) if isinstance(original, bytes) else original)
     assert stored.SOPInstanceUID == ds.SOPInstanceUID
     assert stored.PixelData == ds.PixelData
 

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import SpoolFull
-from gateway.spool import FolderSpool, JobState
+from gateway.spool import FolderSpool, Job, JobState
+
+#: Where originals are kept: as files (large instances) or in the database (small ones).
+STORAGE = pytest.mark.parametrize("inline_max_bytes", [0, 1 << 20], ids=["file", "database"])
 
 
 def _receive(spool: FolderSpool, payload: bytes = b"DICM" * 100) -> int:
@@ -19,11 +22,21 @@ def _receive(spool: FolderSpool, payload: bytes = b"DICM" * 100) -> int:
     return spool.admit(incoming, calling_ae="CAMERA1", called_ae="DMASK")
 
 
-def test_admit_moves_file_into_the_spool_with_0600(tmp_path: Path) -> None:
-    spool = FolderSpool(tmp_path / "spool")
+def _has_original(spool: FolderSpool, job: Job) -> bool:
+    if job.original is not None:
+        return job.original.exists()
+    try:
+        return bool(spool.original(job))
+    except LookupError:
+        return False
+
+
+def test_admit_moves_a_large_file_into_the_spool_with_0600(tmp_path: Path) -> None:
+    spool = FolderSpool(tmp_path / "spool", inline_max_bytes=100)
     job_id = _receive(spool)
     (job,) = spool.jobs()
     assert job.id == job_id and job.state is JobState.RECEIVED
+    assert job.original is not None and spool.original(job) == job.original
     assert stat.S_IMODE(job.original.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "spool").stat().st_mode) == 0o700
     for database_file in (tmp_path / "spool").glob("state.sqlite*"):
@@ -31,8 +44,20 @@ def test_admit_moves_file_into_the_spool_with_0600(tmp_path: Path) -> None:
     assert not list(spool.incoming_dir().iterdir())
 
 
-def test_full_round_trip_deletes_original_and_output(tmp_path: Path) -> None:
-    spool = FolderSpool(tmp_path / "spool")
+def test_admit_keeps_a_small_instance_in_the_database(tmp_path: Path) -> None:
+    spool = FolderSpool(tmp_path / "spool", inline_max_bytes=400)
+    job_id = _receive(spool, b"DICM" * 100)
+    (job,) = spool.jobs()
+    assert job.id == job_id and job.original is None
+    assert spool.original(job) == b"DICM" * 100
+    assert not list((spool.path / "originals").iterdir())
+    assert not list(spool.incoming_dir().iterdir())
+
+
+@STORAGE
+def test_full_round_trip_deletes_original_and_output(tmp_path: Path,
+                                                     inline_max_bytes: int) -> None:
+    spool = FolderSpool(tmp_path / "spool", inline_max_bytes=inline_max_bytes)
     job_id = _receive(spool)
     job = spool.claim()
     assert job is not None and job.id == job_id and job.state is JobState.PROCESSING
@@ -46,14 +71,15 @@ def test_full_round_trip_deletes_original_and_output(tmp_path: Path) -> None:
     job = spool.claim(now=time.time() + 61)
     assert job is not None and job.pending == ("pacs",) and job.output == output
     assert spool.record_deliveries(job_id, ["pacs"], {}, None) is JobState.DONE
-    assert not output.exists() and job.original.exists()
+    assert not output.exists() and _has_original(spool, job)
     assert spool.purge() == 1  # no retention: the next purge removes the original
-    assert not job.original.exists() and spool.purge() == 0
+    assert not _has_original(spool, job) and spool.purge() == 0
     assert spool.counts() == {("done", None): 1}
 
 
-def test_dead_letter_and_requeue(tmp_path: Path) -> None:
-    spool = FolderSpool(tmp_path / "spool")
+@STORAGE
+def test_dead_letter_and_requeue(tmp_path: Path, inline_max_bytes: int) -> None:
+    spool = FolderSpool(tmp_path / "spool", inline_max_bytes=inline_max_bytes)
     job_id = _receive(spool)
     spool.claim()
     assert spool.record_deliveries(job_id, [], {"pacs": "forward-failed"}, None,
@@ -68,7 +94,7 @@ def test_dead_letter_and_requeue(tmp_path: Path) -> None:
     assert [j.id for j in spool.jobs(JobState.RECEIVED)] == [other]
     assert spool.requeue(all_failed=True) == 1
     job = spool.jobs(JobState.RECEIVED)[0]
-    assert job.destinations == () and job.output is None and job.original.exists()
+    assert job.destinations == () and job.output is None and _has_original(spool, job)
 
 
 def test_recover_after_crash(tmp_path: Path) -> None:
@@ -103,17 +129,21 @@ def test_capacity_limits_raise_spool_full_and_remove_the_file(tmp_path: Path) ->
         huge_floor.check_capacity()
 
 
-def test_retention_keeps_original_until_purged(tmp_path: Path) -> None:
-    spool = FolderSpool(tmp_path / "spool", retention=3600)
+@STORAGE
+def test_retention_keeps_original_until_purged(tmp_path: Path, inline_max_bytes: int) -> None:
+    spool = FolderSpool(tmp_path / "spool", retention=3600, inline_max_bytes=inline_max_bytes)
     job_id = _receive(spool, b"secret pixels")
     job = spool.claim()
     assert job is not None
     spool.record_deliveries(job_id, ["folder"], {}, None, output=spool.output_path(job_id),
                             destinations=["folder"])
-    assert job.original.exists()
+    assert _has_original(spool, job)
     assert spool.purge() == 0
     assert spool.purge(now=time.time() + 3601) == 1
-    assert not job.original.exists()
+    assert not _has_original(spool, job)
+    spool.close()  # checkpoints the write-ahead log into the database file
+    for path in spool.path.rglob("*"):
+        assert not path.is_file() or b"secret pixels" not in path.read_bytes()
 
 
 def test_second_process_sees_committed_jobs(tmp_path: Path) -> None:
