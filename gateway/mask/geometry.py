@@ -42,7 +42,7 @@ FALLOFF = 0.15
 VARIATION = 0.12
 #: Distances from an eye centre (inter-ocular distances) over which the variation fades in:
 #: none up to the first (the eye and its lids), all of it beyond the second.
-VARIATION_FADE = (0.35, 0.6)
+VARIATION_FADE = (0.5, 0.8)
 
 
 def eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
