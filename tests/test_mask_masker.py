@@ -57,8 +57,8 @@ def test_face_is_replaced_and_eyes_are_found_where_they_were(masker: FaceMasker,
     iod = interocular(before)
     eyelid_error = np.linalg.norm(before[LIDS, :2] - after[LIDS, :2], axis=1).mean() / iod
     iris_error = np.linalg.norm(before[IRISES, :2] - after[IRISES, :2], axis=1).mean() / iod
-    assert eyelid_error < 0.03
-    assert iris_error < 0.02
+    assert eyelid_error < 0.025
+    assert iris_error < 0.015
 
 
 def test_fill_background_leaves_nothing_of_the_photo_outside_the_mask(masker: FaceMasker, hopper: np.ndarray) -> None:
