@@ -3,16 +3,21 @@
 Modules log with plain :mod:`logging` and pass context as ``extra={...}`` (job id, AE title,
 status, reason). Those fields become JSON keys or ``key=value`` pairs here. Nothing that
 identifies a patient is ever passed: jobs are named by their spool id, instances in the audit
-trail by pseudonymous identifiers only.
+trail by pseudonymous identifiers only. What native libraries print to file descriptor 2
+(mediapipe, TensorFlow Lite, absl) is turned into records of ``dmask.native`` by
+:class:`NativeOutput`, so stderr holds nothing but records.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
+import threading
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from gateway.config import Logging
 
@@ -65,5 +70,81 @@ def configure_logging(settings: Logging) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(settings.level)
+    logging.captureWarnings(True)  # Python warnings as records, not bare lines on stderr
     # pynetdicom logs every PDU at INFO; its own failures still come through as warnings.
     logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, root.level))
+
+
+#: glog/absl prefixes ("W0000 00:00:1700000000.000000 1234 file.cc:12] ...").
+_GLOG = re.compile(r"^([IWEF])\d{4} ")
+#: TensorFlow Lite and other C libraries ("INFO: Created TensorFlow Lite XNNPACK delegate").
+_WORD = re.compile(r"^(VERBOSE|DEBUG|INFO|WARNING|WARN|ERROR|FATAL)\b")
+_LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": logging.CRITICAL,
+           "VERBOSE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO,
+           "WARNING": logging.WARNING, "WARN": logging.WARNING, "ERROR": logging.ERROR,
+           "FATAL": logging.CRITICAL}
+
+
+def native_level(line: str) -> int:
+    """The logging level a line of native output announces; WARNING when it announces none."""
+    match = _GLOG.match(line) or _WORD.match(line)
+    return _LEVELS[match.group(1)] if match else logging.WARNING
+
+
+def _is_log_line(line: bytes) -> bool:
+    """Whether a line is already one of our JSON log records (a worker's, passed through)."""
+    if not line.startswith(b"{"):
+        return False
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+class NativeOutput:
+    """Route everything written to file descriptor 2 of this process and its children through
+    logging, so that stderr carries only log records.
+
+    mediapipe, TensorFlow Lite and absl (C++) print straight to fd 2, below Python's logging;
+    in json mode their lines would break the one-object-a-line format. Once started, fd 2 is a
+    pipe read by a thread of this process: lines that are already JSON objects (the log records
+    of worker processes, which inherit fd 2) are copied to the real stderr unchanged, every
+    other line is logged by ``dmask.native`` at the level its prefix names. This process's own
+    records go to the real stderr directly (``sys.stderr`` is pointed at it), so none of them
+    waits on the thread. Start it before configuring logging and before starting workers.
+    """
+
+    def __init__(self) -> None:
+        sys.stderr.flush()
+        self._saved_stderr: TextIO = sys.stderr
+        self._real_fd = os.dup(2)
+        read_fd, write_fd = os.pipe()
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+        sys.stderr = open(self._real_fd, "w", buffering=1, encoding="utf-8",  # noqa: SIM115
+                          errors="backslashreplace", closefd=False)
+        self._log = logging.getLogger("dmask.native")
+        self._thread = threading.Thread(target=self._pump, args=(read_fd,), name="native-output",
+                                        daemon=True)
+        self._thread.start()
+
+    def _pump(self, read_fd: int) -> None:
+        with open(read_fd, "rb") as pipe:
+            for line in pipe:
+                if _is_log_line(line):
+                    os.write(self._real_fd, line)  # one write: whole lines stay whole
+                    continue
+                text = line.decode("utf-8", "backslashreplace").rstrip()
+                if text:
+                    self._log.log(native_level(text), text)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Give fd 2 back to the real stderr and pass on what is still in the pipe.
+
+        Call it once the child processes have exited: the pipe ends when no process holds it.
+        """
+        sys.stderr.flush()
+        os.dup2(self._real_fd, 2)
+        self._thread.join(timeout)
+        # The log handler keeps writing through the stream on the duplicate: leave it open.
+        sys.stderr = self._saved_stderr

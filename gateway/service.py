@@ -24,7 +24,7 @@ from gateway.audit_trail import InstanceEvent, InstanceRecord, Outcome as AuditO
 from gateway.config import DicomDestination, GatewayConfig, RetryPolicy, load_config
 from gateway.errors import ConfigError, SpoolFull
 from gateway.forward import next_attempt
-from gateway.logs import configure_logging
+from gateway.logs import NativeOutput, configure_logging
 from gateway.metrics import GatewayMetrics, serve_metrics
 from gateway.pixels import DECODABLE_TRANSFER_SYNTAXES
 from gateway.receive import Receiver
@@ -54,6 +54,7 @@ class Gateway:
         self.config_path = Path(config_path)
         self.config: GatewayConfig = load_config(self.config_path)
         self.secret = self.config.load_secret()
+        self._native_output = NativeOutput()
         configure_logging(self.config.logging)
         spool = self.config.spool
         self.spool = FolderSpool(spool.path, min_free_bytes=spool.min_free_bytes,
@@ -160,6 +161,7 @@ class Gateway:
         self._housekeeping()
         self.spool.close()
         log.info("stopped")
+        self._native_output.close()
 
     def _dispatch(self) -> None:
         assert self._pool is not None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 
 import pytest
 
 from gateway.config import Logging
-from gateway.logs import configure_logging
+from gateway.logs import configure_logging, native_level
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +39,46 @@ def test_human_lines(capsys: pytest.CaptureFixture[str]) -> None:
     line = capsys.readouterr().err.strip()
     assert "WARNING" in line and "dmask.test delivery failed" in line
     assert 'destination=pacs' in line and 'audit={"event":"x"}' in line
+
+
+@pytest.mark.parametrize("line, level", [
+    ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", logging.INFO),
+    ("W0000 00:00:1795694322.954871   13831 inference_feedback_manager.cc:114] Feedback", logging.WARNING),
+    ("E0000 00:00:1795694322.954871   13831 calculator_graph.cc:887] failed", logging.ERROR),
+    ("F0000 00:00:1795694322.954871   13831 check.cc:1] Check failed", logging.CRITICAL),
+    ("ERROR: unknown op", logging.ERROR),
+    ("something without a prefix", logging.WARNING),
+])
+def test_native_levels(line: str, level: int) -> None:
+    assert native_level(line) == level
+
+
+_NATIVE_SCRIPT = """
+import logging, os, subprocess, sys
+from gateway.config import Logging
+from gateway.logs import NativeOutput, configure_logging
+native = NativeOutput()
+configure_logging(Logging(format="json", level="INFO"))
+logging.getLogger("dmask.test").info("from python")
+os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n")
+child = ("import logging, os, sys; from gateway.config import Logging; "
+         "from gateway.logs import configure_logging; "
+         "configure_logging(Logging(format='json', level='INFO')); "
+         "logging.getLogger('dmask.child').warning('from a child'); "
+         "os.write(2, b'W0000 00:00:1.0 1 file.cc:1] from native code in a child\\\\n')")
+subprocess.run([sys.executable, "-c", child], check=True)
+native.close()
+"""
+
+
+def test_native_output_of_process_and_children_becomes_json_records() -> None:
+    result = subprocess.run([sys.executable, "-c", _NATIVE_SCRIPT], capture_output=True,
+                            text=True, timeout=60, check=True)
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    found = {(r["logger"], r["level"], r["message"]) for r in records}
+    assert found == {
+        ("dmask.test", "INFO", "from python"),
+        ("dmask.native", "INFO", "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."),
+        ("dmask.child", "WARNING", "from a child"),
+        ("dmask.native", "WARNING", "W0000 00:00:1.0 1 file.cc:1] from native code in a child"),
+    }

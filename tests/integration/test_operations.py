@@ -90,3 +90,21 @@ def test_queue_and_requeue_commands(tmp_path: Path, dmask_server) -> None:
     assert dmask("requeue", "--reason", "route-rejected") == "requeued 1 job(s)\n"
     wait_until(lambda: server.spool_counts() == {"done": 1}, 30, "the requeued job")
     assert len(list((tmp_path / "out").iterdir())) == 1
+
+
+def test_json_logs_hold_only_json_lines(tmp_path: Path, dmask_server) -> None:
+    """mediapipe and TensorFlow Lite print to fd 2 of the workers; in json mode those lines
+    come out as ``dmask.native`` records, and nothing on stderr is anything but JSON."""
+    settings = gateway_settings(tmp_path, {"out": {"type": "folder", "path": str(tmp_path / "out")}},
+                                workers=1)
+    server = dmask_server(settings)
+    face = write(photo_instance(resized(photo("grace_hopper"), 60_000)), tmp_path / "face.dcm")
+    assert len(acknowledged(storescu(server.port, [face]))) == 1
+    wait_until(lambda: server.metric("dmask_forwarded_instances_total") == 1, 60, "the masked photo")
+    server.signal(signal.SIGTERM)
+    assert server.process.wait(60) == 0
+    records = [json.loads(line) for line in server.log.read_text().splitlines()]
+    assert all(isinstance(record, dict) for record in records)
+    native = [r for r in records if r["logger"] == "dmask.native"]
+    assert native, "the masking worker's native output was not captured"
+    assert {r["level"] for r in native} <= {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
