@@ -29,6 +29,7 @@ from pydicom.uid import MPEG4HP41, VideoPhotographicImageStorage
 
 from dicom_instances import photo
 from gateway.errors import NoFaceFound, ResidualFace, TrackingGap
+from gateway.mask.geometry import variation_of
 from gateway.mask.landmarks import FaceLandmarks
 from gateway.mask.masker import FaceMasker
 from gateway.mask.settings import MaskSettings
@@ -254,6 +255,26 @@ def test_tracker_interpolates_a_gap_and_follows_two_faces(astronaut_landmarks: n
         by_x = sorted(faces, key=lambda face: face.points[:, 0].mean())
         np.testing.assert_allclose(by_x[0].points, left[t], atol=1e-6)
         np.testing.assert_allclose(by_x[1].points, right[t], atol=1e-6)
+
+
+def test_each_tracked_face_keeps_one_template_variation_for_the_clip(
+    astronaut_landmarks: np.ndarray,
+) -> None:
+    """One template shape per face and clip (no flicker), drawn from that face's first landmarks,
+    so two clips of the same patient do not share the template's proportions."""
+    tracker = FaceTracker(max_gap_frames=4, frame_rate=30.0)
+    left = [_face_points(astronaut_landmarks, (2.0 * t, 0.0)) for t in range(12)]
+    right = [_face_points(astronaut_landmarks, (1000.0, 1.0 * t)) for t in range(12)]
+    emitted = []
+    for t in range(12):
+        tracker.add(np.zeros((2, 2, 3), np.uint8), [FaceLandmarks(left[t]), FaceLandmarks(right[t])])
+        emitted += list(tracker.ready_frames())
+    emitted += list(tracker.finish())
+    for _, _, faces in emitted:
+        by_x = sorted(faces, key=lambda face: face.points[:, 0].mean())
+        np.testing.assert_array_equal(by_x[0].variation, variation_of(left[0]))
+        np.testing.assert_array_equal(by_x[1].variation, variation_of(right[0]))
+    assert not np.array_equal(variation_of(left[0]), variation_of(right[0]))
 
 
 def test_tracker_reports_where_the_face_was_lost(astronaut_landmarks: np.ndarray) -> None:

@@ -187,7 +187,7 @@ def mask_shape(
     """Vertices (478x3, pixels) of the mask of one face: kept geometry blended into the template.
 
     ``variation`` (see :func:`varied_template`) varies the template's proportions; None keeps
-    them (frame sequences, whose mask must not change from frame to frame).
+    them as they are.
     """
     if variation is not None:
         template = varied_template(template, variation)

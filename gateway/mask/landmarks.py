@@ -51,8 +51,8 @@ class FaceLandmarks:
         Detector confidence in [0, 1] (1.0 for faces followed by the tracker).
     variation
         Two values in [-1, 1] that vary the size and position of the mask's template for this face
-        (``gateway.mask.geometry.varied_template``); ``FaceMasker.detect`` sets them for stills.
-        None keeps the template as it is, as a frame sequence needs (one shape for all frames).
+        (``gateway.mask.geometry.varied_template``); ``FaceMasker.detect`` sets them for stills,
+        the video tracker once per face for a whole clip. None keeps the template as it is.
     """
 
     points: np.ndarray

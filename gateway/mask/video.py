@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gateway.errors import NoFaceFound, ResidualFace, TrackingGap
-from gateway.mask.geometry import eye_centres
+from gateway.mask.geometry import eye_centres, variation_of
 from gateway.mask.landmarks import FaceLandmarks
 from gateway.mask.masker import FaceMasker
 
@@ -76,6 +76,10 @@ class _Track:
     last_frame: int = -1
     #: Frame indices after ``last_frame`` in which the tracker did not see this face.
     missing: list[int] = field(default_factory=list)
+    #: The template variation of this face, drawn once from its first landmarks: fixed for the
+    #: whole clip (no change of shape between frames), different from clip to clip, so that masks
+    #: of the same patient in two clips are not linked by the template's proportions.
+    variation: np.ndarray | None = None
 
     @property
     def last_points(self) -> np.ndarray:
@@ -177,7 +181,7 @@ class FaceTracker:
     def _emit(self) -> tuple[int, np.ndarray, list[FaceLandmarks]]:
         index, rgb = self._pending.popleft()
         faces = [
-            FaceLandmarks(track.smoothed(index, self.half_window))
+            FaceLandmarks(track.smoothed(index, self.half_window), variation=track.variation)
             for track in self._tracks
             if track.first_frame <= index
         ]
@@ -210,6 +214,7 @@ class FaceTracker:
     def _observe(self, track: _Track, points: np.ndarray, index: int) -> None:
         """Record detected landmarks, interpolating linearly across the gap before them."""
         if track.last_frame < 0:
+            track.variation = variation_of(points)
             for earlier in range(track.first_frame, index):
                 track.raw[earlier] = points
         elif track.missing:
