@@ -266,7 +266,7 @@ class TagCondition(_Model):
     """A condition on one attribute's value: exact match or a regular expression."""
 
     equals: str | None = Field(default=None, description="the value must be exactly this")
-    regex: str | None = Field(default=None, description="the value must match this (Python re, search)")
+    regex: str | None = Field(default=None, description="the whole value must match this (Python re)")
 
     @model_validator(mode="after")
     def _one_of(self) -> TagCondition:
@@ -342,13 +342,13 @@ class Logging(_Model):
     """Log output on standard error; never carries patient data."""
 
     format: Literal["json", "human"] = Field(default="json", description="one JSON object a line, or text")
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="least severe level written")
 
 
 class Metrics(_Model):
     """Prometheus metrics, /healthz and /readyz over HTTP."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="serve the HTTP endpoint")
     host: str = Field(default="127.0.0.1", description="address the HTTP endpoint binds")
     port: Port = 9112
 
@@ -464,7 +464,10 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> di
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         path: Path_ = tuple(int(p) if p.isdigit() else p for p in parts)
-        value = yaml.safe_load(environ[name]) if environ[name] else None
+        try:
+            value = yaml.safe_load(environ[name]) if environ[name] else None
+        except yaml.YAMLError:
+            raise ConfigError(f"{name}: the value is not a YAML scalar") from None
         node: Any = data
         for depth, part in enumerate(path[:-1]):
             child_default: Any = [] if isinstance(path[depth + 1], int) else {}
@@ -600,20 +603,27 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
 # --- reference -----------------------------------------------------------------------------
 
 def _docstring_parameters(model: type[BaseModel]) -> dict[str, str]:
-    """Descriptions from a numpydoc ``Parameters`` section, for models that document fields there."""
+    """Field descriptions from a numpydoc ``Parameters`` or ``Attributes`` section.
+
+    Models shared with other modules (mask and deid settings) document their fields there rather
+    than in ``Field(description=...)``; the reference reads them so that no key goes unexplained.
+    """
     described: dict[str, str] = {}
     doc = (model.__doc__ or "").splitlines()
-    if not any(line.strip() == "Parameters" for line in doc):
+    headers = [i for i, line in enumerate(doc[:-1])
+               if line.strip() in ("Parameters", "Attributes") and set(doc[i + 1].strip()) == {"-"}]
+    if not headers:
         return described
     names: list[str] = []
-    for line in doc[[l.strip() for l in doc].index("Parameters") + 2:]:
+    body = doc[headers[0] + 2:]
+    for index, line in enumerate(body):
+        if index + 1 < len(body) and body[index + 1].strip() and set(body[index + 1].strip()) == {"-"}:
+            break  # the next section's header
         if line.strip() and not line.startswith(" " * 8) and line.startswith(" " * 4):
             names = [n.strip() for n in line.split(":")[0].split(",")]
         elif line.strip() and names:
             for name in names:
                 described[name] = (described.get(name, "") + " " + line.strip()).strip()
-        elif not line.strip() and names and described:
-            continue
     return described
 
 

@@ -137,6 +137,11 @@ def test_bad_environment_override_names_the_variable(secret_env: dict[str, str])
         parse_config(EXAMPLE_TEXT, "gateway.yaml", dict(secret_env, DMASK__LISTENER__PORT="0"))
 
 
+def test_environment_override_that_is_not_yaml_is_a_config_error(secret_env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match=r"DMASK__LISTENER__AE_TITLE: the value is not a YAML scalar"):
+        parse_config(EXAMPLE_TEXT, "gateway.yaml", dict(secret_env, DMASK__LISTENER__AE_TITLE="[DMASK"))
+
+
 def test_every_problem_is_reported_at_once(secret_env: dict[str, str]) -> None:
     text = edit("  port: 11112 ", "  port: 0 ").replace("format: human ", "format: xml ")
     with pytest.raises(ConfigError) as raised:
