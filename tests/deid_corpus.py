@@ -14,13 +14,19 @@ import numpy as np
 from pydicom.datadict import dictionary_has_tag, dictionary_is_retired, dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    OphthalmicPhotography8BitImageStorage,
+    SecondaryCaptureImageStorage,
+    VLPhotographicImageStorage,
+)
 
 from gateway.deid.table import load_table
+from pixel_instances import set_rgb_pixels
 
-VL_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4"
-SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
-OPHTHALMIC_PHOTOGRAPHY_8BIT = "1.2.840.10008.5.1.4.1.1.77.1.5.1"
+VL_PHOTOGRAPHIC = VLPhotographicImageStorage
+SECONDARY_CAPTURE = SecondaryCaptureImageStorage
+OPHTHALMIC_PHOTOGRAPHY_8BIT = OphthalmicPhotography8BitImageStorage
 PLANT_ROOT = "1.2.826.0.1.3680043.9.7050"
 PRIVATE_CREATOR = "PLANTED CREATOR"
 SAFE_CREATOR = "SAFE CREATOR"
@@ -133,17 +139,9 @@ def planted_instance(sop_class_uid: str = VL_PHOTOGRAPHIC) -> Dataset:
 
 
 def _add_pixels(ds: Dataset, rows: int, columns: int) -> None:
-    ds.SamplesPerPixel = 3
-    ds.PhotometricInterpretation = "RGB"
-    ds.PlanarConfiguration = 0
-    ds.Rows = rows
-    ds.Columns = columns
-    ds.BitsAllocated = 8
-    ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ramp = np.arange(rows * columns * 3, dtype=np.uint8).reshape(rows, columns, 3)
-    ds.PixelData = ramp.tobytes()
+    """A small RGB ramp: real pixel data without a picture in it."""
+    ramp = np.arange(rows * columns * 3, dtype=np.uint8).reshape(1, rows, columns, 3)
+    set_rgb_pixels(ds, ramp)
 
 
 def _file_meta(ds: Dataset) -> FileMetaDataset:

@@ -15,13 +15,14 @@ import skimage
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     ExplicitVRLittleEndian,
+    OphthalmicPhotography8BitImageStorage,
     PYDICOM_IMPLEMENTATION_UID,
     SecondaryCaptureImageStorage,
     VLPhotographicImageStorage,
     generate_uid,
 )
 
-OPHTHALMIC_PHOTOGRAPHY_8BIT = "1.2.840.10008.5.1.4.1.1.77.1.5.1"
+from pixel_instances import set_rgb_pixels
 
 PATIENT_NAME = "Hopper^Grace^Brewster"
 PATIENT_ID = "PID-0451-HOPPER"
@@ -75,21 +76,13 @@ def photo_instance(image: np.ndarray, *, sop_class_uid: str = VLPhotographicImag
     ds.StudyID = "S1"
     ds.SeriesNumber = 1
     ds.InstanceNumber = 1
-    default_modality = {SecondaryCaptureImageStorage: "OT", OPHTHALMIC_PHOTOGRAPHY_8BIT: "OP"}
+    default_modality = {SecondaryCaptureImageStorage: "OT", OphthalmicPhotography8BitImageStorage: "OP"}
     ds.Modality = modality or default_modality.get(sop_class_uid, "XC")
     if sop_class_uid == SecondaryCaptureImageStorage:
         ds.ConversionType = "DI"
     ds.Manufacturer = "dmask tests"
     ds.BurnedInAnnotation = "NO"
-    ds.SamplesPerPixel = 3
-    ds.PhotometricInterpretation = "RGB"
-    ds.PlanarConfiguration = 0
-    ds.Rows, ds.Columns = image.shape[:2]
-    ds.BitsAllocated = 8
-    ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.PixelData = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+    set_rgb_pixels(ds, image[np.newaxis])
     return ds
 
 

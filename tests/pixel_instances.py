@@ -23,6 +23,13 @@ def make_dataset(frames: np.ndarray, sop_class: UID = VLPhotographicImageStorage
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
     ds.SOPClassUID = sop_class
     ds.Modality = "XC"
+    set_rgb_pixels(ds, frames)
+    return ds
+
+
+def set_rgb_pixels(ds: Dataset, frames: np.ndarray) -> None:
+    """Give `ds` native 8-bit RGB Pixel Data holding `frames` (N x H x W x 3) and the Image
+    Pixel module that describes it; Number of Frames is set only for more than one frame."""
     ds.SamplesPerPixel = 3
     ds.PhotometricInterpretation = "RGB"
     ds.PlanarConfiguration = 0
@@ -32,8 +39,7 @@ def make_dataset(frames: np.ndarray, sop_class: UID = VLPhotographicImageStorage
     ds.PixelRepresentation = 0
     if len(frames) > 1:
         ds.NumberOfFrames = len(frames)
-    ds.PixelData = frames.tobytes()
-    return ds
+    ds.PixelData = np.ascontiguousarray(frames, dtype=np.uint8).tobytes()
 
 
 def written_and_read(ds: Dataset) -> Dataset:
@@ -44,5 +50,6 @@ def written_and_read(ds: Dataset) -> Dataset:
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two 8-bit images in dB (infinite when they are equal)."""
     mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
     return 10 * np.log10(255**2 / mse) if mse else float("inf")
