@@ -30,12 +30,6 @@ class InvalidDataset(DmaskError):
     reason = "invalid-dataset"
 
 
-class UnsupportedSOPClass(DmaskError):
-    """The SOP class is not one the route or the pixel layer handles."""
-
-    reason = "unsupported-sop-class"
-
-
 class UnsupportedTransferSyntax(DmaskError):
     """The pixel data is in a transfer syntax we cannot decode (or encode)."""
 

@@ -57,10 +57,6 @@ class ScrubPlan:
         """The Annex E options of the profile."""
         return self.settings.options
 
-    def is_standard(self, tag: int) -> bool:
-        """Whether a public attribute is known (in the table or in some standard IOD)."""
-        return tag in self.codes or tag in self.table.standard_attributes
-
 
 def option_code(basic: str, option_codes: list[str]) -> str:
     """The code an attribute gets when some chosen options have a cell for it.
