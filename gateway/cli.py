@@ -10,13 +10,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
 from gateway import __version__
 
 if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
+    from gateway.deid.settings import DeidSettings
+    from gateway.errors import ConfigError
     from gateway.spool import FolderSpool
 
 app = typer.Typer(
@@ -34,6 +37,24 @@ app.add_typer(audit_app, name="audit")
 
 DEFAULT_CONFIG = Path("config/gateway.yaml")
 EXIT_CONFIG_ERROR = 2
+"""Exit status of a command that cannot start: bad configuration, arguments or input layout."""
+
+
+def _exit_on_config_error(error: ConfigError) -> NoReturn:
+    """Print every problem of the configuration (key path and line) and exit with status 2."""
+    typer.echo(str(error), err=True)
+    raise typer.Exit(EXIT_CONFIG_ERROR)
+
+
+def _load_config(path: Path, *, check_secret: bool = True) -> GatewayConfig:
+    """The validated configuration, or exit with status 2."""
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+
+    try:
+        return load_config(path, check_secret=check_secret)
+    except ConfigError as exc:
+        _exit_on_config_error(exc)
 
 
 @app.command()
@@ -54,17 +75,12 @@ def check_config(
     Exit status 0 when the file (with DMASK__ environment overrides and the secret) is valid,
     2 when it is not.
     """
-    from gateway.config import config_reference, load_config
-    from gateway.errors import ConfigError
+    from gateway.config import config_reference
 
     if reference:
         typer.echo(config_reference(), nl=False)
         return
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    config = _load_config(path)
     typer.echo(
         f"{path}: OK ({len(config.routes)} routes, {len(config.profiles)} profiles, "
         f"{len(config.destinations)} destinations)"
@@ -80,7 +96,9 @@ def audit_privacy(
         "mask, mask:KEY=VALUE[:KEY=VALUE...], mask@PROFILE.",
     ),
     report: Path = typer.Option(Path("reports/privacy"), help="Folder for report.json, report.md, sheet.png."),
-    config: Path | None = typer.Option(None, help="Gateway configuration whose profiles mask@PROFILE names."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Gateway configuration whose profiles mask@PROFILE names."
+    ),
     seed: int = typer.Option(7050, help="Seed of the line-up draws."),
     jobs: int = typer.Option(0, min=0, help="Worker processes; 0 = one per CPU, at most 4."),
 ) -> None:
@@ -90,13 +108,11 @@ def audit_privacy(
     from gateway.audit.transforms import transform_from_spec
     from gateway.errors import DmaskError
 
+    mask_profiles = {}
+    if config is not None:
+        profiles = _load_config(config, check_secret=False).profiles  # the audit needs no key
+        mask_profiles = {name: p.mask for name, p in profiles.items()}
     try:
-        mask_profiles = {}
-        if config is not None:
-            from gateway.config import load_config
-
-            profiles = load_config(config, check_secret=False).profiles  # the audit needs no key
-            mask_profiles = {name: p.mask for name, p in profiles.items()}
         transforms = [transform_from_spec(s.strip(), mask_profiles) for s in transform.split(",") if s.strip()]
         face_set = load_face_set(faces)
         with typer.progressbar(length=len(face_set.photos), label="photos", file=sys.stderr) as bar:
@@ -109,18 +125,16 @@ def audit_privacy(
         typer.echo(path)
 
 
-def _deid_profile(config: Path, profile: str, *, with_secret: bool = True) -> tuple[object, bytes]:
-    """The DeidSettings of a named profile and the pseudonym key (b"" when not asked for), or
+def _deid_profile(config: Path, profile: str, *, with_secret: bool = True) -> tuple[DeidSettings, bytes]:
+    """The deid settings of a named profile and the pseudonym key (b"" when not asked for), or
     exit with status 2."""
-    from gateway.config import load_config
     from gateway.errors import ConfigError
 
+    loaded = _load_config(config, check_secret=with_secret)
     try:
-        loaded = load_config(config, check_secret=with_secret)
         secret = loaded.load_secret() if with_secret else b""
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    except ConfigError as exc:  # the key was readable when the configuration was checked
+        _exit_on_config_error(exc)
     if profile not in loaded.profiles:
         typer.echo(f"{config}: no profile {profile!r} (have: {', '.join(loaded.profiles)})", err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR)
@@ -136,7 +150,7 @@ def mask(
     profile: str | None = typer.Option(
         None, help="Profile to apply (default: the first masking profile of --config, else the mask defaults)."
     ),
-    config: Path = typer.Option(DEFAULT_CONFIG, help="Gateway configuration (profiles, secret)."),
+    config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Gateway configuration (profiles, secret)."),
     preview: bool = typer.Option(False, "--preview", help="Also write a side-by-side PNG next to each output."),
 ) -> None:
     """Replace every face in photos and DICOM files with the digital mask.
@@ -173,7 +187,7 @@ def deid(
     inputs: list[Path] = typer.Argument(..., exists=True, help="DICOM files or folders."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for the de-identified files."),
     profile: str = typer.Option(..., help="Profile whose deid settings apply."),
-    config: Path = typer.Option(DEFAULT_CONFIG, help="Gateway configuration (profiles, secret)."),
+    config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Gateway configuration (profiles, secret)."),
 ) -> None:
     """De-identify attributes of DICOM files (tags only: pixels are not masked).
 
@@ -203,7 +217,7 @@ def audit_phi(
     original: Path = typer.Argument(..., exists=True, help="Input file (or folder)."),
     deidentified: Path = typer.Argument(..., exists=True, help="Its de-identified output (or folder)."),
     profile: str | None = typer.Option(None, help="Profile that made the output: its keeps are not leaks."),
-    config: Path = typer.Option(DEFAULT_CONFIG, help="Gateway configuration naming --profile."),
+    config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Gateway configuration naming --profile."),
     show_values: bool = typer.Option(False, help="Print the leaked values (patient data!)."),
 ) -> None:
     """Report every identifying value of ORIGINAL that still appears in DEIDENTIFIED.
@@ -241,15 +255,9 @@ def audit_phi(
 
 def _spool_of(config_path: Path) -> FolderSpool:
     """The spool a configuration names (for the admin commands next to a running gateway)."""
-    from gateway.config import load_config
-    from gateway.errors import ConfigError
     from gateway.spool import FolderSpool
 
-    try:
-        settings = load_config(config_path, check_secret=False).spool
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    settings = _load_config(config_path, check_secret=False).spool
     return FolderSpool(settings.path, retention=settings.retention)
 
 
@@ -268,8 +276,7 @@ def serve(
     try:
         gateway = Gateway(config)
     except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+        _exit_on_config_error(exc)
     gateway.run()
 
 
