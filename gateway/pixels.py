@@ -325,9 +325,10 @@ def encode_frames(
 
 def _default_target(ds: Dataset) -> UID:
     """The input's syntax when we can write it (keeps the PACS's storage expectations)."""
-    file_meta = getattr(ds, "file_meta", None)
-    source = getattr(file_meta, "TransferSyntaxUID", None) if file_meta is not None else None
-    source = UID(str(source)) if source else None
+    try:
+        source = transfer_syntax_of(ds)
+    except UnsupportedTransferSyntax:
+        return ExplicitVRLittleEndian
     if source in video_codec.DECODABLE_TRANSFER_SYNTAXES:
         return video_codec.default_target(source, video_codec.frame_rate(ds))
     if source in ENCODABLE_TRANSFER_SYNTAXES:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
-from pydicom.uid import SecondaryCaptureImageStorage
+from pydicom.uid import MultiFrameTrueColorSecondaryCaptureImageStorage, SecondaryCaptureImageStorage
 
 from dicom_instances import PATIENT_ID, photo, photo_instance, resized
 from gateway.config import GatewayConfig
@@ -16,7 +16,6 @@ from gateway.errors import DmaskError, InvalidDataset, PixelDataError, RouteReje
 from gateway.pipeline import process_instance, quarantine_reason
 
 SECRET = b"pipeline-test-key-0123456789abcdef"
-MULTIFRAME_TRUE_COLOR_SC = "1.2.840.10008.5.1.4.1.1.7.4"
 
 
 def _config() -> GatewayConfig:
@@ -115,7 +114,7 @@ def _mask_config() -> GatewayConfig:
 def test_mask_profile_masks_stills_and_frame_stacks(masker) -> None:
     face = resized(photo("grace_hopper"), 60_000)
     still = photo_instance(face)
-    stack = photo_instance(np.concatenate([face] * 3), sop_class_uid=MULTIFRAME_TRUE_COLOR_SC)
+    stack = photo_instance(np.concatenate([face] * 3), sop_class_uid=MultiFrameTrueColorSecondaryCaptureImageStorage)
     stack.Rows, stack.NumberOfFrames = face.shape[0], 3
     for ds, frames in ((still, 1), (stack, 3)):
         data = _encoded(ds)
