@@ -7,7 +7,7 @@ the README's configuration reference is generated from them (``config_reference`
 
 Any setting can be overridden by an environment variable named ``DMASK__`` followed by the key
 path in upper case joined by ``__`` (``DMASK__LISTENER__PORT=11113``,
-``DMASK__ROUTES__0__PROFILE=photos``); the value is read as a YAML scalar, and an empty value
+``DMASK__ROUTES__0__PROFILE=photos``); the value is read as YAML (a scalar or a list), and an empty value
 means null. The pseudonym key is
 never part of the YAML: the ``secret`` section names a file or an environment variable.
 """
@@ -467,7 +467,7 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> di
         try:
             value = yaml.safe_load(environ[name]) if environ[name] else None
         except yaml.YAMLError:
-            raise ConfigError(f"{name}: the value is not a YAML scalar") from None
+            raise ConfigError(f"{name}: the value is not valid YAML") from None
         node: Any = data
         for depth, part in enumerate(path[:-1]):
             child_default: Any = [] if isinstance(path[depth + 1], int) else {}

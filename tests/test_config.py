@@ -138,7 +138,7 @@ def test_bad_environment_override_names_the_variable(secret_env: dict[str, str])
 
 
 def test_environment_override_that_is_not_yaml_is_a_config_error(secret_env: dict[str, str]) -> None:
-    with pytest.raises(ConfigError, match=r"DMASK__LISTENER__AE_TITLE: the value is not a YAML scalar"):
+    with pytest.raises(ConfigError, match=r"DMASK__LISTENER__AE_TITLE: the value is not valid YAML"):
         parse_config(EXAMPLE_TEXT, "gateway.yaml", dict(secret_env, DMASK__LISTENER__AE_TITLE="[DMASK"))
 
 
