@@ -7,9 +7,9 @@ the README's configuration reference is generated from them (``config_reference`
 
 Any setting can be overridden by an environment variable named ``DMASK__`` followed by the key
 path in upper case joined by ``__`` (``DMASK__LISTENER__PORT=11113``,
-``DMASK__ROUTES__0__PROFILE=photos``); the value is read as YAML (a scalar or a list), and an empty value
-means null. The pseudonym key is
-never part of the YAML: the ``secret`` section names a file or an environment variable.
+``DMASK__ROUTES__0__PROFILE=photos``); the value is read as YAML (a scalar or a list), and an
+empty value means null. The pseudonym key is never part of the YAML: the ``secret`` section names
+a file or an environment variable.
 """
 
 from __future__ import annotations
