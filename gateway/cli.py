@@ -168,7 +168,9 @@ def mask(
     try:
         chosen = resolve_profile(config, profile)
     except ConfigError as exc:
-        typer.echo(f"{config}: {exc}", err=True)
+        # Problems of the file already name it (with the line); those of the profile do not.
+        message = str(exc)
+        typer.echo(message if message.startswith(str(config)) else f"{config}: {message}", err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR) from None
     jobs = plan_mask_files(inputs, output)
     refused = 0
@@ -286,7 +288,7 @@ def queue(
     state: str | None = typer.Option(None, help="List the jobs in this state "
                                      "(received, processing, retry, quarantined, done)."),
     reason: str | None = typer.Option(None, help="List the jobs with this reason code."),
-    limit: int = typer.Option(100, help="List at most this many jobs."),
+    limit: int = typer.Option(100, min=1, help="List at most this many jobs."),
 ) -> None:
     """Show the spool: job counts by state and reason, or the jobs of one state/reason."""
     from gateway.spool import JobState
