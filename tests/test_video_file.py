@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from dicom_instances import photo
 from gateway.cli import app
-from gateway.errors import NoFaceFound, TrackingGap
+from gateway.errors import NoFaceFound, PixelDataError, TrackingGap
 from gateway.mask.masker import FaceMasker
 from gateway.mask.settings import MaskSettings
 from gateway.video_file import CONTACT_SHEET_FRAMES, mask_video_file, probe, read_frames
@@ -107,3 +107,12 @@ def test_dmask_mask_accepts_video_files(face_clip: Path, tmp_path: Path) -> None
     masked = tmp_path / "out" / face_clip.name
     assert probe(masked).frame_count == FRAMES
     assert (tmp_path / "out" / f"{face_clip.name}.preview.png").exists()
+
+
+def test_a_file_that_is_not_a_video_is_a_pixel_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.mp4"
+    path.write_text("minutes of the eye clinic meeting, not a video")
+    with pytest.raises(PixelDataError, match="cannot be opened"):
+        probe(path)
+    with pytest.raises(PixelDataError, match="cannot be opened"):
+        list(read_frames(path))
