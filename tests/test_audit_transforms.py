@@ -132,6 +132,7 @@ def test_mask_specs_carry_settings() -> None:
     [
         ("mask:no_such_option=1", "invalid mask settings"),
         ("mask:eyes", "expected KEY=VALUE"),
+        ("mask:preserve=[eyes", "preserve has a value that is not YAML"),
         ("mask@tags-only", "does not mask pixels"),
         ("mask@missing", "no profile 'missing'"),
     ],

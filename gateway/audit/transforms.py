@@ -104,7 +104,7 @@ def _strip_mask(rgb: np.ndarray, strip: np.ndarray) -> np.ndarray:
     return inside.astype(bool)
 
 
-class Original:
+class Unchanged:
     """``none``: the photo as it is, the attacker's best case and the sanity check."""
 
     name = "none"
@@ -194,7 +194,7 @@ class DigitalMask:
 
 #: The transforms that need no settings, by name.
 TRANSFORMS: dict[str, Callable[[], FaceTransform]] = {
-    "none": Original,
+    "none": Unchanged,
     "blur": FaceBlur,
     "pixelate": FacePixelate,
     "eyecrop": EyeCrop,
@@ -223,7 +223,10 @@ def _mask_settings(spec: str, mask_profiles: Mapping[str, Any | None]) -> Any:
         key, sep, value = option.partition("=")
         if not sep or not key:
             raise AuditError(f"transform {spec!r}: expected KEY=VALUE, got {option!r}")
-        options[key] = yaml.safe_load(value)
+        try:
+            options[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise AuditError(f"transform {spec!r}: {key} has a value that is not YAML") from None
     try:
         return MaskSettings(**options)
     except ValidationError as exc:
