@@ -118,10 +118,11 @@ def audit_privacy(
         with typer.progressbar(length=len(face_set.photos), label="photos", file=sys.stderr) as bar:
             jobs = jobs or min(os.cpu_count() or 1, MAX_DEFAULT_JOBS)
             result = run_privacy_audit(face_set, transforms, seed=seed, progress=bar.update, jobs=jobs)
+        paths = write_report(result, report)
     except DmaskError as exc:
         typer.echo(f"audit privacy: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR) from None
-    for path in write_report(result, report):
+    for path in paths:
         typer.echo(path)
 
 

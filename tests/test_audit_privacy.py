@@ -166,6 +166,13 @@ def test_failing_closed_is_counted_not_released(result: AuditResult) -> None:
     assert strong["c"]["closed"].chance == 1.0
 
 
+def test_report_that_cannot_be_written_is_an_audit_error(result: AuditResult, tmp_path: Path) -> None:
+    occupied = tmp_path / "report"
+    occupied.write_text("a file where the report folder should go")
+    with pytest.raises(AuditError, match="cannot write the report"):
+        write_report(result, occupied)
+
+
 def test_report_files(result: AuditResult, tmp_path: Path) -> None:
     paths = write_report(result, tmp_path / "report")
     assert [p.name for p in paths] == ["report.json", "report.md", "sheet.png"]

@@ -17,6 +17,7 @@ import numpy as np
 from gateway.audit.fidelity import EyeFidelity
 from gateway.audit.lineup import Score
 from gateway.audit.privacy import PROTOCOLS, SHEET_PHOTO, STRENGTHS, VIEWS, AuditResult, TransformResult
+from gateway.errors import AuditError
 
 FIDELITY_FIELDS = tuple(EyeFidelity.__dataclass_fields__)
 STRENGTH_TITLES = {"strong": "strong (original landmarks)", "detector": "detector-based"}
@@ -188,10 +189,20 @@ def contact_sheet(result: AuditResult) -> np.ndarray:
 
 
 def write_report(result: AuditResult, folder: Path) -> list[Path]:
-    """Write ``report.json``, ``report.md`` and ``sheet.png`` into ``folder`` (created if needed)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``report.json``, ``report.md`` and ``sheet.png`` into ``folder`` (created if needed).
+
+    Raises
+    ------
+    AuditError
+        A file cannot be written (the folder is not writable, the disk is full).
+    """
     paths = [folder / "report.json", folder / "report.md", folder / "sheet.png"]
-    paths[0].write_text(json.dumps(report_json(result), indent=2) + "\n", encoding="utf-8")
-    paths[1].write_text(report_markdown(result), encoding="utf-8")
-    cv2.imwrite(str(paths[2]), cv2.cvtColor(contact_sheet(result), cv2.COLOR_RGB2BGR))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths[0].write_text(json.dumps(report_json(result), indent=2) + "\n", encoding="utf-8")
+        paths[1].write_text(report_markdown(result), encoding="utf-8")
+    except OSError as exc:
+        raise AuditError(f"cannot write the report in {folder} ({exc.strerror})") from None
+    if not cv2.imwrite(str(paths[2]), cv2.cvtColor(contact_sheet(result), cv2.COLOR_RGB2BGR)):
+        raise AuditError(f"cannot write {paths[2]}")
     return paths
