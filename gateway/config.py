@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydicom.datadict import keyword_dict
 from pydicom.uid import UID_dictionary
 from pydicom.tag import Tag
@@ -631,7 +632,10 @@ def _type_name(annotation: Any) -> str:
     """A type as an admin reads it: ``list of str``, ``'json' / 'human'``, ``int or null``."""
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Annotated:
-        return _type_name(args[0])
+        # A type whose values are written otherwise than its Python type says (a keyword for a
+        # tag, hex for a number) carries that in its Field title.
+        titles = [meta.title for meta in args[1:] if isinstance(meta, FieldInfo) and meta.title]
+        return titles[0] if titles else _type_name(args[0])
     if origin in (Union, types.UnionType):
         return " or ".join(dict.fromkeys(_type_name(arg) for arg in args))
     if origin is Literal:
@@ -705,7 +709,7 @@ def config_reference() -> str:
             if not meaning and nested:
                 meaning = next(iter((nested[0][0].__doc__ or "").strip().splitlines()), "")
             meaning = meaning.replace("|", "/")
-            rows.append(f"| `{key}` | {_type_name(field.annotation)} | {default} | {meaning} |")
+            rows.append(f"| `{key}` | {field.title or _type_name(field.annotation)} | {default} | {meaning} |")
             for model_inside, label in nested:
                 walk(model_inside, f"{key}{label}.")
 

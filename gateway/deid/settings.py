@@ -64,7 +64,7 @@ def _hex_or_int(value: object) -> object:
     return value
 
 
-AttributeTag = Annotated[int, BeforeValidator(parse_tag)]
+AttributeTag = Annotated[int, BeforeValidator(parse_tag), Field(title="keyword or tag")]
 
 
 class PrivateAttribute(BaseModel):
@@ -77,9 +77,17 @@ class PrivateAttribute(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    group: Annotated[int, BeforeValidator(_hex_or_int), Field(ge=0x0009, le=0xFFFF)]
-    creator: Annotated[str, Field(min_length=1, max_length=64)]
-    element: Annotated[int, BeforeValidator(_hex_or_int), Field(ge=0x00, le=0xFF)]
+    group: Annotated[
+        int, BeforeValidator(_hex_or_int),
+        Field(ge=0x0009, le=0xFFFF, title="hex text", description="odd group number, e.g. \"0019\""),
+    ]
+    creator: Annotated[
+        str, Field(min_length=1, max_length=64, description="Private Creator that reserved the block")
+    ]
+    element: Annotated[
+        int, BeforeValidator(_hex_or_int),
+        Field(ge=0x00, le=0xFF, title="hex text", description="element byte within the block, e.g. \"10\""),
+    ]
 
     @model_validator(mode="after")
     def _odd_group(self) -> PrivateAttribute:
