@@ -5,8 +5,8 @@ the DICOM audit message (PS3.15 A.5.3.5): an event identification (EventID DCM 1
 code, an outcome), the active participants (the sending and the receiving application), and the
 participant objects (study, patient, SOP class). Unlike a hospital's own audit trail, this one
 never names the patient: a received instance is known only by its spool job id (its attributes
-are not even decoded then), a processed one by its pseudonymous Study Instance UID and Patient
-ID, the same values the research PACS holds.
+are not even decoded then), a processed one by the Study Instance UID and Patient ID of the
+output, the same values the research PACS holds (pseudonyms, unless a profile keeps them).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Outcome(enum.IntEnum):
 
 @dataclass(frozen=True)
 class InstanceRecord:
-    """The participant objects of one event; pseudonymous values only (or none yet)."""
+    """The participant objects of one event: values of the output (or none yet), never the input's."""
 
     job_id: int
     sop_class_uid: str | None = None

@@ -42,7 +42,8 @@ class Masker(Protocol):
 class ProcessedInstance:
     """The result of the pipeline: the encoded instance and where it must go.
 
-    Only pseudonymous identifiers are kept besides the bytes (for the audit trail).
+    Besides the bytes only identifiers of the output are kept, for the audit trail: the values
+    the research PACS receives (pseudonyms, unless the profile keeps the originals).
     """
 
     encoded: bytes
