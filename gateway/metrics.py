@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+from gateway.spool import JobState
+
 _STAGE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -50,8 +52,8 @@ class GatewayMetrics:
 
     def set_queue_depth(self, counts: Mapping[str, int]) -> None:
         """Set the queue depth gauge from jobs per state (states absent from ``counts`` are 0)."""
-        for state in ("received", "processing", "retry", "quarantined", "done"):
-            self.queue_depth.labels(state).set(counts.get(state, 0))
+        for state in JobState:
+            self.queue_depth.labels(state.value).set(counts.get(state.value, 0))
 
 
 def serve_metrics(metrics: GatewayMetrics, host: str, port: int,
