@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-RIGHT_IRIS_CENTRE, LEFT_IRIS_CENTRE = 468, 473
-RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS = (33, 133), (362, 263)
+from gateway.audit.fidelity import LEFT_EYE_CORNERS, LEFT_IRIS, RIGHT_EYE_CORNERS, RIGHT_IRIS
 
 
 @dataclass(frozen=True)
@@ -94,9 +93,9 @@ class EyeMovementClip:
         self._place = np.array([[scale, 0, size[0] / 2 - scale * middle[0]],
                                 [0, scale, size[1] * 0.45 - scale * middle[1]]])
         self._photo = photo
-        self._irises = points[[RIGHT_IRIS_CENTRE, LEFT_IRIS_CENTRE]]
-        radii = [np.linalg.norm(points[centre + 1: centre + 5] - points[centre], axis=1).mean()
-                 for centre in (RIGHT_IRIS_CENTRE, LEFT_IRIS_CENTRE)]
+        self._irises = points[[RIGHT_IRIS[0], LEFT_IRIS[0]]]
+        radii = [np.linalg.norm(points[list(iris[1:])] - points[iris[0]], axis=1).mean()
+                 for iris in (RIGHT_IRIS, LEFT_IRIS)]
         self._iris_radius = float(np.mean(radii))
         self._eye_centres = np.stack([right_eye, left_eye])
         self._grid = np.mgrid[0: photo.shape[0], 0: photo.shape[1]].astype(np.float32)

@@ -8,8 +8,9 @@ of the original (iris centre to iris centre) so that figures from photos of diff
 distances can be averaged.
 
 Landmark indices follow mediapipe's Face Mesh topology and are named from the subject's point of
-view: the *right* eye is the one on the left of a non-mirrored frontal photo. They live here, in
-one place, so that the mask can import the same definitions it is judged by.
+view: the *right* eye is the one on the left of a non-mirrored frontal photo. The audit keeps its
+own copy rather than importing the mask's (``gateway.mask.topology``), so that a change to the
+mask cannot move the yardstick it is measured with.
 """
 
 from __future__ import annotations
