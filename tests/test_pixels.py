@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
-import skimage
 from pydicom.encaps import encapsulate, generate_fragments
 from pydicom.pixels import convert_color_space
 from pydicom.uid import (
@@ -38,6 +37,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
+import dicom_instances
 from gateway.errors import PixelDataError, UnsupportedPixelFormat, UnsupportedTransferSyntax
 from gateway.pixels import (
     DECODABLE_TRANSFER_SYNTAXES,
@@ -62,8 +62,7 @@ LOSSY = {JPEGBaseline8Bit: "ISO_10918_1", JPEG2000: "ISO_15444_1", JPEGLSNearLos
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
     """The astronaut photo (a face), reduced to 160 x 120 to keep the codecs fast."""
-    rgb = skimage.io.imread(Path(skimage.data.__file__).parent / "astronaut.png")[:, :, :3]
-    return cv2.resize(rgb, (160, 120), interpolation=cv2.INTER_AREA)
+    return cv2.resize(dicom_instances.photo("astronaut"), (160, 120), interpolation=cv2.INTER_AREA)
 
 
 @pytest.mark.parametrize("tsyntax", LOSSLESS, ids=lambda uid: uid.name)

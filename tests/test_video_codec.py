@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import io
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 import pytest
-import skimage
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_fragments
 from pydicom.uid import (
@@ -25,6 +23,7 @@ from pydicom.uid import (
     VideoPhotographicImageStorage,
 )
 
+import dicom_instances
 from gateway.errors import PixelDataError, UnsupportedPixelFormat
 from gateway.pixels import DECODABLE_TRANSFER_SYNTAXES, decode_frames, encode_frames
 from pixel_instances import make_dataset, psnr, written_and_read
@@ -35,8 +34,7 @@ WRITTEN = [MPEG4HP41, MPEG4HP422D, MPEG2MPML, MPEG2MPHL, HEVCMP51]
 @pytest.fixture(scope="module")
 def clip() -> np.ndarray:
     """12 frames of the astronaut photo panning right, 160 x 120."""
-    rgb = skimage.io.imread(Path(skimage.data.__file__).parent / "astronaut.png")[:, :, :3]
-    photo = cv2.resize(rgb, (160, 120), interpolation=cv2.INTER_AREA)
+    photo = cv2.resize(dicom_instances.photo("astronaut"), (160, 120), interpolation=cv2.INTER_AREA)
     return np.stack([np.roll(photo, 2 * index, axis=1) for index in range(12)])
 
 
