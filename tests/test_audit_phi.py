@@ -139,3 +139,12 @@ def test_two_letter_name_parts_are_found_as_words_only() -> None:
     assert find_leaks(original, out) == []
     out.SeriesDescription = "Lid lag (LI)"
     assert [(leak.attribute, leak.value) for leak in find_leaks(original, out)] == [("PatientName", "Li")]
+
+
+def test_command_exits_2_when_a_file_is_not_dicom(tmp_path: Path) -> None:
+    source, _ = _write_pair(tmp_path)
+    junk = tmp_path / "junk.dcm"
+    junk.write_text("a note, not a DICOM file")
+    result = CliRunner().invoke(app, ["audit", "phi", str(source), str(junk)])
+    assert result.exit_code == 2
+    assert "audit phi: " in result.stderr and "leak(s)" not in result.stdout
