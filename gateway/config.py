@@ -413,7 +413,8 @@ class GatewayConfig(_Model):
 
 # --- loading -------------------------------------------------------------------------------
 
-Path_ = tuple[Union[str, int], ...]
+KeyPath = tuple[Union[str, int], ...]
+"""A position in the YAML document: keys and list indices from the top, e.g. ("routes", 0, "profile")."""
 
 
 class _LineIndex:
@@ -424,13 +425,13 @@ class _LineIndex:
     """
 
     def __init__(self, text: str) -> None:
-        self.lines: dict[Path_, int] = {}
-        self.duplicates: list[Path_] = []
+        self.lines: dict[KeyPath, int] = {}
+        self.duplicates: list[KeyPath] = []
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         if root is not None:
             self._walk(root, ())
 
-    def _walk(self, node: yaml.Node, path: Path_) -> None:
+    def _walk(self, node: yaml.Node, path: KeyPath) -> None:
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
@@ -445,7 +446,7 @@ class _LineIndex:
             for index, item in enumerate(node.value):
                 self._walk(item, path + (index,))
 
-    def line_of(self, path: Path_) -> int | None:
+    def line_of(self, path: KeyPath) -> int | None:
         """The line of the longest prefix of ``path`` present in the document."""
         for end in range(len(path), -1, -1):
             if path[:end] in self.lines:
@@ -453,18 +454,18 @@ class _LineIndex:
         return None
 
 
-def _dotted(path: Path_) -> str:
+def _dotted(path: KeyPath) -> str:
     return ".".join(str(part) for part in path) or "(top level)"
 
 
-def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[Path_, str]:
+def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[KeyPath, str]:
     """Apply ``DMASK__A__B=value`` overrides in place; return which paths came from which variable."""
-    origins: dict[Path_, str] = {}
+    origins: dict[KeyPath, str] = {}
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
-        path: Path_ = tuple(int(p) if p.isdigit() else p for p in parts)
+        path: KeyPath = tuple(int(p) if p.isdigit() else p for p in parts)
         try:
             value = yaml.safe_load(environ[name]) if environ[name] else None
         except yaml.YAMLError:
@@ -489,9 +490,9 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> di
     return origins
 
 
-def _reference_errors(config: GatewayConfig) -> list[tuple[Path_, str]]:
+def _reference_errors(config: GatewayConfig) -> list[tuple[KeyPath, str]]:
     """Cross-section checks: routes must name profiles and destinations that exist."""
-    errors: list[tuple[Path_, str]] = []
+    errors: list[tuple[KeyPath, str]] = []
     for index, route in enumerate(config.routes):
         if route.profile is not None and route.profile not in config.profiles:
             known = ", ".join(sorted(config.profiles))
@@ -509,7 +510,7 @@ def _reference_errors(config: GatewayConfig) -> list[tuple[Path_, str]]:
     return errors
 
 
-def _format(source: str, lines: _LineIndex, origins: dict[Path_, str], path: Path_, message: str) -> str:
+def _format(source: str, lines: _LineIndex, origins: dict[KeyPath, str], path: KeyPath, message: str) -> str:
     for end in range(len(path), 0, -1):
         if path[:end] in origins:
             return f"{origins[path[:end]]} (environment): {_dotted(path)}: {message}"
