@@ -38,19 +38,21 @@ ROUTES = _routes(
 
 @pytest.mark.parametrize("calling, attributes, expected", [
     ("SLITLAMP", {"BodyPartExamined": "EYE"}, "eyes"),
-    ("SLITLAMP", {"BodyPartExamined": "EYE", "Modality": "CT"}, None),  # first rule rejects
     ("CAMERA1", {"BodyPartExamined": "EYE", "SeriesDescription": "face left"}, "vl-by-keyword"),
-    ("CAMERA1", {"SeriesDescription": "the face"}, None),  # regex must match the whole value
     ("CAMERA1", {"StudyDescription": "Strabismus"}, "by-tag"),
-    ("CAMERA1", {"StudyDescription": "strabismus"}, None),
 ])
-def test_first_matching_route(calling: str, attributes: dict, expected: str | None) -> None:
-    ds = _ds(**attributes)
-    if expected is None:
-        with pytest.raises(RouteRejected):
-            select_route(ROUTES, ds, calling_ae=calling, called_ae="DMASK")
-    else:
-        assert select_route(ROUTES, ds, calling_ae=calling, called_ae="DMASK").name == expected
+def test_first_matching_route(calling: str, attributes: dict, expected: str) -> None:
+    assert select_route(ROUTES, _ds(**attributes), calling_ae=calling, called_ae="DMASK").name == expected
+
+
+@pytest.mark.parametrize("calling, attributes, message", [
+    ("SLITLAMP", {"BodyPartExamined": "EYE", "Modality": "CT"}, "route 'no-ct' rejects"),  # first rule
+    ("CAMERA1", {"SeriesDescription": "the face"}, "no route matches"),  # regex must match the whole value
+    ("CAMERA1", {"StudyDescription": "strabismus"}, "no route matches"),  # equals is case-sensitive
+])
+def test_rejected_by_a_route_or_by_none(calling: str, attributes: dict, message: str) -> None:
+    with pytest.raises(RouteRejected, match=message):
+        select_route(ROUTES, _ds(**attributes), calling_ae=calling, called_ae="DMASK")
 
 
 def test_absent_attribute_does_not_match_a_tag_condition() -> None:
