@@ -27,10 +27,12 @@ app = typer.Typer(
     help="DICOM gateway that replaces faces with a digital mask and de-identifies attributes.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="markdown",  # docstring paragraphs are reflowed to the terminal's width
 )
 audit_app = typer.Typer(
     help="Check what leaves the gateway: attribute leaks (phi) and face re-identification (privacy).",
     no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 app.add_typer(audit_app, name="audit")
 
