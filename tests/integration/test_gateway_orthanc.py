@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import SecondaryCaptureImageStorage
+from pydicom.uid import OphthalmicPhotography8BitImageStorage, SecondaryCaptureImageStorage
 
 from dicom_instances import (
-    OPHTHALMIC_PHOTOGRAPHY_8BIT,
     PATIENT_ID,
     PATIENT_NAME,
     photo,
@@ -63,7 +62,7 @@ def test_photos_reach_orthanc_masked_and_scrubbed(tmp_path: Path, orthanc, dmask
         2: photo_instance(resized(photo("astronaut"), 250_000),
                           sop_class_uid=SecondaryCaptureImageStorage),
         3: photo_instance(resized(photo("grace_hopper"), 200_000),
-                          sop_class_uid=OPHTHALMIC_PHOTOGRAPHY_8BIT),
+                          sop_class_uid=OphthalmicPhotography8BitImageStorage),
     }
     files = []
     for number, ds in sources.items():
