@@ -27,7 +27,7 @@ SAMPLES = 4
 #: Longest side a face is rendered at; larger faces are rendered at this size and scaled up
 #: (the shading is smooth, and the eyes are drawn at full resolution by the compositor).
 MAX_RENDER_SIDE = 768
-#: Framebuffers grow in steps of this many pixels, so that most faces reuse them.
+#: The multisampled framebuffer grows in steps of this many pixels, so that most faces reuse it.
 FRAMEBUFFER_STEP = 256
 AMBIENT = 0.45
 #: Direction towards the light: from the front and somewhat above (y is down, z away).
@@ -114,27 +114,23 @@ class MaskRenderer:
         self._colours = vertex_colours(skin_albedo)
         self._capacity = (0, 0)
         self._multisampled: moderngl.Framebuffer | None = None
-        self._resolved: moderngl.Framebuffer | None = None
 
     def close(self) -> None:
         """Release the OpenGL context."""
         self._ctx.release()
 
-    def _framebuffers(self, width: int, height: int) -> tuple[moderngl.Framebuffer, moderngl.Framebuffer]:
+    def _multisampled_framebuffer(self, width: int, height: int) -> moderngl.Framebuffer:
         if self._multisampled is None or width > self._capacity[0] or height > self._capacity[1]:
             step = FRAMEBUFFER_STEP
             size = (max(self._capacity[0], -(-width // step) * step), max(self._capacity[1], -(-height // step) * step))
-            for framebuffer in (self._multisampled, self._resolved):
-                if framebuffer is not None:
-                    framebuffer.release()
+            if self._multisampled is not None:
+                self._multisampled.release()
             self._multisampled = self._ctx.framebuffer(
                 self._ctx.renderbuffer(size, 4, samples=SAMPLES),
                 self._ctx.depth_renderbuffer(size, samples=SAMPLES),
             )
-            self._resolved = self._ctx.framebuffer(self._ctx.renderbuffer(size, 4))
             self._capacity = size
-        assert self._resolved is not None
-        return self._multisampled, self._resolved
+        return self._multisampled
 
     def render(self, vertices: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
         """The mesh over ``region`` = ``(x0, y0, x1, y1)`` of the image, as RGBA uint8.
@@ -157,14 +153,20 @@ class MaskRenderer:
             self._program["origin"].value = (float(x0), float(y0))
             self._program["size"].value = (float(width), float(height))
             self._program["depth"].value = (near, far)
-            multisampled, resolved = self._framebuffers(drawn_width, drawn_height)
+            multisampled = self._multisampled_framebuffer(drawn_width, drawn_height)
             multisampled.use()
             multisampled.viewport = (0, 0, drawn_width, drawn_height)
             multisampled.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
             self._ctx.enable(moderngl.DEPTH_TEST)
             self._vao.render(moderngl.TRIANGLES)
+            # Resolve into a target of exactly the drawn size: the copy covers the smaller of
+            # the two framebuffers, and resolving the whole reused one cost more than the draw.
+            target = self._ctx.renderbuffer((drawn_width, drawn_height), 4)
+            resolved = self._ctx.framebuffer(target)
             self._ctx.copy_framebuffer(resolved, multisampled)
-            pixels = resolved.read(viewport=(0, 0, drawn_width, drawn_height), components=4)
+            pixels = resolved.read(components=4)
+            resolved.release()
+            target.release()
         rgba = np.frombuffer(pixels, dtype=np.uint8).reshape(drawn_height, drawn_width, 4)
         if scale < 1.0:
             rgba = cv2.resize(rgba, (width, height), interpolation=cv2.INTER_LINEAR)
