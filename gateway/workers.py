@@ -114,7 +114,10 @@ def _initialize(config: GatewayConfig, secret: bytes) -> None:
 
 
 def _process(ticket: Ticket) -> tuple[Outgoing, Outcome]:
-    """Run the pipeline and write the result next to the original in the spool."""
+    """Run the pipeline and write the result to a temporary file in the spool's outputs.
+
+    Not fsynced yet: :func:`_settle` makes it durable only if a later round will read it.
+    """
     original = ticket.original
     data = original if isinstance(original, bytes) else original.read_bytes()
     processed = process_instance(data, _state.config, _state.secret,
@@ -123,10 +126,7 @@ def _process(ticket: Ticket) -> tuple[Outgoing, Outcome]:
     temporary = ticket.output.with_suffix(".tmp")
     with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
         handle.write(processed.encoded)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, ticket.output)
-    outgoing = Outgoing(ticket.output, processed.sop_class_uid, processed.sop_instance_uid,
+    outgoing = Outgoing(temporary, processed.sop_class_uid, processed.sop_instance_uid,
                         processed.transfer_syntax_uid)
     outcome = Outcome(job_id=ticket.job_id, destinations=processed.destinations,
                       masked=processed.masked, sop_class_uid=processed.sop_class_uid,
@@ -146,6 +146,21 @@ def _already_processed(ticket: Ticket) -> tuple[Outgoing, Outcome]:
                              sop_class_uid=outgoing.sop_class_uid,
                              study_instance_uid=str(header.get("StudyInstanceUID", "")),
                              patient_id=str(header.get("PatientID", "")))
+
+
+def _settle(result: Path, output: Path, *, keep: bool) -> None:
+    """Keep a fresh result for the retry rounds, or drop it once every destination has it.
+
+    A kept result is fsynced before it is renamed to the job's output, so the output a retry
+    round reads is never torn by a power cut (a lost rename only means the pipeline runs
+    again). When every delivery succeeded no round reads it, and it is removed unsynced.
+    """
+    if not keep:
+        result.unlink(missing_ok=True)
+        return
+    with open(result, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(result, output)
 
 
 def _started() -> int:
@@ -180,6 +195,8 @@ def run(ticket: Ticket) -> Outcome:
             log.exception("delivery failed unexpectedly",
                           extra={"job": ticket.job_id, "destination": name})
             failed[name] = "forward-failed"
+    if outgoing.path != ticket.output:
+        _settle(outgoing.path, ticket.output, keep=bool(failed))
     return Outcome(**{**outcome.__dict__, "delivered": tuple(delivered), "failed": failed})
 
 
