@@ -85,7 +85,11 @@ def _opening_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
 
 
 def _window(canvas: np.ndarray, polygon: np.ndarray) -> tuple[slice, slice, np.ndarray]:
-    """Row and column slices of ``canvas`` around ``polygon``, and the window's origin (x, y)."""
+    """Row and column slices of ``canvas`` around ``polygon``, and the window's origin (x, y).
+
+    The window is empty when the polygon lies outside ``canvas`` (a canvas that is only part of
+    the face, as when the eyes alone are drawn again).
+    """
     height, width = canvas.shape[:2]
     low = np.floor(polygon[:, :2].min(axis=0)).astype(int) - RIM - 2
     high = np.ceil(polygon[:, :2].max(axis=0)).astype(int) + RIM + 2
@@ -112,6 +116,8 @@ def draw_eye(canvas: np.ndarray, opening: np.ndarray, iris: np.ndarray) -> None:
     """Draw sclera, iris and pupil into ``canvas`` (in place), clipped by the eyelid ``opening``."""
     rows, columns, origin = _window(canvas, opening)
     window = canvas[rows, columns]
+    if not window.size:
+        return
     eye = flat(window.shape, SCLERA)
     for colour, size in ((LIMBUS, 1.0), (IRIS, IRIS_INNER), (PUPIL, PUPIL_SIZE)):
         centre, axes, angle = _iris_ellipse(iris - origin, size)
@@ -123,6 +129,8 @@ def fill_opening(canvas: np.ndarray, layer: np.ndarray | tuple[int, int, int], o
     """Show ``layer`` (an image like ``canvas``, or a colour) through ``opening``, in place."""
     rows, columns, origin = _window(canvas, opening)
     window = canvas[rows, columns]
+    if not window.size:
+        return
     source = layer[rows, columns] if isinstance(layer, np.ndarray) else flat(window.shape, layer)
     _blend(window, source, _opening_mask(window.shape[:2], opening - origin))
 

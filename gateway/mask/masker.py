@@ -14,14 +14,15 @@ import numpy as np
 
 from gateway.errors import NoFaceFound, ResidualFace, UnsupportedPixelFormat
 from gateway.mask.calibration import load_calibration
-from gateway.mask.compose import background, compose_face, face_outline
+from gateway.mask.compose import RIM, background, compose_face, face_outline
 from gateway.mask.geometry import mask_shape, mesh_blend, variation_of
 from gateway.mask.landmarks import FaceLandmarks, LandmarkDetector
+from gateway.mask.refine import EyeRefiner, corrected, eye_error
 from gateway.mask.render import MaskRenderer
 from gateway.mask.residual import Box, ResidualFaceCheck
 from gateway.mask.settings import BackgroundPolicy, EyeRendering, MaskSettings
 from gateway.mask.template import load_template
-from gateway.mask.topology import MESH_VERTEX_COUNT
+from gateway.mask.topology import LEFT_EYE_OPENING, MESH_VERTEX_COUNT, RIGHT_EYE_OPENING
 
 #: Pixels around a face's region, for the antialiased rim.
 REGION_MARGIN = 2
@@ -48,6 +49,7 @@ class FaceMasker:
         self._blend = mesh_blend(self.template.vertices, self.settings.preserved_regions())
         self._detector = LandmarkDetector(self.settings)
         self._renderer = MaskRenderer(self.settings.skin_albedo)
+        self._refiner = EyeRefiner(self.settings.detection_confidence)
         self._residual = ResidualFaceCheck() if self.settings.residual_check else None
 
     def __enter__(self) -> FaceMasker:
@@ -59,6 +61,7 @@ class FaceMasker:
     def close(self) -> None:
         """Release the mediapipe graphs and the OpenGL context."""
         self._detector.close()
+        self._refiner.close()
         self._renderer.close()
 
     def reset_tracking(self) -> None:
@@ -77,16 +80,17 @@ class FaceMasker:
             return faces
         return [replace(face, variation=variation_of(face.points)) for face in faces]
 
-    def render(self, rgb: np.ndarray, faces: list[FaceLandmarks]) -> np.ndarray:
+    def render(self, rgb: np.ndarray, faces: list[FaceLandmarks], refine_eyes: bool = False) -> np.ndarray:
         """``rgb`` with each of ``faces`` replaced by its mask and the background policy applied.
 
         No detection and no residual check happen here: this is the step a frame sequence runs
-        on landmarks it has smoothed itself. The output is a new HxWx3 uint8 array.
+        on landmarks it has smoothed itself. ``refine_eyes`` (stills) corrects the drawn irises
+        once by re-detecting them (``gateway.mask.refine``). The output is a new HxWx3 uint8 array.
         """
         _checked(rgb)
         output = background(rgb, self.settings)
         for face in faces:
-            self._mask_face(output, rgb, face)
+            self._mask_face(output, rgb, face, refine_eyes)
         return output
 
     def mask_image(self, rgb: np.ndarray) -> np.ndarray:
@@ -104,7 +108,7 @@ class FaceMasker:
         faces = self.detect(rgb)
         if not faces:
             raise NoFaceFound("no face found in the image")
-        output = self.render(rgb, faces)
+        output = self.render(rgb, faces, refine_eyes=True)
         self.check_residual(output, faces)
         return output
 
@@ -130,19 +134,54 @@ class FaceMasker:
         height, width = shape[:2]
         return max(low[0], 0), max(low[1], 0), min(high[0], width), min(high[1], height)
 
-    def _mask_face(self, output: np.ndarray, rgb: np.ndarray, face: FaceLandmarks) -> None:
+    def _mask_face(self, output: np.ndarray, rgb: np.ndarray, face: FaceLandmarks, refine_eyes: bool) -> None:
         points = face.points
         shape = mask_shape(points, self.template.vertices, self._blend, face.variation)
-        if self.settings.eyes is EyeRendering.RENDERED:
+        rendered_eyes = self.settings.eyes is EyeRendering.RENDERED
+        if rendered_eyes:
             shape = self.calibration.apply(shape, points)
-        x0, y0, x1, y1 = self._region(face, rgb.shape)
+        region = self._region(face, rgb.shape)
+        x0, y0, x1, y1 = region
         if x1 <= x0 or y1 <= y0:
             return
-        rendered = self._renderer.render(shape, (x0, y0, x1, y1))
+        band = _eye_band(shape, region)
+        bx0, by0, bx1, by1 = band
+        underneath = output[by0:by1, bx0:bx1].copy()
+        rendered = self._renderer.render(shape, region)
+        self._compose(output, rgb, rendered, shape, points, region)
+        if not (refine_eyes and rendered_eyes):
+            return
+        first = self._refiner.displacement(output, region, points)
+        moved = None if first is None else corrected(shape, points, first)
+        if moved is None:
+            return
+        drawn = output[by0:by1, bx0:bx1].copy()
+        output[by0:by1, bx0:bx1] = underneath
+        self._compose(output, rgb, rendered[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0], moved, points, band)
+        second = self._refiner.displacement(output, region, points)
+        if second is None or eye_error(second) >= eye_error(first):
+            output[by0:by1, bx0:bx1] = drawn
+
+    def _compose(
+        self, output: np.ndarray, rgb: np.ndarray, rendered: np.ndarray, shape: np.ndarray, points: np.ndarray, box: Box
+    ) -> None:
+        """Compose the mask ``rendered`` over ``box`` (in image pixels) into ``output``, in place."""
+        x0, y0, x1, y1 = box
         offset = np.array([x0, y0, 0.0])
         compose_face(
             output[y0:y1, x0:x1], rgb[y0:y1, x0:x1], rendered, shape - offset, points - offset, self.settings
         )
+
+
+def _eye_band(shape: np.ndarray, region: Box) -> Box:
+    """The part of ``region`` that drawing the eyes of ``shape`` again can change: the eyelid
+    openings and the rim by which a drawn opening reaches under the mesh's edge."""
+    extent = shape[np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING]), :2]
+    margin = REGION_MARGIN + RIM
+    low = np.floor(extent.min(axis=0)).astype(int) - margin
+    high = np.ceil(extent.max(axis=0)).astype(int) + margin
+    x0, y0, x1, y1 = region
+    return max(low[0], x0), max(low[1], y0), min(high[0], x1), min(high[1], y1)
 
 
 def _checked(rgb: np.ndarray) -> np.ndarray:

@@ -1,0 +1,59 @@
+"""Closed-loop iris correction of stills: never worse by its own measure, bounded steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dicom_instances import photo
+from gateway.mask import FaceMasker, MaskSettings
+from gateway.mask.geometry import eye_frame
+from gateway.mask.refine import IRISES, LARGEST_STEP, LIDS, MISMATCH, corrected, eye_error
+
+
+@pytest.fixture(scope="module")
+def masker() -> FaceMasker:
+    with FaceMasker(MaskSettings()) as masker:
+        yield masker
+
+
+@pytest.mark.parametrize("name", ["grace_hopper", "astronaut"])
+def test_refined_eyes_are_found_at_least_as_close_as_the_calibrated_drawing(masker: FaceMasker, name: str) -> None:
+    rgb = photo(name)
+    face = masker.detect(rgb)[0]
+    region = masker._region(face, rgb.shape)
+    refiner = masker._refiner
+
+    drawn = refiner.displacement(masker.render(rgb, [face]), region, face.points)
+    refined = refiner.displacement(masker.render(rgb, [face], refine_eyes=True), region, face.points)
+
+    assert drawn is not None and refined is not None
+    assert eye_error(refined) <= eye_error(drawn)
+    assert np.array_equal(masker.mask_image(rgb), masker.render(rgb, [face], refine_eyes=True))
+
+
+@pytest.fixture(scope="module")
+def points(masker: FaceMasker) -> np.ndarray:
+    return masker.detect(photo("grace_hopper"))[0].points
+
+
+def test_correction_moves_each_iris_against_its_displacement_within_the_largest_step(points: np.ndarray) -> None:
+    _, scale = eye_frame(points)
+    displacement = np.zeros((len(points), 2))
+    displacement[IRISES[0]] = [0.01 * scale, -0.2 * scale]
+    displacement[LIDS] = [0.02 * scale, 0.0]
+
+    moved = corrected(points, points, displacement)
+
+    assert moved is not None
+    assert np.allclose(moved[IRISES[0], :2] - points[IRISES[0], :2], [-0.01 * scale, LARGEST_STEP * scale])
+    assert np.array_equal(moved[IRISES[1]], points[IRISES[1]])
+    assert np.array_equal(moved[LIDS], points[LIDS])
+
+
+def test_a_redetection_of_other_eyes_is_not_followed(points: np.ndarray) -> None:
+    _, scale = eye_frame(points)
+    displacement = np.full((len(points), 2), MISMATCH * scale)
+
+    assert corrected(points, points, displacement) is None
+
