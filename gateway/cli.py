@@ -177,7 +177,7 @@ def mask(
         raise typer.Exit(EXIT_CONFIG_ERROR) from None
     jobs = plan_mask_files(inputs, output)
     refused = 0
-    with FaceMasker(chosen.settings) as masker:
+    with FaceMasker(chosen.settings, key=chosen.secret) as masker:
         for outcome in MaskBatch(masker, chosen, preview).run(jobs):
             if outcome.error is not None:
                 refused += 1

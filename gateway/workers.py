@@ -106,7 +106,7 @@ def _initialize(config: GatewayConfig, secret: bytes) -> None:
     if mask_profiles:
         from gateway.mask import FaceMasker  # mediapipe and EGL only where a profile masks
 
-        _state.maskers = {name: FaceMasker(settings) for name, settings in mask_profiles.items()}
+        _state.maskers = {name: FaceMasker(settings, key=secret) for name, settings in mask_profiles.items()}
     _state.forwarder = Forwarder(config.destinations, config.listener.ae_title)
     # Release the open associations when the pool stops this process: their threads would
     # otherwise keep it alive until the PACS times them out.

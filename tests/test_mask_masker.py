@@ -129,6 +129,15 @@ def test_output_is_byte_identical_across_maskers(masker: FaceMasker, astronaut: 
     assert not np.array_equal(first, darker)
 
 
+def test_a_key_draws_the_template_variation_deterministically(masker: FaceMasker, astronaut: np.ndarray) -> None:
+    unkeyed = masker.mask_image(astronaut)
+    with FaceMasker(MaskSettings(), key=b"k" * 32) as keyed, FaceMasker(MaskSettings(), key=b"j" * 32) as other:
+        first, second, third = keyed.mask_image(astronaut), keyed.mask_image(astronaut), other.mask_image(astronaut)
+    assert np.array_equal(first, second)
+    assert not np.array_equal(first, unkeyed)
+    assert not np.array_equal(first, third)
+
+
 @pytest.mark.parametrize("turns", [1, 2, 3])
 def test_rotated_photo_is_found_and_masked(masker: FaceMasker, astronaut: np.ndarray, turns: int) -> None:
     upright = masker.detect(astronaut)[0].points

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import hmac
 from dataclasses import dataclass
 
 import numpy as np
@@ -177,7 +178,22 @@ def varied_template(template: np.ndarray, variation: np.ndarray) -> np.ndarray:
 def variation_of(points: np.ndarray) -> np.ndarray:
     """Two values in [-1, 1] drawn from the landmarks themselves: the same input photo always
     gets the same variation (deterministic output), another photo of the same person another."""
-    digest = hashlib.sha256(np.round(points, 1).astype("<f8").tobytes()).digest()
+    return _unit_pair(hashlib.sha256(np.round(points, 1).astype("<f8").tobytes()).digest())
+
+
+def keyed_variation(variation: np.ndarray, key: bytes) -> np.ndarray:
+    """``variation`` drawn again under a secret ``key`` (HMAC-SHA256, domain ``mask-variation``).
+
+    ``variation_of`` alone can be recomputed by anyone with the code and the original photo,
+    who could then undo the variation's offset; under the gateway's key it stays deterministic
+    for the gateway and unpredictable for everyone else.
+    """
+    message = b"mask-variation\x00" + np.asarray(variation, dtype="<f8").tobytes()
+    return _unit_pair(hmac.new(key, message, hashlib.sha256).digest())
+
+
+def _unit_pair(digest: bytes) -> np.ndarray:
+    """Two values in [-1, 1] from the first 8 bytes of a digest."""
     return np.frombuffer(digest[:8], dtype="<u4") / float(2**32 - 1) * 2.0 - 1.0
 
 

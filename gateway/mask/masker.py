@@ -15,7 +15,7 @@ import numpy as np
 from gateway.errors import NoFaceFound, ResidualFace, UnsupportedPixelFormat
 from gateway.mask.calibration import load_calibration
 from gateway.mask.compose import RIM, background, compose_face, face_outline
-from gateway.mask.geometry import mask_shape, mesh_blend, variation_of
+from gateway.mask.geometry import keyed_variation, mask_shape, mesh_blend, variation_of
 from gateway.mask.landmarks import FaceLandmarks, LandmarkDetector
 from gateway.mask.refine import EyeRefiner, corrected, eye_error
 from gateway.mask.render import MaskRenderer
@@ -35,6 +35,10 @@ class FaceMasker:
     ----------
     settings
         The mask options of the profile; the defaults are the privacy-preserving choice.
+    key
+        The gateway's secret (its pseudonym key): the template variation of each face is drawn
+        under it (``keyed_variation``), so that nobody without it can reproduce the variation
+        from the original photo. None: the variation comes from the landmarks alone.
 
     Examples
     --------
@@ -42,8 +46,9 @@ class FaceMasker:
     ...     masked = masker.mask_image(rgb)
     """
 
-    def __init__(self, settings: MaskSettings | None = None) -> None:
+    def __init__(self, settings: MaskSettings | None = None, key: bytes | None = None) -> None:
         self.settings = settings or MaskSettings()
+        self._key = key
         self.template = load_template()
         self.calibration = load_calibration()
         self._blend = mesh_blend(self.template.vertices, self.settings.preserved_regions())
@@ -124,9 +129,16 @@ class FaceMasker:
         if self._residual.uncovered_faces(output, boxes):
             raise ResidualFace("a face outside every mask was detected on the output")
 
+    def _shape(self, face: FaceLandmarks) -> np.ndarray:
+        """The mask's vertices for ``face``, its template variation drawn under the key."""
+        variation = face.variation
+        if variation is not None and self._key is not None:
+            variation = keyed_variation(variation, self._key)
+        return mask_shape(face.points, self.template.vertices, self._blend, variation)
+
     def _region(self, face: FaceLandmarks, shape: tuple[int, ...]) -> Box:
         """The pixels a face's mask may touch: the mask and (unless filled anyway) the outline."""
-        mask = mask_shape(face.points, self.template.vertices, self._blend, face.variation)
+        mask = self._shape(face)
         outline = face_outline(face.points) if self.settings.background is not BackgroundPolicy.FILL else None
         extent = mask[:MESH_VERTEX_COUNT, :2] if outline is None else np.vstack([mask[:MESH_VERTEX_COUNT, :2], outline])
         low = np.floor(extent.min(axis=0)).astype(int) - REGION_MARGIN
@@ -136,7 +148,7 @@ class FaceMasker:
 
     def _mask_face(self, output: np.ndarray, rgb: np.ndarray, face: FaceLandmarks, refine_eyes: bool) -> None:
         points = face.points
-        shape = mask_shape(points, self.template.vertices, self._blend, face.variation)
+        shape = self._shape(face)
         rendered_eyes = self.settings.eyes is EyeRendering.RENDERED
         if rendered_eyes:
             shape = self.calibration.apply(shape, points)
