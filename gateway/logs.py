@@ -129,14 +129,21 @@ class NativeOutput:
         self._thread.start()
 
     def _pump(self, read_fd: int) -> None:
+        """Drain the pipe until every writer closed it; never stop early, or writers would block."""
         with open(read_fd, "rb") as pipe:
             for line in pipe:
-                if _is_log_line(line):
-                    os.write(self._real_fd, line)  # one write: whole lines stay whole
-                    continue
-                text = line.decode("utf-8", "backslashreplace").rstrip()
-                if text:
-                    self._log.log(native_level(text), text)
+                try:
+                    self._forward(line)
+                except Exception:  # noqa: BLE001 - a lost line beats a gateway stuck on stderr
+                    pass
+
+    def _forward(self, line: bytes) -> None:
+        if _is_log_line(line):
+            os.write(self._real_fd, line)  # one write: whole lines stay whole
+            return
+        text = line.decode("utf-8", "backslashreplace").rstrip()
+        if text:
+            self._log.log(native_level(text), text)
 
     def close(self, timeout: float = 2.0) -> None:
         """Give fd 2 back to the real stderr and pass on what is still in the pipe.
