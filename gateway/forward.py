@@ -69,6 +69,22 @@ class FolderSender:
 
     def __init__(self, destination: FolderDestination) -> None:
         self.folder = Path(destination.path)
+        self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Remove the temporary files of writers that died mid-copy (a killed worker).
+
+        Their instances were not recorded as delivered, so the job's next round sends them
+        again; the half-written copy would otherwise stay in the destination for good. A
+        temporary file names its writer's process id; those of live processes are left alone.
+        """
+        for path in self.folder.glob(".*.tmp"):
+            try:
+                os.kill(int(path.name.rsplit(".", 2)[1]), 0)
+            except ProcessLookupError:
+                path.unlink(missing_ok=True)
+            except (ValueError, PermissionError):
+                pass  # not one of ours, or a live process of another user
 
     def send(self, outgoing: Outgoing) -> None:
         """Copy the instance into the folder; raise ForwardError on any file system error."""

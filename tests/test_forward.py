@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,6 +145,19 @@ def test_folder_destination_writes_atomically(tmp_path: Path) -> None:
     blocked.write_text("a file where the folder should be")
     with pytest.raises(ForwardError):
         FolderSender(FolderDestination(type="folder", path=blocked)).send(outgoing)
+
+
+def test_folder_destination_removes_what_a_dead_writer_left(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = out / f".2.25.1.{dead.pid}.tmp"
+    live = out / f".2.25.2.{os.getpid()}.tmp"
+    stale.write_bytes(b"half an instance")
+    live.write_bytes(b"being written")
+    FolderSender(FolderDestination(type="folder", path=out))
+    assert not stale.exists() and live.exists()
 
 
 def test_backoff_grows_then_dead_letters() -> None:
