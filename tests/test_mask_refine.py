@@ -1,4 +1,4 @@
-"""Closed-loop iris correction of stills: never worse by its own measure, bounded steps."""
+"""Closed-loop iris correction of stills: irises found closer on the mask, bounded steps."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from dicom_instances import photo
 from gateway.mask import FaceMasker, MaskSettings
 from gateway.mask.geometry import eye_frame
-from gateway.mask.refine import IRISES, LARGEST_STEP, LIDS, MISMATCH, corrected, eye_error
+from gateway.mask.refine import IRISES, LARGEST_STEP, LIDS, MISMATCH, corrected
 
 
 @pytest.fixture(scope="module")
@@ -17,8 +17,12 @@ def masker() -> FaceMasker:
         yield masker
 
 
+def iris_error(displacement: np.ndarray) -> float:
+    return float(np.mean([np.linalg.norm(displacement[iris].mean(axis=0)) for iris in IRISES]))
+
+
 @pytest.mark.parametrize("name", ["grace_hopper", "astronaut"])
-def test_refined_eyes_are_found_at_least_as_close_as_the_calibrated_drawing(masker: FaceMasker, name: str) -> None:
+def test_corrected_irises_are_found_closer_than_the_calibrated_drawing(masker: FaceMasker, name: str) -> None:
     rgb = photo(name)
     face = masker.detect(rgb)[0]
     region = masker._region(face, rgb.shape)
@@ -28,7 +32,7 @@ def test_refined_eyes_are_found_at_least_as_close_as_the_calibrated_drawing(mask
     refined = refiner.displacement(masker.render(rgb, [face], refine_eyes=True), region, face.points)
 
     assert drawn is not None and refined is not None
-    assert eye_error(refined) <= eye_error(drawn)
+    assert iris_error(refined) < iris_error(drawn)
     assert np.array_equal(masker.mask_image(rgb), masker.render(rgb, [face], refine_eyes=True))
 
 

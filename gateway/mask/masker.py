@@ -17,7 +17,7 @@ from gateway.mask.calibration import load_calibration
 from gateway.mask.compose import RIM, background, compose_face, face_outline
 from gateway.mask.geometry import keyed_variation, mask_shape, mesh_blend, variation_of
 from gateway.mask.landmarks import FaceLandmarks, LandmarkDetector
-from gateway.mask.refine import EyeRefiner, corrected, eye_error
+from gateway.mask.refine import EyeRefiner, corrected
 from gateway.mask.render import MaskRenderer
 from gateway.mask.residual import Box, ResidualFaceCheck
 from gateway.mask.settings import BackgroundPolicy, EyeRendering, MaskSettings
@@ -147,6 +147,8 @@ class FaceMasker:
         return max(low[0], 0), max(low[1], 0), min(high[0], width), min(high[1], height)
 
     def _mask_face(self, output: np.ndarray, rgb: np.ndarray, face: FaceLandmarks, refine_eyes: bool) -> None:
+        """Draw one face's mask into ``output``; with ``refine_eyes`` (and drawn eyes) look at the
+        drawing once and draw the eyes again with the irises corrected (``gateway.mask.refine``)."""
         points = face.points
         shape = self._shape(face)
         rendered_eyes = self.settings.eyes is EyeRendering.RENDERED
@@ -158,21 +160,17 @@ class FaceMasker:
             return
         band = _eye_band(shape, region)
         bx0, by0, bx1, by1 = band
-        underneath = output[by0:by1, bx0:bx1].copy()
+        underneath = output[by0:by1, bx0:bx1].copy() if refine_eyes and rendered_eyes else None
         rendered = self._renderer.render(shape, region)
         self._compose(output, rgb, rendered, shape, points, region)
-        if not (refine_eyes and rendered_eyes):
+        if underneath is None:
             return
-        first = self._refiner.displacement(output, region, points)
-        moved = None if first is None else corrected(shape, points, first)
+        found = self._refiner.displacement(output, region, points)
+        moved = None if found is None else corrected(shape, points, found)
         if moved is None:
             return
-        drawn = output[by0:by1, bx0:bx1].copy()
         output[by0:by1, bx0:bx1] = underneath
         self._compose(output, rgb, rendered[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0], moved, points, band)
-        second = self._refiner.displacement(output, region, points)
-        if second is None or eye_error(second) >= eye_error(first):
-            output[by0:by1, bx0:bx1] = drawn
 
     def _compose(
         self, output: np.ndarray, rgb: np.ndarray, rendered: np.ndarray, shape: np.ndarray, points: np.ndarray, box: Box

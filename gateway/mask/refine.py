@@ -4,17 +4,17 @@ The calibration (``gateway.mask.calibration``) removes the mean displacement bet
 landmarks of a photo and those Face Mesh finds on its mask, but for each photo the landmark model
 still sees the drawn irises a little off, by an amount that depends on the face around them. For
 a still there is time to look once: Face Mesh runs on a reduced crop around the rendered face,
-each drawn iris is moved against the displacement found there, the eyes are drawn again, and
-whichever of the two drawings re-detects closer to the patient's landmarks is kept, so the
-correction never makes a face worse by its own measure.
+each drawn iris is moved against the displacement found there, and the eyes are drawn again
+(a second look, to keep whichever drawing re-detects closer, gained nothing measurable and cost
+another landmark pass).
 
 Only the irises move. Moving the drawn lid margins the same way brought the eyelid points
 closer too (1.64% against 1.78% of the inter-ocular distance on faces-dev) but draws the lids in
 the shape the landmark model reads of the patient's own, and the same-photo line-up rose above
-its target (22%); the irises alone went from 1.0% to 0.64% with the line-ups unchanged.
+its target (22%); the irises alone went from 1.0% to 0.62% with the line-ups within target.
 
-Frame sequences do not use it: their landmarks are smoothed over time, and two more landmark
-passes per frame would halve the frame rate.
+Frame sequences do not use it: their landmarks are smoothed over time, and another landmark
+pass per frame would cost a third of the frame rate.
 """
 
 from __future__ import annotations
@@ -77,13 +77,6 @@ class EyeRefiner:
         ch, cw = crop.shape[:2]
         found = np.array([(p.x * cw, p.y * ch) for p in result.multi_face_landmarks[0].landmark])
         return found * factor + np.array([cx0, cy0]) - points[:, :2]
-
-
-def eye_error(displacement: np.ndarray) -> float:
-    """Mean eyelid point distance plus mean iris centre distance (pixels): what is minimised."""
-    lids = np.linalg.norm(displacement[LIDS], axis=1).mean()
-    irises = np.mean([np.linalg.norm(displacement[iris].mean(axis=0)) for iris in IRISES])
-    return float(lids + irises)
 
 
 def corrected(shape: np.ndarray, points: np.ndarray, displacement: np.ndarray) -> np.ndarray | None:
