@@ -8,8 +8,9 @@ the database, in the same transaction as its row, so one fsync of the write-ahea
 durable; a tags-only instance of 40 KB would otherwise pay three (file, directory, commit), most
 of its time at the gateway. A large instance is written as a file (0600), fsynced and renamed
 into the spool before its row is committed: three fsyncs are small beside its transfer, and
-multi-megabyte blobs would bloat the write-ahead log. Every destination of a job is tracked separately (``deliveries``), so a
-fan-out that reached one PACS and not the other retries only the missing one.
+multi-megabyte blobs would bloat the write-ahead log. Every destination of a job is tracked
+separately (``deliveries``), so a fan-out that reached one PACS and not the other retries only
+the missing one.
 
 Receive and the serve loop use the :class:`Spool` protocol only, so that a distributed queue can
 replace this embedded one without touching them.
@@ -71,6 +72,8 @@ _INCOMING = "incoming"
 _IN_DATABASE = ":database:"
 #: Instances up to this size are kept in the database (one fsync to admit), larger ones as files.
 INLINE_MAX_BYTES = 256 * 1024
+#: Originals purged per transaction: receive waits for the spool's lock at most one batch.
+_PURGE_BATCH = 100
 
 
 class JobState(str, enum.Enum):
@@ -449,23 +452,25 @@ class FolderSpool:
 
         Done states are committed without their own fsync; the durable commit here (which marks
         the originals gone) syncs them all before any original is deleted, so a power cut never
-        leaves a job that still needs its original without one. One fsync per purge, not per job.
+        leaves a job that still needs its original without one. One fsync per batch of
+        :data:`_PURGE_BATCH` jobs, not per job. Receive can admit between batches: overwriting
+        originals held in the database takes the spool's lock for 20-40 ms per batch of 40 KB.
         """
         now = time.time() if now is None else now
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, original FROM jobs WHERE state = 'done' AND original != ''"
                 " AND updated_at <= ?", (now - self.retention,)).fetchall()
-        if not rows:
-            return 0
-        with self._transaction(durable=True) as db:
-            db.executemany("UPDATE jobs SET original = '' WHERE id = ? AND state = 'done'",
-                           [(job_id,) for job_id, _ in rows])
-            db.executemany("DELETE FROM original_data WHERE job_id = ?",
-                           [(job_id,) for job_id, _ in rows])
-        for _, original in rows:
-            if original != _IN_DATABASE:
-                secure_delete(Path(original))
+        for start in range(0, len(rows), _PURGE_BATCH):
+            batch = rows[start:start + _PURGE_BATCH]
+            with self._transaction(durable=True) as db:
+                db.executemany("UPDATE jobs SET original = '' WHERE id = ? AND state = 'done'",
+                               [(job_id,) for job_id, _ in batch])
+                db.executemany("DELETE FROM original_data WHERE job_id = ?",
+                               [(job_id,) for job_id, _ in batch])
+            for _, original in batch:
+                if original != _IN_DATABASE:
+                    secure_delete(Path(original))
         return len(rows)
 
     # -- administration ---------------------------------------------------------------------
