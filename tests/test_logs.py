@@ -43,7 +43,7 @@ def test_human_lines(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize("line, level", [
     ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", logging.INFO),
-    ("W0000 00:00:1795694322.954871   13831 inference_feedback_manager.cc:114] Feedback", logging.WARNING),
+    ("W0000 00:00:1795694322.954871   13831 feedback_manager.cc:114] Feedback", logging.WARNING),
     ("E0000 00:00:1795694322.954871   13831 calculator_graph.cc:887] failed", logging.ERROR),
     ("F0000 00:00:1795694322.954871   13831 check.cc:1] Check failed", logging.CRITICAL),
     ("ERROR: unknown op", logging.ERROR),

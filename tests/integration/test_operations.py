@@ -100,7 +100,8 @@ def test_json_logs_hold_only_json_lines(tmp_path: Path, dmask_server) -> None:
     server = dmask_server(settings)
     face = write(photo_instance(resized(photo("grace_hopper"), 60_000)), tmp_path / "face.dcm")
     assert len(acknowledged(storescu(server.port, [face]))) == 1
-    wait_until(lambda: server.metric("dmask_forwarded_instances_total") == 1, 60, "the masked photo")
+    wait_until(lambda: server.metric("dmask_forwarded_instances_total") == 1, 60,
+               "the masked photo")
     server.signal(signal.SIGTERM)
     assert server.process.wait(60) == 0
     records = [json.loads(line) for line in server.log.read_text().splitlines()]
