@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-
 from gateway.metrics import GatewayMetrics, serve_metrics
-from loopback import free_port
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+from loopback import free_port, http_get
 
 
 def test_metrics_and_probes() -> None:
@@ -27,17 +16,17 @@ def test_metrics_and_probes() -> None:
         metrics.quarantined.labels("no-face").inc(2)
         metrics.observe_stages({"mask": 0.2, "scrub": 0.004})
         metrics.set_queue_depth({"retry": 3})
-        status, text = _get(port, "/metrics")
+        status, text = http_get(port, "/metrics")
         assert status == 200
         assert "dmask_received_instances_total 1.0" in text
         assert 'dmask_quarantined_instances_total{reason="no-face"} 2.0' in text
         assert 'dmask_stage_duration_seconds_count{stage="mask"} 1.0' in text
         assert 'dmask_queue_depth{state="retry"} 3.0' in text
         assert 'dmask_queue_depth{state="received"} 0.0' in text
-        assert _get(port, "/healthz") == (200, "ok\n")
-        assert _get(port, "/readyz") == (503, "not ready\n")
+        assert http_get(port, "/healthz") == (200, "ok\n")
+        assert http_get(port, "/readyz") == (503, "not ready\n")
         ready["value"] = True
-        assert _get(port, "/readyz") == (200, "ready\n")
-        assert _get(port, "/nothing")[0] == 404
+        assert http_get(port, "/readyz") == (200, "ready\n")
+        assert http_get(port, "/nothing")[0] == 404
     finally:
         server.shutdown()

@@ -5,32 +5,24 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import urllib.request
 from pathlib import Path
 
 from dicom_instances import photo, photo_instance, resized, write
+from loopback import http_get
 from peers import DMASK, PEER_ENV, acknowledged, echoscu, gateway_settings, storescu, wait_until
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def test_probes_metrics_and_audit_trail(tmp_path: Path, dmask_server) -> None:
     settings = gateway_settings(tmp_path, {"out": {"type": "folder", "path": str(tmp_path / "out")}})
     server = dmask_server(settings)
-    assert _get(server.metrics_port, "/healthz") == (200, "ok\n")
-    assert _get(server.metrics_port, "/readyz") == (200, "ready\n")
+    assert http_get(server.metrics_port, "/healthz") == (200, "ok\n")
+    assert http_get(server.metrics_port, "/readyz") == (200, "ready\n")
     files = [write(photo_instance(resized(photo("retina"), 20_000)), tmp_path / "retina.dcm"),
              write(photo_instance(resized(photo("grace_hopper"), 60_000)), tmp_path / "face.dcm")]
     assert len(acknowledged(storescu(server.port, files))) == 2
     wait_until(lambda: server.metric("dmask_quarantined_instances_total") == 1
                and server.metric("dmask_forwarded_instances_total") == 1, 60, "both outcomes")
-    _, text = _get(server.metrics_port, "/metrics")
+    _, text = http_get(server.metrics_port, "/metrics")
     assert 'dmask_quarantined_instances_total{reason="no-face"} 1.0' in text
     assert 'dmask_stage_duration_seconds_count{stage="mask"}' in text
     server.signal(signal.SIGTERM)
