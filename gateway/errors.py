@@ -78,6 +78,12 @@ class DeidentificationError(DmaskError):
     reason = "deidentification"
 
 
+class FileAccessError(DmaskError):
+    """A file of a batch command (``dmask mask``, ``dmask deid``) cannot be read or written."""
+
+    reason = "file-access"
+
+
 class AuditError(DmaskError):
     """An audit cannot run on its input (faces folder layout, transform name, missing extra)."""
 

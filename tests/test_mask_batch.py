@@ -56,6 +56,22 @@ def test_folder_is_mirrored_refusals_are_reported_and_the_batch_goes_on(tmp_path
     assert not (output / "in" / "clinic" / "fundus.png").exists()
 
 
+def test_an_unwritable_output_is_reported_and_the_batch_goes_on(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    write_photo(inputs / "a.png", photo("grace_hopper"))
+    write_photo(inputs / "b.png", photo("grace_hopper"))
+    output = tmp_path / "out"
+    (output / "in" / "a.png").mkdir(parents=True)  # a folder where the result should go
+
+    result = CliRunner().invoke(app, ["mask", str(inputs), "-o", str(output),
+                                      "--config", str(tmp_path / "missing.yaml")])
+
+    assert result.exit_code == 1
+    assert "a.png: file-access" in result.output
+    assert "1 masked, 1 refused" in result.output
+    assert cv2.imread(str(output / "in" / "b.png")) is not None
+
+
 def test_dicom_goes_through_the_pipeline_masked_and_deidentified(
     tmp_path: Path, config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

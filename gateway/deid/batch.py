@@ -18,7 +18,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from gateway.deid.scrub import scrub
 from gateway.deid.settings import DeidSettings
-from gateway.errors import DeidentificationError, DmaskError, InvalidDataset
+from gateway.errors import DeidentificationError, DmaskError, FileAccessError, InvalidDataset
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def deidentify_file(
     try:
         out.save_as(job.target, enforce_file_format=True)
     except (OSError, ValueError, TypeError) as exc:
-        raise DmaskError(f"cannot write the output ({type(exc).__name__})") from None
+        raise FileAccessError(f"cannot write the output ({type(exc).__name__})") from None
 
 
 def deidentify_files(

@@ -20,7 +20,7 @@ import numpy as np
 
 from gateway.config import GatewayConfig, Route
 from gateway.deid.batch import FileJob, plan_files
-from gateway.errors import ConfigError, DmaskError, PixelDataError
+from gateway.errors import ConfigError, DmaskError, FileAccessError, PixelDataError
 from gateway.mask.masker import FaceMasker
 from gateway.mask.settings import MaskSettings
 from gateway.video_file import VIDEO_SUFFIXES, mask_video_file
@@ -149,6 +149,8 @@ class MaskBatch:
                     self._mask_instance(job)
             except DmaskError as error:
                 yield MaskOutcome(job, error)
+            except OSError as error:  # unreadable input, unwritable output: this file only
+                yield MaskOutcome(job, FileAccessError(f"cannot read or write a file ({error.strerror})"))
             else:
                 yield MaskOutcome(job)
 
