@@ -1,7 +1,7 @@
 """Deliver processed instances to destinations: C-STORE to a PACS, or files in a folder.
 
 Each worker process owns one :class:`Forwarder`; it keeps one association per DICOM destination
-open between instances (opening an association costs more than sending a small object) and
+(:mod:`gateway.store_scu`, which sends in the worker's own thread) open between instances (opening an association costs more than sending a small object) and
 re-associates only when an instance needs a presentation context the open one lacks, or when the
 peer went away. Failures raise :class:`~gateway.errors.ForwardError`; when to try again is
 :func:`next_attempt`'s decision (exponential backoff, then dead letter after ``max_age``).
@@ -10,27 +10,28 @@ peer went away. Failures raise :class:`~gateway.errors.ForwardError`; when to tr
 from __future__ import annotations
 
 import os
+import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom import dcmread
-from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, _config, evt
-from pynetdicom.association import Association
-from pynetdicom.presentation import PresentationContext, build_context
 
 from gateway.config import DicomDestination, FolderDestination, RetryPolicy
 from gateway.errors import ForwardError
-from gateway.transport import set_tcp_nodelay, ssl_context
-
-#: Send files from disk without decoding them (the worker already wrote the encoded instance).
-_config.STORE_SEND_CHUNKED_DATASET = True
+from gateway.store_scu import ProposedContext, StoreAssociation
+from gateway.transport import ssl_context
 
 _UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 _MAX_CONTEXTS = 128
+#: Where the file meta starts in a DICOM file (after the 128-byte preamble and ``DICM``).
+_META_START = 132
+#: (0002,0000) File Meta Information Group Length, as read little endian as one 32-bit tag.
+_META_GROUP_LENGTH_TAG = 0x00000002
 #: Statuses a C-STORE SCP may answer that still mean "stored" (PS3.4 B.2.3).
 _STORED = {0x0000, 0xB000, 0xB006, 0xB007}
 #: Reuse an idle association only this long; PACS (Orthanc: 30 s) drop silent ones.
@@ -111,50 +112,38 @@ class DicomSender:
 
     def __init__(self, destination: DicomDestination, calling_ae_title: str) -> None:
         self.destination = destination
-        self.ae = AE(ae_title=destination.calling_ae_title or calling_ae_title)
-        self.ae.connection_timeout = destination.connect_timeout
-        self.ae.acse_timeout = destination.connect_timeout
-        self.ae.dimse_timeout = destination.dimse_timeout
-        self.ae.network_timeout = destination.dimse_timeout
-        self._tls = (ssl_context(destination.tls, server_side=False), destination.host) \
-            if destination.tls else None
+        self.calling_ae_title = destination.calling_ae_title or calling_ae_title
+        self._tls = ssl_context(destination.tls, server_side=False) if destination.tls else None
         self._wanted: set[tuple[str, str]] = set()
-        self._assoc: Association | None = None
+        self._assoc: StoreAssociation | None = None
         self._last_used = 0.0
 
-    def _contexts(self) -> list[PresentationContext]:
+    def _contexts(self) -> list[ProposedContext]:
         """One context per (SOP class, syntax) we send, plus an uncompressed fallback per class."""
-        contexts = [build_context(sop, [ts]) for sop, ts in sorted(self._wanted)]
+        contexts = [ProposedContext(sop, [ts]) for sop, ts in sorted(self._wanted)]
         for sop in sorted({sop for sop, _ in self._wanted}):
-            contexts.append(build_context(sop, list(_UNCOMPRESSED)))
+            contexts.append(ProposedContext(sop, _UNCOMPRESSED))
         return contexts[:_MAX_CONTEXTS]
 
-    def _associate(self) -> Association:
+    def _associate(self) -> StoreAssociation:
         self.close()
-        assoc = self.ae.associate(self.destination.host, self.destination.port,
-                                  ae_title=self.destination.ae_title, tls_args=self._tls,
-                                  contexts=self._contexts(),
-                                  evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)])
-        if not assoc.is_established:
-            what = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted \
-                else "unreachable"
-            raise ForwardError(f"association with the destination {what}")
-        self._assoc = assoc
-        return assoc
+        destination = self.destination
+        self._assoc = StoreAssociation.open(
+            destination.host, destination.port, calling_ae=self.calling_ae_title,
+            called_ae=destination.ae_title, contexts=self._contexts(),
+            connect_timeout=destination.connect_timeout,
+            dimse_timeout=destination.dimse_timeout, tls=self._tls)
+        return self._assoc
 
-    def _association_for(self, key: tuple[str, str]) -> Association:
+    def _association_for(self, key: tuple[str, str]) -> StoreAssociation:
         assoc = self._assoc
-        fresh = assoc is not None and assoc.is_established and \
+        fresh = assoc is not None and not assoc.peer_closed() and \
             time.monotonic() - self._last_used < _IDLE_REUSE_S
         if key in self._wanted and fresh:
             assert assoc is not None
             return assoc
         self._wanted.add(key)
         return self._associate()
-
-    def _accepted(self, assoc: Association, sop_class: str, syntax: str) -> bool:
-        return any(cx.abstract_syntax == sop_class and cx.transfer_syntax[0] == syntax
-                   for cx in assoc.accepted_contexts)
 
     def send(self, outgoing: Outgoing) -> None:
         """C-STORE the instance; fall back to uncompressed when the PACS refuses its syntax.
@@ -172,44 +161,65 @@ class DicomSender:
             assoc = self._association_for(key)
             try:
                 status = self._store(assoc, outgoing)
-            except (RuntimeError, ValueError, OSError) as exc:
+            except OSError as exc:
                 self.close()
                 if attempt == 2:
                     raise ForwardError(f"C-STORE failed: {type(exc).__name__}") from None
                 continue
             self._last_used = time.monotonic()
-            if status is None:  # aborted or timed out mid-way
-                self.close()
-                if attempt == 2:
-                    raise ForwardError("the destination aborted the association")
-                continue
             if status not in _STORED:
                 raise ForwardError(f"the destination answered C-STORE status 0x{status:04X}")
             return
 
-    def _store(self, assoc: Association, outgoing: Outgoing) -> int | None:
-        if self._accepted(assoc, outgoing.sop_class_uid, outgoing.transfer_syntax_uid):
-            response = assoc.send_c_store(outgoing.path)
-        elif any(self._accepted(assoc, outgoing.sop_class_uid, ts) for ts in _UNCOMPRESSED):
-            response = assoc.send_c_store(_uncompressed(outgoing.path))
-        else:
-            raise ForwardError("the destination accepts no presentation context for the instance")
-        status = getattr(response, "Status", None)
-        return None if status is None else int(status)
+    def _store(self, assoc: StoreAssociation, outgoing: Outgoing) -> int:
+        context = assoc.context_for(outgoing.sop_class_uid, outgoing.transfer_syntax_uid)
+        if context is not None:
+            with open(outgoing.path, "rb") as handle:
+                return assoc.store(context, outgoing.sop_class_uid, outgoing.sop_instance_uid,
+                                   handle, _seek_data_set(handle))
+        for syntax in _UNCOMPRESSED:
+            context = assoc.context_for(outgoing.sop_class_uid, syntax)
+            if context is not None:
+                encoded = BytesIO(_uncompressed(outgoing.path, syntax))
+                return assoc.store(context, outgoing.sop_class_uid, outgoing.sop_instance_uid,
+                                   encoded, _seek_data_set(encoded))
+        raise ForwardError("the destination accepts no presentation context for the instance")
 
     def close(self) -> None:
         """Release the association, if one is open."""
-        if self._assoc is not None and self._assoc.is_established:
+        if self._assoc is not None:
             self._assoc.release()
         self._assoc = None
 
 
-def _uncompressed(path: Path) -> Dataset:
-    """The instance with its pixel data decompressed, for a PACS that refuses the compressed form."""
+def _seek_data_set(handle: BinaryIO) -> int:
+    """Move ``handle`` (a DICOM file we wrote) past its file meta; return the data set's size.
+
+    pydicom always writes the File Meta Information Group Length first (Explicit VR Little
+    Endian: tag, ``UL``, 2-byte length 4, then the value), which says where the data set starts.
+    """
+    head = handle.read(_META_START + 12)
+    if len(head) < _META_START + 12 or head[128:_META_START] != b"DICM":
+        raise ForwardError("the processed instance is not a DICOM file")
+    tag, vr, length, meta_length = struct.unpack_from("<I2sHI", head, _META_START)
+    if (tag, vr, length) != (_META_GROUP_LENGTH_TAG, b"UL", 4):
+        raise ForwardError("the processed instance has no file meta group length")
+    meta_end = _META_START + 12 + meta_length
+    size = handle.seek(0, os.SEEK_END) - meta_end
+    handle.seek(meta_end)
+    return size
+
+
+def _uncompressed(path: Path, syntax: str) -> bytes:
+    """The instance with its pixel data decompressed, in ``syntax``, for a PACS that refuses
+    the compressed form."""
     ds = dcmread(path)
     if ds.file_meta.TransferSyntaxUID.is_compressed:
         ds.decompress()  # Lossy Image Compression keeps its history: decoding adds no loss
-    return ds
+    ds.file_meta.TransferSyntaxUID = syntax
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
 
 
 class Forwarder:

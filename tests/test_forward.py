@@ -25,12 +25,15 @@ from loopback import free_port
 class RecordingSCP:
     """A storage SCP that records associations and datasets and answers a chosen status."""
 
-    def __init__(self, syntaxes: list[str], status: int = 0x0000, tls=None) -> None:
+    def __init__(self, syntaxes: list[str], status: int = 0x0000, tls=None,
+                 maximum_pdu_size: int = 16382, abort_first: bool = False) -> None:
         self.associations = 0
         self.received = []
         self.status = status
+        self.abort_first = abort_first
         self.port = free_port()
         self.ae = AE(ae_title="PACS")
+        self.ae.maximum_pdu_size = maximum_pdu_size
         self.ae.add_supported_context(VLPhotographicImageStorage, syntaxes)
         self.server = self.ae.start_server(
             ("127.0.0.1", self.port), block=False, ssl_context=tls,
@@ -40,6 +43,10 @@ class RecordingSCP:
         self.associations += 1
 
     def _store(self, event) -> int:
+        if self.abort_first:
+            self.abort_first = False
+            event.assoc.abort()
+            return 0xC000
         ds = event.dataset
         ds.file_meta = event.file_meta
         self.received.append(ds)
@@ -54,8 +61,9 @@ def _destination(port: int, tls: TLSSettings | None = None) -> DicomDestination:
                             connect_timeout=2, dimse_timeout=10, tls=tls)
 
 
-def _outgoing(tmp_path: Path, name: str, syntax: str = ExplicitVRLittleEndian) -> Outgoing:
-    ds = photo_instance(resized(photo("astronaut"), 4096))
+def _outgoing(tmp_path: Path, name: str, syntax: str = ExplicitVRLittleEndian,
+              pixels: int = 4096) -> Outgoing:
+    ds = photo_instance(resized(photo("astronaut"), pixels))
     if syntax != ExplicitVRLittleEndian:
         ds.compress(syntax)
     path = write(ds, tmp_path / f"{name}.dcm")
@@ -97,6 +105,33 @@ def test_falls_back_to_uncompressed_when_refused(tmp_path: Path) -> None:
     (received,) = scp.received
     assert received.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert received.PixelData == dcmread(outgoing.path).pixel_array.tobytes()
+
+
+def test_instance_larger_than_the_peers_pdu_arrives_whole(tmp_path: Path) -> None:
+    """The data set goes out in fragments of the size the peer accepts (here 16 kB)."""
+    scp = RecordingSCP([ExplicitVRLittleEndian], maximum_pdu_size=16384)
+    try:
+        outgoing = _outgoing(tmp_path, "large", pixels=65536)
+        sender = DicomSender(_destination(scp.port), "DMASK")
+        sender.send(outgoing)
+        sender.close()
+    finally:
+        scp.stop()
+    (received,) = scp.received
+    sent = dcmread(outgoing.path)
+    assert len(sent.PixelData) > 3 * 16384
+    assert received.PixelData == sent.PixelData and received.SOPInstanceUID == sent.SOPInstanceUID
+
+
+def test_association_aborted_mid_store_is_replaced_once(tmp_path: Path) -> None:
+    scp = RecordingSCP([ExplicitVRLittleEndian], abort_first=True)
+    try:
+        sender = DicomSender(_destination(scp.port), "DMASK")
+        sender.send(_outgoing(tmp_path, "again"))
+        sender.close()
+    finally:
+        scp.stop()
+    assert scp.associations == 2 and len(scp.received) == 1
 
 
 def test_failure_status_and_unreachable_raise(tmp_path: Path) -> None:
