@@ -53,7 +53,7 @@ _COMMAND = 0x01  # message control header: command (else data set) fragment
 _LAST = 0x02  # message control header: last fragment of the command or data set
 _C_STORE_RQ = 0x0001
 _C_STORE_RSP = 0x8001
-_DATA_SET_PRESENT = 0x0000
+_DATA_SET_PRESENT = 0x0001  # anything but 0x0101 (no data set); pynetdicom sends 0x0001
 _MEDIUM_PRIORITY = 0x0000
 
 
