@@ -1,9 +1,10 @@
 """Deliver processed instances to destinations: C-STORE to a PACS, or files in a folder.
 
 Each worker process owns one :class:`Forwarder`; it keeps one association per DICOM destination
-(:mod:`gateway.store_scu`, which sends in the worker's own thread) open between instances (opening an association costs more than sending a small object) and
+open between instances (opening an association costs more than sending a small object) and
 re-associates only when an instance needs a presentation context the open one lacks, or when the
-peer went away. Failures raise :class:`~gateway.errors.ForwardError`; when to try again is
+peer went away. Associations are :class:`~gateway.store_scu.StoreAssociation`, which send in the
+worker's own thread. Failures raise :class:`~gateway.errors.ForwardError`; when to try again is
 :func:`next_attempt`'s decision (exponential backoff, then dead letter after ``max_age``).
 """
 
