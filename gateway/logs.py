@@ -73,6 +73,25 @@ def configure_logging(settings: Logging) -> None:
     logging.captureWarnings(True)  # Python warnings as records, not bare lines on stderr
     # pynetdicom logs every PDU at INFO; its own failures still come through as warnings.
     logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, root.level))
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+    """An exception nothing caught becomes a record too, so stderr stays one format."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, trace)
+        return
+    logging.getLogger("dmask").critical("uncaught exception", exc_info=(kind, error, trace))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None:
+        return
+    error = (args.exc_type, args.exc_value, args.exc_traceback)
+    logging.getLogger("dmask").critical(
+        "uncaught exception in a thread", exc_info=error,
+        extra={"thread_name": args.thread.name if args.thread is not None else None})
 
 
 #: glog/absl prefixes ("W0000 00:00:1700000000.000000 1234 file.cc:12] ...").

@@ -82,3 +82,26 @@ def test_native_output_of_process_and_children_becomes_json_records() -> None:
         ("dmask.child", "WARNING", "from a child"),
         ("dmask.native", "WARNING", "W0000 00:00:1.0 1 file.cc:1] from native code in a child"),
     }
+
+
+_UNCAUGHT_SCRIPT = """
+import threading
+from gateway.config import Logging
+from gateway.logs import configure_logging
+configure_logging(Logging(format="json", level="INFO"))
+worker = threading.Thread(target=lambda: 1 / 0, name="doomed")
+worker.start()
+worker.join()
+raise RuntimeError("the main thread gives up")
+"""
+
+
+def test_uncaught_exceptions_become_json_records() -> None:
+    result = subprocess.run([sys.executable, "-c", _UNCAUGHT_SCRIPT], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    thread, main = (json.loads(line) for line in result.stderr.splitlines())
+    assert thread["level"] == "CRITICAL" and thread["thread_name"] == "doomed"
+    assert "ZeroDivisionError" in thread["exception"]
+    assert main["message"] == "uncaught exception"
+    assert "the main thread gives up" in main["exception"]
