@@ -343,7 +343,7 @@ class Logging(_Model):
     """Log output on standard error; never carries patient data."""
 
     format: Literal["json", "human"] = Field(default="json", description="one JSON object a line, or text")
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="least severe level written")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="least severe level written (audit lines always are)")
 
 
 class Metrics(_Model):

@@ -73,6 +73,8 @@ def configure_logging(settings: Logging) -> None:
     logging.captureWarnings(True)  # Python warnings as records, not bare lines on stderr
     # pynetdicom logs every PDU at INFO; its own failures still come through as warnings.
     logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, root.level))
+    # The audit trail is a record the gateway owes, not diagnostics: the level does not mute it.
+    logging.getLogger("dmask.audit").setLevel(logging.INFO)
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
 

@@ -32,6 +32,14 @@ def test_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
     assert entry["job"] == 7 and entry["reason"] == "no-face" and entry["time"].endswith("Z")
 
 
+def test_audit_lines_are_written_at_any_level(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(Logging(format="json", level="ERROR"))
+    logging.getLogger("dmask.audit").info("instance forwarded")
+    logging.getLogger("dmask.receive").warning("not shown")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert json.loads(line)["logger"] == "dmask.audit"
+
+
 def test_human_lines(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(Logging(format="human", level="DEBUG"))
     logging.getLogger("dmask.test").warning("delivery failed", extra={"destination": "pacs",
