@@ -154,11 +154,11 @@ class StoreAssociation:
     """
 
     def __init__(self, connection: socket.socket, accepted: dict[tuple[str, str], int],
-                 peer_maximum_pdu: int, dimse_timeout: float) -> None:
+                 peer_maximum_pdu: int, acse_timeout: float) -> None:
         self._socket = connection
         self._accepted = accepted
         self._fragment = (peer_maximum_pdu - 6) if peer_maximum_pdu else UNLIMITED_FRAGMENT
-        self._dimse_timeout = dimse_timeout
+        self._acse_timeout = acse_timeout
         self._message_id = 0
         self.is_open = True
 
@@ -207,7 +207,7 @@ class StoreAssociation:
         peer_maximum = next((item.maximum_length_received for item in primitive.user_information
                              if isinstance(item, MaximumLengthNotification)), 0)
         connection.settimeout(dimse_timeout)
-        return cls(connection, accepted, int(peer_maximum or 0), dimse_timeout)
+        return cls(connection, accepted, int(peer_maximum or 0), acse_timeout=connect_timeout)
 
     def context_for(self, sop_class_uid: str, transfer_syntax_uid: str) -> int | None:
         """The id of the accepted context for this SOP class and transfer syntax, if any."""
@@ -285,6 +285,7 @@ class StoreAssociation:
         if not self.is_open:
             return
         try:
+            self._socket.settimeout(self._acse_timeout)  # as long as negotiating may take
             self._socket.sendall(_pdu(_A_RELEASE_RQ, b"\0" * 4))
             while True:
                 pdu_type, _ = _read_pdu(self._socket)
