@@ -70,6 +70,16 @@ def _outgoing(tmp_path: Path, name: str, syntax: str = ExplicitVRLittleEndian,
     return Outgoing(path, ds.SOPClassUID, ds.SOPInstanceUID, syntax)
 
 
+def _send_then_stop(scp: RecordingSCP, outgoing: Outgoing) -> None:
+    """Send one instance with a fresh sender, release, and stop the SCP whatever happened."""
+    try:
+        sender = DicomSender(_destination(scp.port), "DMASK")
+        sender.send(outgoing)
+        sender.close()
+    finally:
+        scp.stop()
+
+
 @pytest.fixture
 def scp() -> Iterator[RecordingSCP]:
     server = RecordingSCP([ExplicitVRLittleEndian, RLELossless])
@@ -95,13 +105,8 @@ def test_compressed_instance_keeps_its_syntax_when_accepted(tmp_path: Path,
 
 def test_falls_back_to_uncompressed_when_refused(tmp_path: Path) -> None:
     scp = RecordingSCP([ExplicitVRLittleEndian])
-    try:
-        outgoing = _outgoing(tmp_path, "rle", RLELossless)
-        sender = DicomSender(_destination(scp.port), "DMASK")
-        sender.send(outgoing)
-        sender.close()
-    finally:
-        scp.stop()
+    outgoing = _outgoing(tmp_path, "rle", RLELossless)
+    _send_then_stop(scp, outgoing)
     (received,) = scp.received
     assert received.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert received.PixelData == dcmread(outgoing.path).pixel_array.tobytes()
@@ -110,13 +115,8 @@ def test_falls_back_to_uncompressed_when_refused(tmp_path: Path) -> None:
 def test_instance_larger_than_the_peers_pdu_arrives_whole(tmp_path: Path) -> None:
     """The data set goes out in fragments of the size the peer accepts (here 16 kB)."""
     scp = RecordingSCP([ExplicitVRLittleEndian], maximum_pdu_size=16384)
-    try:
-        outgoing = _outgoing(tmp_path, "large", pixels=65536)
-        sender = DicomSender(_destination(scp.port), "DMASK")
-        sender.send(outgoing)
-        sender.close()
-    finally:
-        scp.stop()
+    outgoing = _outgoing(tmp_path, "large", pixels=65536)
+    _send_then_stop(scp, outgoing)
     (received,) = scp.received
     sent = dcmread(outgoing.path)
     assert len(sent.PixelData) > 3 * 16384
@@ -125,12 +125,7 @@ def test_instance_larger_than_the_peers_pdu_arrives_whole(tmp_path: Path) -> Non
 
 def test_association_aborted_mid_store_is_replaced_once(tmp_path: Path) -> None:
     scp = RecordingSCP([ExplicitVRLittleEndian], abort_first=True)
-    try:
-        sender = DicomSender(_destination(scp.port), "DMASK")
-        sender.send(_outgoing(tmp_path, "again"))
-        sender.close()
-    finally:
-        scp.stop()
+    _send_then_stop(scp, _outgoing(tmp_path, "again"))
     assert scp.associations == 2 and len(scp.received) == 1
 
 
