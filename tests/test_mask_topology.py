@@ -31,6 +31,10 @@ def test_openings_and_regions_have_the_expected_sizes() -> None:
     assert len(topology.MOUTH_OPENING) == 20
     assert {33, 133} <= set(topology.RIGHT_EYE_OPENING.tolist())
     assert {263, 362} <= set(topology.LEFT_EYE_OPENING.tolist())
+    eyes = ((topology.RIGHT_EYE_OPENING, (33, 159, 133)), (topology.LEFT_EYE_OPENING, (263, 386, 362)))
+    for ring, (outer, upper, inner) in eyes:  # the corners, and the upper lid between them
+        assert (ring[topology.OUTER_CORNER], ring[topology.INNER_CORNER]) == (outer, inner)
+        assert upper in ring[topology.OUTER_CORNER : topology.INNER_CORNER + 1]
     regions = topology.REGION_VERTICES
     assert set(regions[Region.EYES].tolist()) < set(regions[Region.EYELIDS].tolist())
     assert np.array_equal(regions[Region.IRISES], np.arange(468, 478))

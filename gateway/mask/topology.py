@@ -96,6 +96,9 @@ EDGES = np.array(sorted(_edges(connections.FACEMESH_TESSELATION)), dtype=np.int3
 #: Eyelid margins as closed polygons: the openings through which the eyes are seen.
 RIGHT_EYE_OPENING = _ring(connections.FACEMESH_RIGHT_EYE)
 LEFT_EYE_OPENING = _ring(connections.FACEMESH_LEFT_EYE)
+#: Positions of the outer and inner corner in either eye opening: each ring runs from just below
+#: the outer corner along the upper lid to the inner corner, then back along the lower lid.
+OUTER_CORNER, INNER_CORNER = 1, 9
 _INNER_LIP = frozenset({78, 95, 88, 178, 87, 14, 317, 402, 318, 324,
                         308, 415, 310, 311, 312, 13, 82, 81, 80, 191})
 #: Inner lip contour: the mouth opening.
