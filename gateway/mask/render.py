@@ -3,8 +3,9 @@
 One OpenGL context per process, created once. A face is rendered only over its own bounding
 region of the image, in an orthographic projection whose units are the image's pixels, with a
 depth test, per-vertex normals, Lambert + ambient shading of a neutral skin albedo (never the
-patient's skin) and 4x multisampling. Per-vertex colours darken the brows and the eyelid margins
-and tint the lips, so that the mask reads as a face to people and to landmark models.
+patient's skin) and 4x multisampling. Per-vertex colours darken the brows, the eyelid margins
+and the eye sockets and tint the lips, so that the mask reads as a face to people and to
+landmark models.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from gateway.mask.topology import (
     RIGHT_BROW,
     RIGHT_EYE_OPENING,
     TRIANGLES,
+    within_hops,
 )
 
 SAMPLES = 4
@@ -35,6 +37,12 @@ LIGHT = np.array([0.0, -0.35, -1.0]) / np.linalg.norm([0.0, -0.35, -1.0])
 BROW_SHADE = 0.55
 LID_MARGIN_SHADE = 0.6
 LIP_TINT = np.array([168.0, 92.0, 92.0])
+#: The ring of skin one mesh edge away from the lid margins (eyelids, the skin at the corners)
+#: is this much darker, as an eye socket is: Face Mesh reads the lids partly from it. With the
+#: skin as light as the cheek up to the margins, the eyelid points it finds on the mask were
+#: 1.82% of the inter-ocular distance off on faces-dev; with this ring 1.59%. Darker rings
+#: (0.65, or a second ring) made it pick the wrong one of two masked faces in a photo.
+SOCKET_SHADE = 0.75
 
 _VERTEX_SHADER = """
 #version 330
@@ -83,11 +91,13 @@ def vertex_normals(vertices: np.ndarray) -> np.ndarray:
 
 
 def vertex_colours(skin_albedo: tuple[int, int, int]) -> np.ndarray:
-    """Per-vertex albedo in [0, 1]: skin, darker brows and lid margins, tinted lips."""
+    """Per-vertex albedo in [0, 1]: skin, darker brows, lid margins and eye sockets, tinted lips."""
     skin = np.array(skin_albedo, dtype=np.float64)
     colours = np.tile(skin, (MESH_VERTEX_COUNT, 1))
     colours[np.concatenate([RIGHT_BROW, LEFT_BROW])] *= BROW_SHADE
-    colours[np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING])] *= LID_MARGIN_SHADE
+    rims = np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING])
+    colours[rims] *= LID_MARGIN_SHADE
+    colours[np.setdiff1d(within_hops(rims, 1), rims)] *= SOCKET_SHADE
     colours[LIPS] = (skin + LIP_TINT) / 2.0
     return colours / 255.0
 
