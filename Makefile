@@ -55,7 +55,7 @@ bench: install
 	$(BIN)/python bench/deid.py
 	$(BIN)/python bench/mask.py
 	$(BIN)/python bench/video.py
-	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/throughput.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV) var

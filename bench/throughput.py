@@ -10,7 +10,10 @@ Both figures are end to end: from the start of storescu until Orthanc holds ever
 (polled every 20 ms; direct, that is when storescu returns). ``ingest`` is the rate at which
 storescu got its responses from the gateway. The two paths alternate which goes first.
 
-Usage: ``.venv/bin/python bench/gateway.py [--tags-count 300] [--mask-count 40] [--repeats 3]``
+(Not named ``bench/gateway.py``: Python puts a script's folder first on ``sys.path``, and a
+module of that name would hide the ``gateway`` package from every script in ``bench/``.)
+
+Usage: ``.venv/bin/python bench/throughput.py [--tags-count 300] [--mask-count 40] [--repeats 3]``
 """
 
 from __future__ import annotations
