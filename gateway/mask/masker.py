@@ -89,7 +89,7 @@ class FaceMasker:
         """``rgb`` with each of ``faces`` replaced by its mask and the background policy applied.
 
         No detection and no residual check happen here: this is the step a frame sequence runs
-        on landmarks it has smoothed itself. ``refine_eyes`` (stills) corrects the drawn irises
+        on landmarks it has smoothed itself. ``refine_eyes`` (stills) corrects the drawn eyes
         once by re-detecting them (``gateway.mask.refine``). The output is a new HxWx3 uint8 array.
         """
         _checked(rgb)
@@ -148,7 +148,7 @@ class FaceMasker:
 
     def _mask_face(self, output: np.ndarray, rgb: np.ndarray, face: FaceLandmarks, refine_eyes: bool) -> None:
         """Draw one face's mask into ``output``; with ``refine_eyes`` (and drawn eyes) look at the
-        drawing once and draw the eyes again with the irises corrected (``gateway.mask.refine``)."""
+        drawing once and draw the eyes again with irises and lids corrected (``gateway.mask.refine``)."""
         points = face.points
         shape = self._shape(face)
         rendered_eyes = self.settings.eyes is EyeRendering.RENDERED
