@@ -8,7 +8,10 @@ Two workloads, each timed ``--repeats`` times (medians printed):
 
 Both figures are end to end: from the start of storescu until Orthanc holds every instance
 (polled every 20 ms; direct, that is when storescu returns). ``ingest`` is the rate at which
-storescu got its responses from the gateway. The two paths alternate which goes first.
+storescu got its responses from the gateway. The two paths alternate which goes first. For the
+tags-only workload a third figure is storescu -> a bare pynetdicom SCP that answers Success and
+keeps nothing (set up like the gateway's listener): the most any receive path built on
+pynetdicom can take on this machine, since storescu waits for each response.
 
 (Not named ``bench/gateway.py``: Python puts a script's folder first on ``sys.path``, and a
 module of that name would hide the ``gateway`` package from every script in ``bench/``.)
@@ -29,6 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration")]
 
 from pydicom.uid import SecondaryCaptureImageStorage  # noqa: E402
+from pynetdicom import AE, evt  # noqa: E402
+
+from gateway.config import Listener  # noqa: E402
+from gateway.receive import SUCCESS  # noqa: E402 (also makes pynetdicom receive in chunks)
+from gateway.transport import set_tcp_nodelay  # noqa: E402
 
 from dicom_instances import photo, photo_instance, resized, write  # noqa: E402
 from peers import (  # noqa: E402
@@ -80,9 +88,27 @@ def _through_gateway(orthanc: Orthanc, server: DmaskServer, files: list[Path]) -
     return len(files) / (end - start), len(files) / (acked - start)
 
 
+def _bare_pynetdicom(files: list[Path], max_pdu_size: int) -> float:
+    """storescu -> a pynetdicom SCP whose C-STORE handler only answers Success, in instances/s."""
+    ae = AE(ae_title="DMASK")
+    ae.maximum_pdu_size = max_pdu_size
+    ae.add_supported_context(SecondaryCaptureImageStorage)
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
+        (evt.EVT_CONN_OPEN, set_tcp_nodelay), (evt.EVT_C_STORE, lambda event: SUCCESS)])
+    try:
+        start = time.perf_counter()
+        result = storescu(server.server_address[1], files)
+        elapsed = time.perf_counter() - start
+    finally:
+        server.shutdown()
+    if len(acknowledged(result)) != len(files):
+        raise RuntimeError("the bare SCP did not acknowledge every instance")
+    return len(files) / elapsed
+
+
 def _workload(label: str, orthanc: Orthanc, server: DmaskServer, folder: Path, repeats: int,
-              count: int, **instance_options) -> None:
-    direct, gateway, ingest = [], [], []
+              count: int, bare_max_pdu: int | None = None, **instance_options) -> None:
+    direct, gateway, ingest, bare = [], [], [], []
     for repeat in range(repeats):
         # Fresh UIDs every round: Orthanc would otherwise only overwrite what it has. The order
         # alternates, so neither path always meets the larger Orthanc index.
@@ -96,12 +122,17 @@ def _workload(label: str, orthanc: Orthanc, server: DmaskServer, folder: Path, r
             end_to_end, acked = _through_gateway(orthanc, server, files)
         gateway.append(end_to_end)
         ingest.append(acked)
+        if bare_max_pdu is not None:
+            bare.append(_bare_pynetdicom(files, bare_max_pdu))
     size = files[0].stat().st_size / 1000
     ratio = statistics.median(gateway) / statistics.median(direct)
     print(f"{label}: {count} instances of {size:.0f} kB, median of {repeats}")
     print(f"  storescu -> Orthanc          {statistics.median(direct):8.1f} instances/s")
     print(f"  storescu -> dmask -> Orthanc {statistics.median(gateway):8.1f} instances/s "
           f"(ingest {statistics.median(ingest):.1f}/s, {ratio:.2f} of direct)")
+    if bare:
+        print(f"  storescu -> bare pynetdicom  {statistics.median(bare):8.1f} instances/s "
+              f"({statistics.median(bare) / statistics.median(direct):.2f} of direct)")
 
 
 def main() -> None:
@@ -122,6 +153,7 @@ def main() -> None:
         server.start()
         try:
             _workload("tags-only", orthanc, server, folder, args.repeats, args.tags_count,
+                      bare_max_pdu=Listener.model_fields["max_pdu_size"].default,
                       pixels=13_000, name="camera", sop_class=SecondaryCaptureImageStorage,
                       modality="OT")
             _workload("mask 1 MP", orthanc, server, folder, args.repeats, args.mask_count,
