@@ -110,6 +110,12 @@ def _header(pdu_type: int, body: bytes) -> bytes:
     return struct.pack(">BBI", pdu_type, 0, len(body))
 
 
+def _unsigned_short(fields: dict[int, bytes], element: int) -> int | None:
+    """A US value of a command set (Command Field, Message ID, Status), None when absent."""
+    value = fields.get(element)
+    return struct.unpack("<H", value[:2])[0] if value is not None and len(value) >= 2 else None
+
+
 def _pdu(pdu_type: int, body: bytes) -> bytes:
     return _header(pdu_type, body) + body
 
@@ -185,7 +191,7 @@ class StoreAssociation:
                 connection = tls.wrap_socket(connection, server_hostname=host)
             connection.sendall(_associate_rq(calling_ae, called_ae, proposed))
             pdu_type, body = _read_pdu(connection)
-        except (OSError, ConnectionError) as exc:
+        except OSError as exc:  # ConnectionError and ssl.SSLError included
             connection.close()
             what = "refused the secure connection" if isinstance(exc, ssl.SSLError) \
                 else "aborted"
@@ -253,12 +259,12 @@ class StoreAssociation:
         except OSError:
             self.abort()
             raise
-        if struct.unpack("<H", fields.get(0x0100, b"\0\0")[:2])[0] != _C_STORE_RSP or \
-                struct.unpack("<H", fields.get(0x0120, b"\0\0")[:2])[0] != self._message_id or \
-                0x0900 not in fields:
+        status = _unsigned_short(fields, 0x0900)
+        if _unsigned_short(fields, 0x0100) != _C_STORE_RSP or status is None or \
+                _unsigned_short(fields, 0x0120) != self._message_id:
             self.abort()
             raise ConnectionError("the destination answered something else than our C-STORE")
-        return int(struct.unpack("<H", fields[0x0900][:2])[0])
+        return status
 
     def _read_command(self) -> bytes:
         """The command set of the next response, from as many P-DATA-TF PDUs as it spans."""
