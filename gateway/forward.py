@@ -11,7 +11,6 @@ worker's own thread. Failures raise :class:`~gateway.errors.ForwardError`; when 
 from __future__ import annotations
 
 import os
-import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,15 +23,12 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from gateway.config import DicomDestination, FolderDestination, RetryPolicy
 from gateway.errors import ForwardError
+from gateway.part10 import HEAD_LENGTH, data_set_offset
 from gateway.store_scu import ProposedContext, StoreAssociation
 from gateway.transport import ssl_context
 
 _UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 _MAX_CONTEXTS = 128
-#: Where the file meta starts in a DICOM file (after the 128-byte preamble and ``DICM``).
-_META_START = 132
-#: (0002,0000) File Meta Information Group Length, as read little endian as one 32-bit tag.
-_META_GROUP_LENGTH_TAG = 0x00000002
 #: Statuses a C-STORE SCP may answer that still mean "stored" (PS3.4 B.2.3).
 _STORED = {0x0000, 0xB000, 0xB006, 0xB007}
 #: Reuse an idle association only this long; PACS (Orthanc: 30 s) drop silent ones.
@@ -194,18 +190,10 @@ class DicomSender:
 
 
 def _seek_data_set(handle: BinaryIO) -> int:
-    """Move ``handle`` (a DICOM file we wrote) past its file meta; return the data set's size.
-
-    pydicom always writes the File Meta Information Group Length first (Explicit VR Little
-    Endian: tag, ``UL``, 2-byte length 4, then the value), which says where the data set starts.
-    """
-    head = handle.read(_META_START + 12)
-    if len(head) < _META_START + 12 or head[128:_META_START] != b"DICM":
-        raise ForwardError("the processed instance is not a DICOM file")
-    tag, vr, length, meta_length = struct.unpack_from("<I2sHI", head, _META_START)
-    if (tag, vr, length) != (_META_GROUP_LENGTH_TAG, b"UL", 4):
+    """Move ``handle`` (a DICOM file we wrote) past its file meta; return the data set's size."""
+    meta_end = data_set_offset(handle.read(HEAD_LENGTH))
+    if meta_end is None:
         raise ForwardError("the processed instance has no file meta group length")
-    meta_end = _META_START + 12 + meta_length
     size = handle.seek(0, os.SEEK_END) - meta_end
     handle.seek(meta_end)
     return size

@@ -27,6 +27,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.config import Listener
 from gateway.errors import SpoolFull
+from gateway.part10 import HEAD_LENGTH, data_set_offset
 from gateway.spool import Spool
 from gateway.transport import set_tcp_nodelay, ssl_context
 
@@ -57,11 +58,10 @@ def _has_data_set(path: Path) -> bool:
     find (and quarantine). A deflated data set starts with compressed bytes, not a tag.
     """
     with open(path, "rb") as handle:
-        head = handle.read(144)
-        if len(head) < 144 or head[128:132] != b"DICM":
+        data_set_start = data_set_offset(handle.read(HEAD_LENGTH))
+        if data_set_start is None:
             return False
-        meta_length = struct.unpack("<I", head[140:144])[0]
-        meta = handle.read(meta_length)
+        meta = handle.read(data_set_start - HEAD_LENGTH)
         first = handle.read(8)
     if len(first) < 8:
         return False

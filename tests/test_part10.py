@@ -1,0 +1,27 @@
+"""Finding the data set of a Part 10 file, checked against what pydicom writes and reads."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+from pydicom import dcmread
+from pydicom.filereader import read_dataset
+
+from dicom_instances import photo, photo_instance, resized
+from gateway.part10 import HEAD_LENGTH, data_set_offset
+
+
+def test_offset_is_where_pydicom_finds_the_data_set() -> None:
+    buffer = BytesIO()
+    photo_instance(resized(photo("camera"), 1024)).save_as(buffer, enforce_file_format=True)
+    encoded = buffer.getvalue()
+    offset = data_set_offset(encoded[:HEAD_LENGTH])
+    assert offset is not None
+    tail = read_dataset(BytesIO(encoded[offset:]), is_implicit_VR=False, is_little_endian=True)
+    assert tail.SOPInstanceUID == dcmread(BytesIO(encoded)).SOPInstanceUID
+
+
+def test_not_a_part10_start_has_no_offset() -> None:
+    assert data_set_offset(b"\0" * 128 + b"DICX" + b"\0" * 12) is None
+    assert data_set_offset(b"\0" * 128 + b"DICM" + b"\x02\x00\x01\x00OB\0\0\0\0\0\0") is None
+    assert data_set_offset(b"\0" * 128 + b"DICM") is None
