@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gateway.mask.landmarks import reduced
+from gateway.mask.landmarks import Box, reduced
 
 CASCADE = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
 #: Longest side of the grey copy the cascade scans.
@@ -21,8 +21,6 @@ MIN_FACE = 24
 MIN_NEIGHBOURS = 6
 #: A detection counts as masked when at least this share of its box lies in masked regions.
 COVERED = 0.5
-
-Box = tuple[int, int, int, int]
 
 
 class ResidualFaceCheck:
