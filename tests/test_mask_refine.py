@@ -1,4 +1,5 @@
-"""Closed-loop eye correction of stills: irises and lids found closer on the mask, bounded steps."""
+"""Closed-loop eye correction of stills: the eyes looked at in the photo's own view, corrected,
+and the drawing found closest kept."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 from dicom_instances import photo
 from gateway.mask import FaceMasker, MaskSettings
 from gateway.mask.geometry import eye_frame
-from gateway.mask.refine import IRISES, LARGEST_STEP, LID_GAIN, LIDS, MISMATCH, corrected
+from gateway.mask.landmarks import MeshView
+from gateway.mask.refine import IRISES, LARGEST_CORRECTION, LIDS, MISMATCH, corrected, crop_view, eye_error
 
 
 @pytest.fixture(scope="module")
@@ -17,28 +19,64 @@ def masker() -> FaceMasker:
         yield masker
 
 
-def iris_error(displacement: np.ndarray) -> float:
-    return float(np.mean([np.linalg.norm(displacement[iris].mean(axis=0)) for iris in IRISES]))
-
-
-def lid_error(displacement: np.ndarray) -> float:
-    return float(np.linalg.norm(displacement[LIDS], axis=1).mean())
+def seen_error(masker: FaceMasker, output: np.ndarray, face) -> float:
+    """How far Face Mesh finds the eyes of ``face`` on ``output``, looking the way the mask does."""
+    found = masker._refiner.displacement(output, face.view, face.points)
+    assert found is not None
+    return eye_error(found, face.points)
 
 
 @pytest.mark.parametrize("name", ["grace_hopper", "astronaut"])
-def test_corrected_eyes_are_found_closer_than_the_calibrated_drawing(masker: FaceMasker, name: str) -> None:
+def test_more_corrections_never_leave_the_eyes_found_further_off(name: str) -> None:
     rgb = photo(name)
+    errors = []
+    for corrections in (0, 1, 3):
+        with FaceMasker(MaskSettings(eye_corrections=corrections)) as masker:
+            face = masker.detect(rgb)[0]
+            output = masker.mask_image(rgb)
+            assert np.array_equal(output, masker.render(rgb, [face], refine_eyes=True))
+            errors.append(seen_error(masker, output, face))
+
+    assert errors[0] > errors[1] >= errors[2]
+
+
+def test_the_eyes_are_looked_at_in_the_view_the_photo_was_measured_in(masker: FaceMasker) -> None:
+    rgb = photo("astronaut")
+    face = masker.detect(rgb)[0]
+
+    assert face.view == MeshView((0, 0, rgb.shape[1], rgb.shape[0]), face.view.side)
+    again = face.view.faces(masker._refiner._mesh, rgb)
+    assert np.array_equal(again[0], face.points)
+
+
+def test_without_corrections_the_calibrated_drawing_is_left_as_it_is(masker: FaceMasker) -> None:
+    rgb = photo("grace_hopper")
+    face = masker.detect(rgb)[0]
+
+    with FaceMasker(MaskSettings(eye_corrections=0)) as uncorrected:
+        assert np.array_equal(uncorrected.mask_image(rgb), masker.render(rgb, [face]))
+
+
+def test_landmarks_without_a_view_are_looked_at_around_their_face(masker: FaceMasker) -> None:
+    rgb = photo("grace_hopper")
     face = masker.detect(rgb)[0]
     region = masker._region(face, rgb.shape)
-    refiner = masker._refiner
+    view = crop_view(region, rgb.shape)
 
-    drawn = refiner.displacement(masker.render(rgb, [face]), region, face.points)
-    refined = refiner.displacement(masker.render(rgb, [face], refine_eyes=True), region, face.points)
+    found = masker._refiner.displacement(masker.render(rgb, [face]), view, face.points)
 
-    assert drawn is not None and refined is not None
-    assert iris_error(refined) < iris_error(drawn)
-    assert lid_error(refined) < lid_error(drawn)
-    assert np.array_equal(masker.mask_image(rgb), masker.render(rgb, [face], refine_eyes=True))
+    assert found is not None
+    assert eye_error(found, face.points) < MISMATCH
+
+
+def test_a_view_without_these_eyes_gives_no_displacement(masker: FaceMasker) -> None:
+    hopper = photo("grace_hopper")
+    face = masker.detect(hopper)[0]
+    elsewhere = face.points + [hopper.shape[1] / 2, 0.0, 0.0]
+
+    assert masker._refiner.displacement(hopper, face.view, elsewhere) is None
+    blank = np.full_like(hopper, 128)
+    assert masker._refiner.displacement(blank, face.view, face.points) is None
 
 
 @pytest.fixture(scope="module")
@@ -46,24 +84,29 @@ def points(masker: FaceMasker) -> np.ndarray:
     return masker.detect(photo("grace_hopper"))[0].points
 
 
-def test_correction_moves_irises_and_lids_back_within_the_largest_step(points: np.ndarray) -> None:
+def test_correction_moves_lids_and_irises_against_their_displacement(points: np.ndarray) -> None:
     _, scale = eye_frame(points)
     displacement = np.zeros((len(points), 2))
-    displacement[IRISES[0]] = [0.01 * scale, -0.2 * scale]
-    displacement[LIDS] = [0.02 * scale, -0.1 * scale]  # within MISMATCH, beyond the step
+    displacement[IRISES[0]] = [0.01 * scale, -0.02 * scale]
+    displacement[LIDS] = [-0.02 * scale, 0.01 * scale]
 
-    moved = corrected(points, points, displacement)
+    moved = corrected(points, displacement, points, points)
 
-    assert moved is not None
-    assert np.allclose(moved[IRISES[0], :2] - points[IRISES[0], :2], [-0.01 * scale, LARGEST_STEP * scale])
+    assert np.allclose(moved[IRISES[0], :2] - points[IRISES[0], :2], [-0.01 * scale, 0.02 * scale])
     assert np.array_equal(moved[IRISES[1]], points[IRISES[1]])
-    expected_lids = LID_GAIN * np.array([-0.02 * scale, LARGEST_STEP * scale])
-    assert np.allclose(moved[LIDS, :2] - points[LIDS, :2], expected_lids)
+    assert np.allclose(moved[LIDS, :2] - points[LIDS, :2], [0.02 * scale, -0.01 * scale])
+    others = np.setdiff1d(np.arange(len(points)), np.concatenate([LIDS, *IRISES]))
+    assert np.array_equal(moved[others], points[others])
 
 
-def test_a_redetection_of_other_eyes_is_not_followed(points: np.ndarray) -> None:
+def test_corrections_add_up_to_at_most_the_largest_correction(points: np.ndarray) -> None:
     _, scale = eye_frame(points)
-    displacement = np.full((len(points), 2), MISMATCH * scale)
+    step = np.zeros((len(points), 2))
+    step[LIDS] = [0.03 * scale, -0.03 * scale]
 
-    assert corrected(points, points, displacement) is None
+    once = corrected(points, step, points, points)
+    twice = corrected(once, step, points, points)
 
+    assert np.allclose(once[LIDS, :2] - points[LIDS, :2], [-0.03 * scale, 0.03 * scale])
+    largest = LARGEST_CORRECTION * scale
+    assert np.allclose(twice[LIDS, :2] - points[LIDS, :2], [-largest, largest])

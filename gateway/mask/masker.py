@@ -15,11 +15,11 @@ import numpy as np
 from gateway.errors import NoFaceFound, ResidualFace, UnsupportedPixelFormat
 from gateway.mask.calibration import load_calibration
 from gateway.mask.compose import RIM, background, compose_face, face_outline
-from gateway.mask.geometry import keyed_variation, mask_shape, mesh_blend, variation_of
-from gateway.mask.landmarks import FaceLandmarks, LandmarkDetector
-from gateway.mask.refine import EyeRefiner, corrected
+from gateway.mask.geometry import eye_frame, keyed_variation, mask_shape, mesh_blend, variation_of
+from gateway.mask.landmarks import Box, FaceLandmarks, LandmarkDetector
+from gateway.mask.refine import LARGEST_CORRECTION, EyeRefiner, corrected, crop_view, eye_error
 from gateway.mask.render import MaskRenderer
-from gateway.mask.residual import Box, ResidualFaceCheck
+from gateway.mask.residual import ResidualFaceCheck
 from gateway.mask.settings import BackgroundPolicy, EyeRendering, MaskSettings
 from gateway.mask.template import load_template
 from gateway.mask.topology import LEFT_EYE_OPENING, MESH_VERTEX_COUNT, RIGHT_EYE_OPENING
@@ -54,7 +54,7 @@ class FaceMasker:
         self._blend = mesh_blend(self.template.vertices, self.settings.preserved_regions())
         self._detector = LandmarkDetector(self.settings)
         self._renderer = MaskRenderer(self.settings.skin_albedo)
-        self._refiner = EyeRefiner(self.settings.detection_confidence)
+        self._refiner = EyeRefiner(self.settings)
         self._residual = ResidualFaceCheck() if self.settings.residual_check else None
 
     def __enter__(self) -> FaceMasker:
@@ -90,7 +90,7 @@ class FaceMasker:
 
         No detection and no residual check happen here: this is the step a frame sequence runs
         on landmarks it has smoothed itself. ``refine_eyes`` (stills) corrects the drawn eyes
-        once by re-detecting them (``gateway.mask.refine``). The output is a new HxWx3 uint8 array.
+        by re-detecting them (``gateway.mask.refine``). The output is a new HxWx3 uint8 array.
         """
         _checked(rgb)
         output = background(rgb, self.settings)
@@ -147,8 +147,8 @@ class FaceMasker:
         return max(low[0], 0), max(low[1], 0), min(high[0], width), min(high[1], height)
 
     def _mask_face(self, output: np.ndarray, rgb: np.ndarray, face: FaceLandmarks, refine_eyes: bool) -> None:
-        """Draw one face's mask into ``output``; with ``refine_eyes`` (and drawn eyes) look at the
-        drawing once and draw the eyes again with irises and lids corrected (``gateway.mask.refine``)."""
+        """Draw one face's mask into ``output``; with ``refine_eyes`` (and drawn eyes) correct
+        the drawn eyes by looking at them (``_refine_eyes``)."""
         points = face.points
         shape = self._shape(face)
         rendered_eyes = self.settings.eyes is EyeRendering.RENDERED
@@ -158,19 +158,52 @@ class FaceMasker:
         x0, y0, x1, y1 = region
         if x1 <= x0 or y1 <= y0:
             return
-        band = _eye_band(shape, region)
-        bx0, by0, bx1, by1 = band
-        underneath = output[by0:by1, bx0:bx1].copy() if refine_eyes and rendered_eyes else None
         rendered = self._renderer.render(shape, region)
-        self._compose(output, rgb, rendered, shape, points, region)
-        if underneath is None:
-            return
-        found = self._refiner.displacement(output, region, points)
-        moved = None if found is None else corrected(shape, points, found)
-        if moved is None:
-            return
-        output[by0:by1, bx0:bx1] = underneath
-        self._compose(output, rgb, rendered[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0], moved, points, band)
+        if refine_eyes and rendered_eyes and self.settings.eye_corrections:
+            _, scale = eye_frame(points)
+            band = _eye_band(shape, region, LARGEST_CORRECTION * scale)
+            underneath = output[band[1] : band[3], band[0] : band[2]].copy()
+            self._compose(output, rgb, rendered, shape, points, region)
+            self._refine_eyes(output, rgb, rendered, shape, face, region, band, underneath)
+        else:
+            self._compose(output, rgb, rendered, shape, points, region)
+
+    def _refine_eyes(
+        self,
+        output: np.ndarray,
+        rgb: np.ndarray,
+        rendered: np.ndarray,
+        shape: np.ndarray,
+        face: FaceLandmarks,
+        region: Box,
+        band: Box,
+        underneath: np.ndarray,
+    ) -> None:
+        """Look at the drawn eyes, draw them corrected, up to ``eye_corrections`` times, and leave
+        the drawing whose eyes Face Mesh found closest to the photo's (``gateway.mask.refine``).
+
+        ``band`` is the part of ``region`` the eyes are drawn in (``_eye_band``), ``underneath``
+        what ``output`` showed there before the face was composed.
+        """
+        points = face.points
+        view = face.view or crop_view(region, output.shape)
+        x0, y0 = region[:2]
+        bx0, by0, bx1, by1 = band
+        rendered = rendered[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0]
+        drawn, best, best_error = shape, output[by0:by1, bx0:bx1].copy(), np.inf
+        for look in range(self.settings.eye_corrections + 1):
+            found = self._refiner.displacement(output, view, points)
+            if found is None:
+                break
+            error = eye_error(found, points)
+            if error < best_error:
+                best, best_error = output[by0:by1, bx0:bx1].copy(), error
+            if look == self.settings.eye_corrections:
+                break
+            drawn = corrected(drawn, found, shape, points)
+            output[by0:by1, bx0:bx1] = underneath
+            self._compose(output, rgb, rendered, drawn, points, band)
+        output[by0:by1, bx0:bx1] = best
 
     def _compose(
         self, output: np.ndarray, rgb: np.ndarray, rendered: np.ndarray, shape: np.ndarray, points: np.ndarray, box: Box
@@ -183,11 +216,12 @@ class FaceMasker:
         )
 
 
-def _eye_band(shape: np.ndarray, region: Box) -> Box:
-    """The part of ``region`` that drawing the eyes of ``shape`` again can change: the eyelid
-    openings and the rim by which a drawn opening reaches under the mesh's edge."""
+def _eye_band(shape: np.ndarray, region: Box, reach: float) -> Box:
+    """The part of ``region`` that drawing the eyes of ``shape`` again, each point moved by up to
+    ``reach`` pixels, can change: the eyelid openings, the lid lines over them and the rim by
+    which a drawn opening reaches under the mesh's edge."""
     extent = shape[np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING]), :2]
-    margin = REGION_MARGIN + RIM
+    margin = REGION_MARGIN + RIM + int(np.ceil(reach))
     low = np.floor(extent.min(axis=0)).astype(int) - margin
     high = np.ceil(extent.max(axis=0)).astype(int) + margin
     x0, y0, x1, y1 = region

@@ -3,17 +3,18 @@
 The calibration (``gateway.mask.calibration``) removes the mean displacement between the eye
 landmarks of a photo and those Face Mesh finds on its mask, but for each photo the landmark model
 still sees the drawn irises and lid margins a little off, by an amount that depends on the face
-around them. For a still there is time to look once: Face Mesh runs on a reduced crop around the
-rendered face, each drawn iris is moved against the displacement found there, each lid margin
-point against ``LID_GAIN`` of its own, and the eyes are drawn again (a second look gained
-0.02 points of eyelid error for another landmark pass).
+around them and that changes, almost at random, with every small change of the drawing. For a
+still there is time to look a few times: Face Mesh runs on the mask in the same view the
+photo's landmarks came from (``MeshView``), each drawn lid point and iris is moved against the
+displacement found there, and the drawing that was found closest to the photo's eyes is kept.
 
-The lids move less than the full displacement: on faces-dev a gain of 0.7 brought the eyelid
-points from 1.48% to 1.34% of the inter-ocular distance with the irises at 0.75% (a gain of 1
-gave the same lids and irises at 0.76%), and the strong attacker's line-ups stayed within target
-(same photo 19%, other photo 18%, mask to mask 18%; closed set 4% / 0% / 5%). Moving the lids
-by the whole displacement on the earlier drawing, without lid lines and eye sockets, had raised
-the same-photo line-up to 22%.
+On faces-dev (``dmask audit privacy``) one look with the lids moved by 0.7 of their
+displacement left the eyelid points 1.34% of the inter-ocular distance off and the irises
+0.75%. Keeping the best of four looks (three corrections) in the photo's own view brings them
+to 1.16% and 0.49%. Looking at a crop around the face instead of the photo's view did worse
+(two corrections: 1.29% against 1.22%), and so did following the corrections without keeping
+the best (1.28%). Past the second correction Face Mesh finds the lids about as far off on
+average, but each drawing by a different amount, and the best one seen is kept.
 
 Frame sequences do not use it: their landmarks are smoothed over time, and another landmark
 pass per frame would cost a third of the frame rate.
@@ -25,19 +26,18 @@ import mediapipe as mp
 import numpy as np
 
 from gateway.mask.geometry import eye_frame
-from gateway.mask.landmarks import reduced
+from gateway.mask.landmarks import Box, MeshView
+from gateway.mask.settings import MaskSettings
 from gateway.mask.topology import LEFT_EYE_OPENING, LEFT_IRIS, RIGHT_EYE_OPENING, RIGHT_IRIS
 
-#: Side of the square crop Face Mesh looks at, in multiples of the face region's longer side:
-#: the landmark model finds a face best with about as much context as a portrait photo gives.
+#: For landmarks without a view (made by a caller): the square crop Face Mesh looks at, in
+#: multiples of the face region's longer side (about as much context as a portrait gives) ...
 CROP_GROWTH = 2.2
-#: Longest side of that crop once reduced: Face Mesh works at 192 pixels anyway.
+#: ... and its longest side once reduced (Face Mesh works at 192 pixels anyway).
 CROP_SIDE = 256
-#: Largest correction of an iris, in inter-ocular distances (larger displacements are clipped:
-#: a big step overshoots where the lids clip the iris).
-LARGEST_STEP = 0.05
-#: Share of its re-detected displacement by which each drawn lid margin point is moved back.
-LID_GAIN = 0.7
+#: Largest total correction of a drawn point, in inter-ocular distances: a larger one is not
+#: of the drawing (and an iris moved further overshoots where the lids clip it).
+LARGEST_CORRECTION = 0.05
 #: A re-detection whose eyelid points are on average further off than this (inter-ocular
 #: distances) is not of the drawn eyes (another face, a failed fit) and is not followed.
 MISMATCH = 0.25
@@ -48,54 +48,62 @@ IRISES = (RIGHT_IRIS, LEFT_IRIS)
 class EyeRefiner:
     """Re-detects the eyes of a drawn mask; holds its own Face Mesh graph (one per process)."""
 
-    def __init__(self, detection_confidence: float) -> None:
+    def __init__(self, settings: MaskSettings) -> None:
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True,
-            max_num_faces=1,
+            max_num_faces=settings.max_faces,
             refine_landmarks=True,
-            min_detection_confidence=detection_confidence,
+            min_detection_confidence=settings.detection_confidence,
         )
 
     def close(self) -> None:
         """Release the Face Mesh graph."""
         self._mesh.close()
 
-    def displacement(
-        self, image: np.ndarray, region: tuple[int, int, int, int], points: np.ndarray
-    ) -> np.ndarray | None:
-        """Where Face Mesh finds the eye landmarks on ``image`` minus where ``points`` has them.
+    def displacement(self, image: np.ndarray, view: MeshView, points: np.ndarray) -> np.ndarray | None:
+        """Where Face Mesh finds the landmarks of the face at ``points`` on ``view`` of ``image``
+        (the masked output), minus ``points``: (478, 2) pixels.
 
-        ``region`` is the face's box in ``image`` (the masked output); the result is (478, 2)
-        pixels, or None when no face is found around it.
+        None when no face found there has its eyelid points within ``MISMATCH`` of ``points``.
         """
-        x0, y0, x1, y1 = region
-        height, width = image.shape[:2]
-        half = max(x1 - x0, y1 - y0) * CROP_GROWTH / 2.0
-        cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-        cx0, cy0 = int(max(cx - half, 0)), int(max(cy - half, 0))
-        cx1, cy1 = int(min(cx + half, width)), int(min(cy + half, height))
-        crop, factor = reduced(image[cy0:cy1, cx0:cx1], CROP_SIDE)
-        result = self._mesh.process(np.ascontiguousarray(crop))
-        if not result.multi_face_landmarks:
+        found = view.faces(self._mesh, image)
+        if not found:
             return None
-        ch, cw = crop.shape[:2]
-        found = np.array([(p.x * cw, p.y * ch) for p in result.multi_face_landmarks[0].landmark])
-        return found * factor + np.array([cx0, cy0]) - points[:, :2]
+        offsets = [face[:, :2] - points[:, :2] for face in found]
+        lid_distances = [np.linalg.norm(offset[LIDS], axis=1).mean() for offset in offsets]
+        nearest = int(np.argmin(lid_distances))
+        _, scale = eye_frame(points)
+        return offsets[nearest] if lid_distances[nearest] <= MISMATCH * scale else None
 
 
-def corrected(shape: np.ndarray, points: np.ndarray, displacement: np.ndarray) -> np.ndarray | None:
-    """``shape`` with each drawn iris moved, as a whole, against its ``displacement``, and each
-    lid margin point against ``LID_GAIN`` of its own.
+def crop_view(region: Box, shape: tuple[int, ...]) -> MeshView:
+    """A view for landmarks that have none: a square around the face's ``region``."""
+    x0, y0, x1, y1 = region
+    height, width = shape[:2]
+    half = max(x1 - x0, y1 - y0) * CROP_GROWTH / 2.0
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    box = (int(max(cx - half, 0)), int(max(cy - half, 0)), int(min(cx + half, width)), int(min(cy + half, height)))
+    return MeshView(box, CROP_SIDE)
 
-    Each displacement is clipped to ``LARGEST_STEP`` first. None when the re-detection is not of this face's
-    eyes (its eyelid points are off by more than ``MISMATCH``).
-    """
+
+def eye_error(displacement: np.ndarray, points: np.ndarray) -> float:
+    """How far the eyes were found: mean eyelid point distance plus mean iris centre distance,
+    in inter-ocular distances (what the privacy audit's fidelity measures)."""
     _, scale = eye_frame(points)
-    if np.linalg.norm(displacement[LIDS], axis=1).mean() > MISMATCH * scale:
-        return None
-    largest = LARGEST_STEP * scale
-    moved = shape.copy()
-    moved[LIDS, :2] -= LID_GAIN * np.clip(displacement[LIDS], -largest, largest)
+    lids = np.linalg.norm(displacement[LIDS], axis=1).mean()
+    irises = np.mean([np.linalg.norm(displacement[iris].mean(axis=0)) for iris in IRISES])
+    return float((lids + irises) / scale)
+
+
+def corrected(drawn: np.ndarray, displacement: np.ndarray, first: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``drawn`` with each lid point moved against its ``displacement`` and each iris, as a
+    whole, against the mean of its own; no point ends further than ``LARGEST_CORRECTION`` from
+    where the ``first`` drawing had it."""
+    moved = drawn.copy()
+    moved[LIDS, :2] -= displacement[LIDS]
     for iris in IRISES:
-        moved[iris, :2] -= np.clip(displacement[iris].mean(axis=0), -largest, largest)
+        moved[iris, :2] -= displacement[iris].mean(axis=0)
+    _, scale = eye_frame(points)
+    largest = LARGEST_CORRECTION * scale
+    moved[:, :2] = first[:, :2] + np.clip(moved[:, :2] - first[:, :2], -largest, largest)
     return moved
