@@ -60,7 +60,7 @@ def test_without_corrections_the_calibrated_drawing_is_left_as_it_is(masker: Fac
 def test_landmarks_without_a_view_are_looked_at_around_their_face(masker: FaceMasker) -> None:
     rgb = photo("grace_hopper")
     face = masker.detect(rgb)[0]
-    region = masker._region(face, rgb.shape)
+    region = masker._region(masker._shape(face), face.points, rgb.shape)
     view = crop_view(region, rgb.shape)
 
     found = masker._refiner.displacement(masker.render(rgb, [face]), view, face.points)

@@ -125,7 +125,7 @@ class FaceMasker:
         """
         if self._residual is None or self.settings.background is BackgroundPolicy.FILL:
             return
-        boxes = [self._region(face, output.shape) for face in faces]
+        boxes = [self._region(self._shape(face), face.points, output.shape) for face in faces]
         if self._residual.uncovered_faces(output, boxes):
             raise ResidualFace("a face outside every mask was detected on the output")
 
@@ -136,10 +136,10 @@ class FaceMasker:
             variation = keyed_variation(variation, self._key)
         return mask_shape(face.points, self.template.vertices, self._blend, variation)
 
-    def _region(self, face: FaceLandmarks, shape: tuple[int, ...]) -> Box:
-        """The pixels a face's mask may touch: the mask and (unless filled anyway) the outline."""
-        mask = self._shape(face)
-        outline = face_outline(face.points) if self.settings.background is not BackgroundPolicy.FILL else None
+    def _region(self, mask: np.ndarray, points: np.ndarray, shape: tuple[int, ...]) -> Box:
+        """The pixels the ``mask`` (``_shape``) of the face at ``points`` may touch: the mask
+        and (unless filled anyway) the face's outline."""
+        outline = face_outline(points) if self.settings.background is not BackgroundPolicy.FILL else None
         extent = mask[:MESH_VERTEX_COUNT, :2] if outline is None else np.vstack([mask[:MESH_VERTEX_COUNT, :2], outline])
         low = np.floor(extent.min(axis=0)).astype(int) - REGION_MARGIN
         high = np.ceil(extent.max(axis=0)).astype(int) + REGION_MARGIN
@@ -151,10 +151,10 @@ class FaceMasker:
         the drawn eyes by looking at them (``_refine_eyes``)."""
         points = face.points
         shape = self._shape(face)
+        region = self._region(shape, points, rgb.shape)
         rendered_eyes = self.settings.eyes is EyeRendering.RENDERED
         if rendered_eyes:
             shape = self.calibration.apply(shape, points)
-        region = self._region(face, rgb.shape)
         x0, y0, x1, y1 = region
         if x1 <= x0 or y1 <= y0:
             return
