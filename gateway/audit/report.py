@@ -145,8 +145,9 @@ def report_markdown(result: AuditResult) -> str:
         "",
         "## Fidelity (landmarks re-detected on the released image vs the original)",
         "",
-        "Errors in inter-ocular distances (iris centre to iris centre), aperture = eyelid height / width,",
-        "gaze = iris centre relative to the eye corners in eye widths; mean (median) over re-detected photos.",
+        "Errors in inter-ocular distances (iris centre to iris centre; 0.0120 is 1.2%),",
+        "aperture = eyelid height / width, gaze = iris centre relative to the eye corners in eye widths;",
+        "mean (median) over re-detected photos.",
         "Where a transform hides the eyes (blur, pixelate, eyebar) the landmarker only guesses them.",
         "",
         "| transform | re-detected | eyelid error | iris error | aperture diff | gaze diff |",
@@ -156,7 +157,7 @@ def report_markdown(result: AuditResult) -> str:
         summary = _fidelity_json(t)
         redetected = f"{summary['redetected']}/{summary['compared']}"
         cells = [
-            "–" if summary[name] is None else f"{summary[name]['mean']:.3f} ({summary[name]['median']:.3f})"
+            "–" if summary[name] is None else f"{summary[name]['mean']:.4f} ({summary[name]['median']:.4f})"
             for name in FIDELITY_FIELDS
         ]
         lines.append(f"| {t.name} | {redetected} | " + " | ".join(cells) + " |")

@@ -316,11 +316,11 @@ class LandmarkDetector:
         """``faces`` plus the new faces the detector finds in ``tile`` turned by ``turns``.
 
         A detection whose eyes are where those of a face in ``meshed`` (Face Mesh on the whole
-        image, running meanwhile on the other core) are takes that face's landmarks, which are what an analysis of the whole image
-        finds; any other detection gets Face Mesh on a native-resolution crop. The detector
-        decides which faces exist either way: its eye keypoints also catch a whole-image mesh
-        fitted the wrong way round on an upside-down face. ``whole`` (the reduced whole image)
-        is reused for a tile that is the whole image.
+        image, running meanwhile in another thread) are takes that face's landmarks, which are
+        what an analysis of the whole image finds; any other detection gets Face Mesh on a
+        native-resolution crop. The detector decides which faces exist either way: its eye
+        keypoints also catch a whole-image mesh fitted the wrong way round on an upside-down
+        face. ``whole`` (the reduced whole image) is reused for a tile that is the whole image.
         """
         x0, y0, x1, y1 = tile
         height, width = rgb.shape[:2]
