@@ -24,6 +24,7 @@ from gateway.audit.fidelity import (
     gaze_offset,
     interocular_distance,
     iris_centre,
+    nearest_face,
 )
 
 GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
@@ -130,3 +131,13 @@ def test_face_mesh_finds_the_subjects_right_iris_on_the_left_of_the_photo() -> N
         lid = landmarks[list(eye.eyelid)]
         assert np.all(lid.min(axis=0) < centre) and np.all(centre < lid.max(axis=0))
     assert 60 < interocular_distance(landmarks) < 100  # the face is ~190 px wide
+
+
+
+def test_of_several_faces_the_one_whose_eyelids_are_nearest_is_compared() -> None:
+    original = synthetic_face()
+    beside = original + [150.0, 0.0]
+    slightly_off = original + [2.0, 1.0]
+
+    assert nearest_face([beside, slightly_off], original) is slightly_off
+    assert nearest_face([slightly_off, beside], beside) is beside

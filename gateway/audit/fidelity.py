@@ -39,6 +39,8 @@ RIGHT_EYE_LID_MIDPOINTS: tuple[int, int] = (159, 145)
 LEFT_EYE_LID_MIDPOINTS: tuple[int, int] = (386, 374)
 #: Number of landmarks Face Mesh returns with iris refinement.
 FACE_MESH_LANDMARKS = 478
+#: Most faces the landmarker reports on one image.
+MAX_FACES = 4
 
 
 @dataclass(frozen=True)
@@ -146,10 +148,19 @@ def compare_eyes(original: np.ndarray, transformed: np.ndarray) -> EyeFidelity:
     )
 
 
-class FaceMeshLandmarker:
-    """Mediapipe Face Mesh with iris refinement, for one face per still image.
+def nearest_face(faces: list[np.ndarray], near: np.ndarray) -> np.ndarray:
+    """Of several faces' landmarks, those whose eyelid points are closest to ``near``'s."""
+    eyelid = list(RIGHT_EYELID + LEFT_EYELID)
+    return min(faces, key=lambda face: float(np.linalg.norm(face[eyelid] - near[eyelid], axis=1).mean()))
 
-    Created once per audit run: building the graph costs far more than running it.
+
+class FaceMeshLandmarker:
+    """Mediapipe Face Mesh with iris refinement, for the faces of still images.
+
+    Created once per audit run: building the graph costs far more than running it. It finds up
+    to ``MAX_FACES`` faces, so that on a released image that shows several (every face in a
+    photo is masked, and a mask may look more like a face to the detector than another) the one
+    compared is the original's.
     """
 
     def __init__(self, min_detection_confidence: float = 0.5) -> None:
@@ -157,19 +168,26 @@ class FaceMeshLandmarker:
 
         self._mesh = face_mesh.FaceMesh(
             static_image_mode=True,
-            max_num_faces=1,
+            max_num_faces=MAX_FACES,
             refine_landmarks=True,
             min_detection_confidence=min_detection_confidence,
         )
 
-    def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
-        """The 478 landmarks in pixels, shape ``(478, 2)``, or None when no face is found."""
+    def landmarks(self, rgb: np.ndarray, near: np.ndarray | None = None) -> np.ndarray | None:
+        """The 478 landmarks in pixels, shape ``(478, 2)``, or None when no face is found.
+
+        The face is the first Face Mesh reports (its most confident detection) or, given the
+        landmarks of a face ``near``, the one whose eyelid points are closest to them.
+        """
         result = self._mesh.process(np.ascontiguousarray(rgb))
         if not result.multi_face_landmarks:
             return None
         height, width = rgb.shape[:2]
-        points = result.multi_face_landmarks[0].landmark
-        return np.array([(p.x * width, p.y * height) for p in points], dtype=np.float64)
+        faces = [
+            np.array([(p.x * width, p.y * height) for p in face.landmark], dtype=np.float64)
+            for face in result.multi_face_landmarks
+        ]
+        return faces[0] if near is None else nearest_face(faces, near)
 
     def close(self) -> None:
         """Release the mediapipe graph."""

@@ -261,7 +261,7 @@ def _release(
     embeddings = {"strong": strong, "detector": None if detected is None else detected.embedding}
     fidelity = None
     if original.landmarks is not None:
-        landmarks = landmarker.landmarks(image)
+        landmarks = landmarker.landmarks(image, near=original.landmarks)
         if landmarks is not None:
             fidelity = compare_eyes(original.landmarks, landmarks)
     return Released(None, embeddings, fidelity), image
