@@ -140,3 +140,13 @@ def test_mask_specs_carry_settings() -> None:
 def test_bad_mask_specs_are_refused(spec: str, message: str) -> None:
     with pytest.raises(AuditError, match=message):
         transform_from_spec(spec, {"tags-only": None})
+
+
+def test_the_mask_transform_releases_its_masker_and_builds_another_when_used_again(photo: np.ndarray) -> None:
+    mask = transform_from_spec("mask")
+    first = mask.apply(photo, REGION)
+    mask.close()
+    mask.close()  # closing twice is harmless
+
+    assert np.array_equal(mask.apply(photo, REGION), first)
+    mask.close()

@@ -304,7 +304,11 @@ class PhotoAuditor:
         return PhotoOutcome(photo, original, released, sheet)
 
     def close(self) -> None:
+        """Release the landmarker and the maskers of the digital mask transforms."""
         self._landmarker.close()
+        for transform in self._transforms:
+            if isinstance(transform, DigitalMask):
+                transform.close()
 
 
 _worker: PhotoAuditor | None = None

@@ -191,6 +191,12 @@ class DigitalMask:
             self._masker = FaceMasker(self.settings)
         return self._masker.mask_image(rgb)
 
+    def close(self) -> None:
+        """Release the masker's models and render context, if it was built."""
+        if self._masker is not None:
+            self._masker.close()
+            self._masker = None
+
 
 #: The transforms that need no settings, by name.
 TRANSFORMS: dict[str, Callable[[], FaceTransform]] = {
