@@ -159,14 +159,14 @@ class FaceMasker:
         if x1 <= x0 or y1 <= y0:
             return
         rendered = self._renderer.render(shape, region)
-        if refine_eyes and rendered_eyes and self.settings.eye_corrections:
-            _, scale = eye_frame(points)
-            band = _eye_band(shape, region, LARGEST_CORRECTION * scale)
-            underneath = output[band[1] : band[3], band[0] : band[2]].copy()
+        if not (refine_eyes and rendered_eyes and self.settings.eye_corrections):
             self._compose(output, rgb, rendered, shape, points, region)
-            self._refine_eyes(output, rgb, rendered, shape, face, region, band, underneath)
-        else:
-            self._compose(output, rgb, rendered, shape, points, region)
+            return
+        _, scale = eye_frame(points)
+        band = _eye_band(shape, region, LARGEST_CORRECTION * scale)
+        underneath = output[band[1] : band[3], band[0] : band[2]].copy()
+        self._compose(output, rgb, rendered, shape, points, region)
+        self._refine_eyes(output, rgb, rendered, shape, face, region, band, underneath)
 
     def _refine_eyes(
         self,
