@@ -102,6 +102,7 @@ def audit_privacy(
         None, "--config", "-c", help="Gateway configuration whose profiles mask@PROFILE names."
     ),
     seed: int = typer.Option(7050, help="Seed of the line-up draws."),
+    draws: int = typer.Option(1, min=1, help="Line-ups per probe (more give steadier line-up rates)."),
     jobs: int = typer.Option(0, min=0, help="Worker processes; 0 = one per CPU, at most 4."),
 ) -> None:
     """Measure how well face transforms resist re-identification and keep the eyes readable."""
@@ -119,7 +120,7 @@ def audit_privacy(
         face_set = load_face_set(faces)
         with typer.progressbar(length=len(face_set.photos), label="photos", file=sys.stderr) as bar:
             jobs = jobs or min(os.cpu_count() or 1, MAX_DEFAULT_JOBS)
-            result = run_privacy_audit(face_set, transforms, seed=seed, progress=bar.update, jobs=jobs)
+            result = run_privacy_audit(face_set, transforms, seed=seed, draws=draws, progress=bar.update, jobs=jobs)
         paths = write_report(result, report)
     except DmaskError as exc:
         typer.echo(f"audit privacy: {exc}", err=True)

@@ -101,3 +101,12 @@ def test_score_counts_hits_and_chance() -> None:
     assert result.interval == wilson_interval(3, 4)
     empty = score([])
     assert (empty.rate, empty.trials, empty.chance) == (0.0, 0, 0.0)
+
+
+def test_the_interval_of_several_draws_per_probe_counts_probes() -> None:
+    per_probe = score([(True, 6), (False, 6), (True, 6), (True, 6)] * 10, draws=4)
+    once = score([(True, 6)] * 30 + [(False, 6)] * 10)
+
+    assert per_probe.rate == once.rate == 0.75
+    assert per_probe.interval == pytest.approx(wilson_interval(7.5, 10))
+    assert per_probe.interval[1] - per_probe.interval[0] > once.interval[1] - once.interval[0]

@@ -108,9 +108,22 @@ def test_trials_follow_the_protocols() -> None:
         assert trial.probe == f"{trial.identity}/2"
         assert set(trial.gallery.values()) == {f"p{i}/1" for i in range(10)}
     for trial in trials["a"] + trials["b"]:
-        assert len(trial.lineup) == 6 and trial.identity in trial.lineup
+        (lineup,) = trial.lineups
+        assert len(lineup) == 6 and trial.identity in lineup
     assert draw_trials(usable, seed=5, lineup_size=6) == trials
     assert draw_trials(usable, seed=6, lineup_size=6) != trials
+
+
+def test_more_draws_show_each_probe_more_line_ups() -> None:
+    usable = {f"p{i}": [f"p{i}/1", f"p{i}/2"] for i in range(10)}
+    one = draw_trials(usable, seed=5, lineup_size=6)
+    three = draw_trials(usable, seed=5, lineup_size=6, draws=3)
+
+    assert [t.probe for t in three["a"]] == [t.probe for t in one["a"]]
+    assert three["a"][0].lineups[0] == one["a"][0].lineups[0]  # the same generator
+    for trial in three["a"] + three["b"]:
+        assert len(trial.lineups) == 3 and all(trial.identity in lineup for lineup in trial.lineups)
+    assert len({lineup for trial in three["b"] for lineup in trial.lineups}) > len(three["b"])
 
 
 def test_photos_without_a_face_are_excluded(result: AuditResult) -> None:
@@ -184,7 +197,8 @@ def test_report_files(result: AuditResult, tmp_path: Path) -> None:
     assert report["transforms"][3]["failed_closed"] == {"no-face": 3}
     assert len(report["draws"]["a"]) == 5
     assert report["photo_1"] == {"astronaut": "astronaut/astronaut_0001.png", "hopper": "hopper/hopper_0001.png"}
-    assert report["draws"]["a"][0]["probe"] in report["draws"]["a"][0]["lineup"]
+    assert report["draws"]["a"][0]["probe"] in report["draws"]["a"][0]["lineups"][0]
+    assert report["lineups_per_probe"] == 1
     markdown = paths[1].read_text()
     assert "| none | strong (original landmarks) | 5/5 | 5 |" in markdown
     assert "| fails-on-portrait | detector-based | 2/5 (3 no-face) | 2 |" in markdown
@@ -194,12 +208,28 @@ def test_report_files(result: AuditResult, tmp_path: Path) -> None:
 
 def test_cli_writes_the_report(faces: Path, tmp_path: Path) -> None:
     run = CliRunner().invoke(
-        app, ["audit", "privacy", "--faces", str(faces), "--transform", "eyebar", "--jobs", "1", "--report", str(tmp_path)]
+        app,
+        ["audit", "privacy", "--faces", str(faces), "--transform", "eyebar", "--jobs", "1", "--draws", "4",
+         "--report", str(tmp_path)],
     )
     assert run.exit_code == 0, run.output
     report = json.loads((tmp_path / "report.json").read_text())
     assert [t["name"] for t in report["transforms"]] == ["eyebar"]
+    assert report["lineups_per_probe"] == 4
+    other_photo = report["transforms"][0]["scores"]["strong"]["b"]
+    assert (other_photo["lineup"]["trials"], other_photo["lineup"]["draws"]) == (2 * 4, 4)
+    assert (other_photo["closed"]["trials"], other_photo["closed"]["draws"]) == (2, 1)
+    assert "4 line-ups per probe" in (tmp_path / "report.md").read_text()
+    assert "n=2×4" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "sheet.png").stat().st_size > 0
+
+
+def test_draws_below_one_are_refused(faces: Path, tmp_path: Path) -> None:
+    arguments = ["audit", "privacy", "--faces", str(faces), "--draws", "0", "--report", str(tmp_path)]
+    run = CliRunner().invoke(app, arguments)
+    assert run.exit_code == 2
+    with pytest.raises(AuditError, match="at least one line-up"):
+        run_privacy_audit(load_face_set(faces), [transform_from_spec("none")], draws=0)
 
 
 def test_cli_masks_with_a_profile_of_the_configuration(faces: Path, tmp_path: Path) -> None:

@@ -23,13 +23,14 @@ import numpy as np
 Z_95 = 1.959963984540054
 
 
-def wilson_interval(hits: int, trials: int, z: float = Z_95) -> tuple[float, float]:
+def wilson_interval(hits: float, trials: float, z: float = Z_95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion.
 
     Parameters
     ----------
     hits, trials:
-        Successes and trials; ``0 <= hits <= trials``.
+        Successes and trials; ``0 <= hits <= trials``. Fractional when the outcomes of several
+        draws per probe are counted as the probe's share of hits.
     z:
         Normal quantile of the confidence level (default 95%).
 
@@ -90,14 +91,18 @@ class Score:
     Attributes
     ----------
     hits, trials:
-        Correct picks and probes attempted.
+        Correct picks and line-ups (or closed sets) shown.
     chance:
         Mean over the trials of 1 / number of candidates: what guessing would score.
+    draws:
+        Line-ups shown per probe. Draws of one probe share its embeddings, so they are not
+        independent trials: the interval counts probes, each with its share of hits.
     """
 
     hits: int
     trials: int
     chance: float
+    draws: int = 1
 
     @property
     def rate(self) -> float:
@@ -106,12 +111,12 @@ class Score:
 
     @property
     def interval(self) -> tuple[float, float]:
-        """95% Wilson interval of :attr:`rate`."""
-        return wilson_interval(self.hits, self.trials)
+        """95% Wilson interval of :attr:`rate`, over probes."""
+        return wilson_interval(self.hits / self.draws, self.trials / self.draws)
 
 
-def score(outcomes: Sequence[tuple[bool, int]]) -> Score:
-    """Aggregate trials given as ``(hit, number of candidates)``."""
+def score(outcomes: Sequence[tuple[bool, int]], draws: int = 1) -> Score:
+    """Aggregate trials given as ``(hit, number of candidates)``, ``draws`` per probe."""
     hits = sum(1 for hit, _ in outcomes if hit)
     chance = float(np.mean([1.0 / candidates for _, candidates in outcomes])) if outcomes else 0.0
-    return Score(hits=hits, trials=len(outcomes), chance=chance)
+    return Score(hits=hits, trials=len(outcomes), chance=chance, draws=draws)

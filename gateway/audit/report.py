@@ -29,6 +29,7 @@ def _score_json(value: Score) -> dict[str, Any]:
     return {
         "hits": value.hits,
         "trials": value.trials,
+        "draws": value.draws,
         "rate": value.rate,
         "ci95": [low, high],
         "chance": value.chance,
@@ -55,6 +56,7 @@ def report_json(result: AuditResult) -> dict[str, Any]:
         "faces": str(result.faces),
         "seed": result.seed,
         "lineup_size": result.lineup_size,
+        "lineups_per_probe": result.draws,
         "people": len(result.identities),
         "photos": len(result.trials["a"]),
         "excluded_photos": result.excluded,
@@ -80,11 +82,14 @@ def report_json(result: AuditResult) -> dict[str, Any]:
             for t in result.transforms
         ],
         # The closed-set gallery is every person's photo #1 (in (a) the probe's own photo for its
-        # person); a draw lists the line-up's photos in the order drawn. Protocol c uses b's draws.
+        # person); a draw lists each line-up's photos in the order drawn. Protocol c uses b's draws.
         "photo_1": result.trials["b"][0].gallery,
         "draws": {
             protocol: [
-                {"probe": trial.probe, "lineup": [trial.gallery[member] for member in trial.lineup]}
+                {
+                    "probe": trial.probe,
+                    "lineups": [[trial.gallery[member] for member in lineup] for lineup in trial.lineups],
+                }
                 for trial in result.trials[protocol]
             ]
             for protocol in ("a", "b")
@@ -98,7 +103,8 @@ def _percent(value: float) -> str:
 
 def _cell(value: Score) -> str:
     low, high = value.interval
-    return f"{_percent(value.rate)} [{_percent(low)}–{_percent(high)}] n={value.trials}"
+    shown = f"{value.trials // value.draws}×{value.draws}" if value.draws > 1 else f"{value.trials}"
+    return f"{_percent(value.rate)} [{_percent(low)}–{_percent(high)}] n={shown}"
 
 
 def report_markdown(result: AuditResult) -> str:
@@ -110,14 +116,16 @@ def report_markdown(result: AuditResult) -> str:
         "# Privacy audit",
         "",
         f"{people} people, {photos} photos ({len(result.excluded)} excluded: no face on the original), "
-        f"seed {result.seed}, line-ups of {result.lineup_size}, {result.elapsed_s:.0f} s.",
+        f"seed {result.seed}, line-ups of {result.lineup_size}"
+        + (f", {result.draws} line-ups per probe" if result.draws > 1 else "")
+        + f", {result.elapsed_s:.0f} s.",
         "",
         "Protocols: " + "; ".join(f"({p}) {d}" for p, d in PROTOCOLS.items()) + ". "
         "A line-up holds the person and others drawn with the seed; a closed set holds every person, "
         "each by photo #1 (in (a) the probe's person by photo i).",
         f"Chance: line-up 1/{result.lineup_size} = {_percent(1 / result.lineup_size)}, "
         f"closed set 1/{people} = {_percent(1 / people)}. "
-        "Cells: rank-1 rate [95% Wilson interval] n=trials. "
+        "Cells: rank-1 rate [95% Wilson interval, over probes] n=probes (× line-ups per probe). "
         "Probes that failed closed are not released and not counted; see the released column.",
         "",
         "## Re-identification (rank-1)",
