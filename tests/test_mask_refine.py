@@ -37,7 +37,8 @@ def test_more_corrections_never_leave_the_eyes_found_further_off(name: str) -> N
             assert np.array_equal(output, masker.render(rgb, [face], refine_eyes=True))
             errors.append(seen_error(masker, output, face))
 
-    assert errors[0] > errors[1] >= errors[2]
+    assert errors[0] >= errors[1] >= errors[2]  # each count's drawings include the smaller count's
+    assert errors[2] < errors[0]
 
 
 def test_the_eyes_are_looked_at_in_the_view_the_photo_was_measured_in(masker: FaceMasker) -> None:
