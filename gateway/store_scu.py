@@ -105,11 +105,6 @@ def command_fields(encoded: bytes) -> dict[int, bytes]:
     return fields
 
 
-def _header(pdu_type: int, body: bytes) -> bytes:
-    """The 6-byte PDU header: type, reserved, length of what follows (PS3.8 9.3.1)."""
-    return struct.pack(">BBI", pdu_type, 0, len(body))
-
-
 def _unsigned_short(fields: dict[int, bytes], element: int) -> int | None:
     """A US value of a command set (Command Field, Message ID, Status), None when absent."""
     value = fields.get(element)
@@ -117,13 +112,14 @@ def _unsigned_short(fields: dict[int, bytes], element: int) -> int | None:
 
 
 def _pdu(pdu_type: int, body: bytes) -> bytes:
-    return _header(pdu_type, body) + body
+    """A PDU: the 6-byte header (type, reserved, length of what follows; PS3.8 9.3.1), then ``body``."""
+    return struct.pack(">BBI", pdu_type, 0, len(body)) + body
 
 
 def _p_data(context_id: int, control: int, fragment: bytes) -> bytes:
-    """A P-DATA-TF PDU with one presentation data value (PS3.8 9.3.5)."""
-    item = struct.pack(">IBB", len(fragment) + 2, context_id, control)
-    return _pdu(_P_DATA_TF, item + fragment)
+    """A P-DATA-TF PDU with one presentation data value (PS3.8 9.3.5), the fragment copied once."""
+    length = len(fragment) + 2
+    return struct.pack(">BBIIBB", _P_DATA_TF, 0, length + 4, length, context_id, control) + fragment
 
 
 def _presentation_contexts(proposed: Iterable[ProposedContext]) -> list[PresentationContext]:
@@ -201,7 +197,7 @@ class StoreAssociation:
             what = "rejected" if pdu_type == _A_ASSOCIATE_RJ else "aborted"
             raise ForwardError(f"association with the destination {what}")
         accept = A_ASSOCIATE_AC()
-        accept.decode(_header(pdu_type, body) + body)
+        accept.decode(_pdu(pdu_type, body))
         primitive = accept.to_primitive()
         by_id = {context.context_id: context for context in proposed}
         accepted: dict[tuple[str, str], int] = {}

@@ -108,8 +108,8 @@ def _initialize(config: GatewayConfig, secret: bytes) -> None:
 
         _state.maskers = {name: FaceMasker(settings, key=secret) for name, settings in mask_profiles.items()}
     _state.forwarder = Forwarder(config.destinations, config.listener.ae_title)
-    # Release the open associations when the pool stops this process: their threads would
-    # otherwise keep it alive until the PACS times them out.
+    # Release the open associations when the pool stops this process, rather than leave the
+    # PACS holding them until its own timeout.
     Finalize(_state.forwarder, _state.forwarder.close, exitpriority=10)
 
 
