@@ -152,6 +152,14 @@ def reduced(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), factor
 
 
+def square_box(cx: float, cy: float, side: float, shape: tuple[int, ...]) -> Box:
+    """The square of ``side`` pixels centred on (``cx``, ``cy``), clipped to an image of ``shape``."""
+    height, width = shape[:2]
+    x0, y0 = int(np.floor(cx - side / 2)), int(np.floor(cy - side / 2))
+    x1, y1 = int(np.ceil(cx + side / 2)), int(np.ceil(cy + side / 2))
+    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+
+
 def model_input(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     """``rgb`` as the face detector and Face Mesh are given it: ``reduced`` to ``side`` unless it
     is at most ``REDUCTION_SLACK`` times larger; and the factor back to ``rgb``."""
@@ -351,10 +359,7 @@ class LandmarkDetector:
         self, rgb: np.ndarray, cx: float, cy: float, side: float, turns: int
     ) -> FaceLandmarks | None:
         """Face Mesh on a native-resolution square crop, mapped back to ``rgb`` pixels."""
-        height, width = rgb.shape[:2]
-        x0, y0 = int(np.floor(cx - side / 2)), int(np.floor(cy - side / 2))
-        x1, y1 = int(np.ceil(cx + side / 2)), int(np.ceil(cy + side / 2))
-        box = (max(x0, 0), max(y0, 0), min(x1, width), min(y1, height))
+        box = square_box(cx, cy, side, rgb.shape)
         if box[2] - box[0] < 8 or box[3] - box[1] < 8:
             return None
         view = MeshView(box, MESH_CROP_SIDE, turns)

@@ -26,7 +26,7 @@ import mediapipe as mp
 import numpy as np
 
 from gateway.mask.geometry import eye_frame
-from gateway.mask.landmarks import Box, MeshView
+from gateway.mask.landmarks import Box, MeshView, square_box
 from gateway.mask.settings import MaskSettings
 from gateway.mask.topology import LEFT_EYE_OPENING, LEFT_IRIS, RIGHT_EYE_OPENING, RIGHT_IRIS
 
@@ -79,11 +79,8 @@ class EyeRefiner:
 def crop_view(region: Box, shape: tuple[int, ...]) -> MeshView:
     """A view for landmarks that have none: a square around the face's ``region``."""
     x0, y0, x1, y1 = region
-    height, width = shape[:2]
-    half = max(x1 - x0, y1 - y0) * CROP_GROWTH / 2.0
-    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-    box = (int(max(cx - half, 0)), int(max(cy - half, 0)), int(min(cx + half, width)), int(min(cy + half, height)))
-    return MeshView(box, CROP_SIDE)
+    side = max(x1 - x0, y1 - y0) * CROP_GROWTH
+    return MeshView(square_box((x0 + x1) / 2.0, (y0 + y1) / 2.0, side, shape), CROP_SIDE)
 
 
 def eye_error(displacement: np.ndarray, points: np.ndarray) -> float:
