@@ -16,6 +16,7 @@ mask cannot move the yardstick it is measured with.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -183,11 +184,13 @@ class FaceMeshLandmarker:
         if not result.multi_face_landmarks:
             return None
         height, width = rgb.shape[:2]
-        faces = [
-            np.array([(p.x * width, p.y * height) for p in face.landmark], dtype=np.float64)
-            for face in result.multi_face_landmarks
-        ]
-        return faces[0] if near is None else nearest_face(faces, near)
+
+        def pixels(face: Any) -> np.ndarray:
+            return np.array([(p.x * width, p.y * height) for p in face.landmark], dtype=np.float64)
+
+        if near is None:
+            return pixels(result.multi_face_landmarks[0])
+        return nearest_face([pixels(face) for face in result.multi_face_landmarks], near)
 
     def close(self) -> None:
         """Release the mediapipe graph."""

@@ -190,7 +190,7 @@ class FaceMasker:
         x0, y0 = region[:2]
         bx0, by0, bx1, by1 = band
         rendered = rendered[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0]
-        drawn, best, best_error = shape, output[by0:by1, bx0:bx1].copy(), np.inf
+        drawn, best, best_error = shape, None, np.inf
         for look in range(self.settings.eye_corrections + 1):
             found = self._refiner.displacement(output, view, points)
             if found is None:
@@ -203,7 +203,8 @@ class FaceMasker:
             drawn = corrected(drawn, found, shape, points)
             output[by0:by1, bx0:bx1] = underneath
             self._compose(output, rgb, rendered, drawn, points, band)
-        output[by0:by1, bx0:bx1] = best
+        if best is not None:  # without a first look nothing was drawn again
+            output[by0:by1, bx0:bx1] = best
 
     def _compose(
         self, output: np.ndarray, rgb: np.ndarray, rendered: np.ndarray, shape: np.ndarray, points: np.ndarray, box: Box
