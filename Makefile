@@ -11,7 +11,7 @@ APT_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0 \
 	orthanc dcmtk dicom3tools openssl python3 python3-venv
 STAMPS := .make
 
-.PHONY: run test install apt venv bench clean
+.PHONY: run test lint install apt venv bench clean
 
 run: install var/pseudonym.key
 	$(BIN)/dmask serve --config $(CONFIG)
@@ -22,8 +22,13 @@ var/pseudonym.key:
 	@umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $@
 	@echo "created $@ (keep it: pseudonyms and UIDs stay consistent only with the same key)"
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# Lint, import order and types; both are configured in pyproject.toml.
+lint: install
+	$(BIN)/ruff check gateway tools tests bench
+	$(BIN)/mypy
 
 install: $(STAMPS)/apt $(STAMPS)/venv
 

@@ -105,12 +105,12 @@ def main() -> None:
     print(f"instance: {len(data) / 1e6:.2f} MB, {len(ds)} top-level elements")
     for name, settings in profiles.items():
         scrub_only = rate(
-            lambda: scrub(pydicom.dcmread(io.BytesIO(data)), settings, SECRET, pixels_masked=False),
+            lambda settings=settings: scrub(pydicom.dcmread(io.BytesIO(data)), settings, SECRET, pixels_masked=False),
             args.per_round,
             args.rounds,
         )
 
-        def bytes_to_bytes() -> bytes:
+        def bytes_to_bytes(settings: DeidSettings = settings) -> bytes:
             out = scrub(pydicom.dcmread(io.BytesIO(data)), settings, SECRET, pixels_masked=False)
             result = io.BytesIO()
             out.save_as(result, enforce_file_format=True)

@@ -91,9 +91,9 @@ def main() -> None:
         for width, height in ((1024, 768), (4000, 3000)):
             rgb = still(width, height)
             faces = masker.detect(rgb)
-            total, cpu = median_ms(lambda: masker.mask_image(rgb), arguments.rounds)
-            detect, _ = median_ms(lambda: masker.detect(rgb), arguments.rounds)
-            render, _ = median_ms(lambda: masker.render(rgb, faces), arguments.rounds)
+            total, cpu = median_ms(lambda rgb=rgb: masker.mask_image(rgb), arguments.rounds)
+            detect, _ = median_ms(lambda rgb=rgb: masker.detect(rgb), arguments.rounds)
+            render, _ = median_ms(lambda rgb=rgb, faces=faces: masker.render(rgb, faces), arguments.rounds)
             print(f"{width}x{height} one face: mask_image {total:.1f} ms median, {cpu:.1f} ms CPU "
                   f"(detect {detect:.1f} ms, render+compose {render:.1f} ms, "
                   f"{settings.eye_corrections} eye corrections), {arguments.rounds} rounds")

@@ -31,14 +31,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration")]
 
-from pydicom.uid import SecondaryCaptureImageStorage  # noqa: E402
-from pynetdicom import AE, evt  # noqa: E402
-
-from gateway.config import Listener  # noqa: E402
-from gateway.receive import SUCCESS  # noqa: E402 (also makes pynetdicom receive in chunks)
-from gateway.transport import set_tcp_nodelay  # noqa: E402
-
-from dicom_instances import photo, photo_instance, resized, write  # noqa: E402
 from peers import (  # noqa: E402
     DmaskServer,
     Orthanc,
@@ -47,6 +39,13 @@ from peers import (  # noqa: E402
     orthanc_destination,
     storescu,
 )
+from pydicom.uid import SecondaryCaptureImageStorage  # noqa: E402
+from pynetdicom import AE, evt  # noqa: E402
+
+from dicom_instances import photo, photo_instance, resized, write  # noqa: E402
+from gateway.config import Listener  # noqa: E402
+from gateway.dicom.transport import set_tcp_nodelay  # noqa: E402
+from gateway.ingest.listener import SUCCESS  # noqa: E402 (also makes pynetdicom receive in chunks)
 
 
 def _instances(folder: Path, count: int, *, pixels: int, name: str, sop_class: str | None,

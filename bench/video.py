@@ -23,18 +23,16 @@ from io import BytesIO
 from pathlib import Path
 from typing import TypeVar
 
-import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MPEG4HP41, VideoPhotographicImageStorage, generate_uid
+from pydicom.uid import MPEG4HP41, ExplicitVRLittleEndian, VideoPhotographicImageStorage, generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from dicom_instances import photo  # noqa: E402  (test helpers: photos shipped in packages)
-from synthetic_clips import EyeMovementClip  # noqa: E402
-
+from gateway.codec.pixels import decode_frames, encode_frames  # noqa: E402
 from gateway.mask import FaceMasker, MaskSettings  # noqa: E402
 from gateway.mask.video import mask_frames  # noqa: E402
-from gateway.pixels import decode_frames, encode_frames  # noqa: E402
+from synthetic_clips import EyeMovementClip  # noqa: E402
 
 T = TypeVar("T")
 FRAME_RATE = 30

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from gateway.config import GatewayConfig
     from gateway.deid.settings import DeidSettings
     from gateway.errors import ConfigError
-    from gateway.spool import FolderSpool
+    from gateway.store.spool import FolderSpool
 
 app = typer.Typer(
     name="dmask",
@@ -166,7 +166,7 @@ def mask(
     any file was refused.
     """
     from gateway.errors import ConfigError
-    from gateway.mask.batch import MaskBatch, plan_mask_files, resolve_profile
+    from gateway.files.mask_batch import MaskBatch, plan_mask_files, resolve_profile
     from gateway.mask.masker import FaceMasker
 
     try:
@@ -200,7 +200,8 @@ def deid(
     Each output keeps the input's relative path under OUTPUT. A file that fails is reported
     and the batch goes on; the exit status is 1 when any file failed.
     """
-    from gateway.deid.batch import deidentify_files, plan_files
+    from gateway.files.deid_batch import deidentify_files
+    from gateway.files.plan import plan_files
 
     settings, secret = _deid_profile(config, profile)
     jobs = plan_files(inputs, output)
@@ -261,7 +262,7 @@ def audit_phi(
 
 def _spool_of(config_path: Path) -> FolderSpool:
     """The spool a configuration names (for the admin commands next to a running gateway)."""
-    from gateway.spool import FolderSpool
+    from gateway.store.spool import FolderSpool
 
     settings = _load_config(config_path, check_secret=False).spool
     return FolderSpool(settings.path, retention=settings.retention)
@@ -277,7 +278,7 @@ def serve(
     SIGTERM stops accepting associations, finishes the in-flight instances and exits 0.
     """
     from gateway.errors import ConfigError
-    from gateway.service import Gateway
+    from gateway.ops.service import Gateway
 
     try:
         gateway = Gateway(config)
@@ -295,7 +296,7 @@ def queue(
     limit: int = typer.Option(100, min=1, help="List at most this many jobs."),
 ) -> None:
     """Show the spool: job counts by state and reason, or the jobs of one state/reason."""
-    from gateway.spool import JobState
+    from gateway.store.spool import JobState
 
     spool = _spool_of(config)
     if state is None and reason is None:

@@ -27,8 +27,8 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydicom.datadict import keyword_dict
-from pydicom.uid import UID_dictionary
 from pydicom.tag import Tag
+from pydicom.uid import UID_dictionary
 
 from gateway.deid.settings import DeidSettings
 from gateway.errors import ConfigError
@@ -242,7 +242,7 @@ class FolderDestination(_Model):
     path: Path = Field(description="folder the results are written under (created 0700)")
 
 
-Destination = Annotated[Union[DicomDestination, FolderDestination], Field(discriminator="type")]
+Destination = Annotated[DicomDestination | FolderDestination, Field(discriminator="type")]
 
 
 class Profile(_Model):
@@ -343,7 +343,9 @@ class Logging(_Model):
     """Log output on standard error; never carries patient data."""
 
     format: Literal["json", "human"] = Field(default="json", description="one JSON object a line, or text")
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="least severe level written (audit lines always are)")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="least severe level written (audit lines always are)"
+    )
 
 
 class Metrics(_Model):
@@ -413,7 +415,7 @@ class GatewayConfig(_Model):
 
 # --- loading -------------------------------------------------------------------------------
 
-KeyPath = tuple[Union[str, int], ...]
+KeyPath = tuple[str | int, ...]
 """A position in the YAML document: keys and list indices from the top, e.g. ("routes", 0, "profile")."""
 
 

@@ -1,7 +1,7 @@
 """Typed errors of dmask.
 
 Every failure that can stop an instance is a type here, so that the pipeline can map it to a
-quarantine reason and a DICOM status in one place (``gateway.pipeline``) instead of parsing
+quarantine reason and a DICOM status in one place (``gateway.process.pipeline``) instead of parsing
 messages. Messages never carry patient data: they name what went wrong, not whose data it was.
 """
 

@@ -37,7 +37,7 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
 def _issue(common_name: str, ca_key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
            *, is_ca: bool = False) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ca_key if is_ca else ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(issuer)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(minutes=5))

@@ -236,7 +236,9 @@ def photographic_instance(
         reference = Dataset()
         reference.ReferencedSOPClassUID = sop_class_uid
         reference.ReferencedSOPInstanceUID = f"{PLANT_ROOT}.2.{instance - 1}"
-        reference.PurposeOfReferenceCodeSequence = [_code("121329", "DCM", "Source image for image processing operation")]
+        reference.PurposeOfReferenceCodeSequence = [
+            _code("121329", "DCM", "Source image for image processing operation")
+        ]
         ds.ReferencedImageSequence = [reference]
         ds.FrameOfReferenceUID = f"{PLANT_ROOT}.3.3"
     _add_pixels(ds, rows, columns)

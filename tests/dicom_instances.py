@@ -14,9 +14,9 @@ import numpy as np
 import skimage
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     ExplicitVRLittleEndian,
     OphthalmicPhotography8BitImageStorage,
-    PYDICOM_IMPLEMENTATION_UID,
     SecondaryCaptureImageStorage,
     VLPhotographicImageStorage,
     generate_uid,

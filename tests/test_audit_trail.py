@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from gateway.audit_trail import InstanceEvent, InstanceRecord, Outcome, audit
+from gateway.ops.audit_trail import InstanceEvent, InstanceRecord, Outcome, audit
 
 
 def _audited(caplog: pytest.LogCaptureFixture, *args, **kwargs) -> dict:

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 from deid_cli import write_config
 from deid_corpus import SECONDARY_CAPTURE, VL_PHOTOGRAPHIC, photographic_instance
 from gateway.cli import app
-from gateway.deid.batch import FileJob, plan_files, read_instance
+from gateway.dicom.read import read_instance
 from gateway.errors import InvalidDataset
+from gateway.files.plan import FileJob, plan_files
 
 
 def _series(folder: Path, count: int) -> list[Path]:

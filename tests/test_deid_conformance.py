@@ -63,7 +63,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dico
 def test_real_secondary_capture_files_gain_no_dciodvfy_error(tmp_path: Path, name: str) -> None:
     if not (SAMPLES / name).is_file():
         pytest.skip("shared/data/dicom-samples not present")
-    from gateway.deid.batch import read_instance
+    from gateway.dicom.read import read_instance
 
     original = read_instance(SAMPLES / name)
     original.save_as(tmp_path / "in.dcm", enforce_file_format=True)

@@ -248,7 +248,8 @@ def test_retain_uids_keeps_uids() -> None:
     out = _scrub(ds, options=["retain_uids"])
     assert out.SOPInstanceUID == ds.SOPInstanceUID == out.file_meta.MediaStorageSOPInstanceUID
     assert out.StudyInstanceUID == ds.StudyInstanceUID
-    assert out.ReferencedImageSequence[0].ReferencedSOPInstanceUID == ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID
+    referenced = out.ReferencedImageSequence[0].ReferencedSOPInstanceUID
+    assert referenced == ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID
     assert out.PatientID != ds.PatientID
 
 
@@ -301,7 +302,9 @@ def test_modified_dates_shift_every_date_of_a_patient_by_the_same_days() -> None
     assert out.ReferencedImageSequence[0].StudyDate == nested
     assert out.PatientBirthDate == ""
     assert out.LongitudinalTemporalInformationModified == "MODIFIED"
-    other = _scrub(photographic_instance(VL_PHOTOGRAPHIC, patient_id="PID-0001"), options=["retain_longitudinal_modified_dates"])
+    other = _scrub(
+        photographic_instance(VL_PHOTOGRAPHIC, patient_id="PID-0001"), options=["retain_longitudinal_modified_dates"]
+    )
     assert Pseudonymizer(SECRET).date_shift_days("PID-0001", 730) == (
         date(2024, 1, 5) - date.fromisoformat(f"{other.StudyDate[:4]}-{other.StudyDate[4:6]}-{other.StudyDate[6:]}")
     ).days

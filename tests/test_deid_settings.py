@@ -53,7 +53,10 @@ def test_overrides_accept_keywords_and_tags_in_common_spellings() -> None:
         ),
         ({"private_allow_list": [{"group": "0019", "creator": "A", "element": "10"}]}, "needs the retain_safe_private"),
         (
-            {"options": ["retain_safe_private"], "private_allow_list": [{"group": "0018", "creator": "A", "element": "10"}]},
+            {
+                "options": ["retain_safe_private"],
+                "private_allow_list": [{"group": "0018", "creator": "A", "element": "10"}],
+            },
             "not private",
         ),
         ({"uid_root": "1.02.3"}, "not a UID root"),

@@ -8,19 +8,20 @@ from pathlib import Path
 import pytest
 from pydicom.tag import Tag
 
-from gateway.deid import build_table
+from gateway.deid import table as deid_table
 from gateway.deid.table import Action, load_table, resolve
+from tools import build_deid_table
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 SOURCE = SHARED / "dicom" / "confidentiality_profile_attributes.json"
-PACKAGED = Path(build_table.__file__).with_name("table_e1_1.json")
+PACKAGED = Path(deid_table.__file__).with_name("table_e1_1.json")
 
 
 def test_regenerating_from_the_standard_gives_the_packaged_file(tmp_path: Path) -> None:
     if not SOURCE.is_file():
         pytest.skip("shared/dicom/confidentiality_profile_attributes.json not present")
     out = tmp_path / "table.json"
-    build_table.main([str(SOURCE), str(out)])
+    build_deid_table.main([str(SOURCE), str(out)])
     assert out.read_text() == PACKAGED.read_text()
 
 

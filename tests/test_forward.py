@@ -16,9 +16,9 @@ from pynetdicom import AE, evt
 from certificates import make_tls_files
 from dicom_instances import photo, photo_instance, resized, write
 from gateway.config import DicomDestination, FolderDestination, RetryPolicy, TLSSettings
+from gateway.deliver.forward import DicomSender, FolderSender, Forwarder, Outgoing, next_attempt
+from gateway.dicom.transport import ssl_context
 from gateway.errors import ForwardError
-from gateway.forward import DicomSender, FolderSender, Forwarder, Outgoing, next_attempt
-from gateway.transport import ssl_context
 from loopback import free_port
 
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from gateway.config import Logging
-from gateway.logs import configure_logging, native_level
+from gateway.ops.logs import configure_logging, native_level
 
 
 @pytest.fixture(autouse=True)
@@ -64,13 +64,13 @@ def test_native_levels(line: str, level: int) -> None:
 _NATIVE_SCRIPT = """
 import logging, os, subprocess, sys
 from gateway.config import Logging
-from gateway.logs import NativeOutput, configure_logging
+from gateway.ops.logs import NativeOutput, configure_logging
 native = NativeOutput()
 configure_logging(Logging(format="json", level="INFO"))
 logging.getLogger("dmask.test").info("from python")
 os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n")
 child = ("import logging, os, sys; from gateway.config import Logging; "
-         "from gateway.logs import configure_logging; "
+         "from gateway.ops.logs import configure_logging; "
          "configure_logging(Logging(format='json', level='INFO')); "
          "logging.getLogger('dmask.child').warning('from a child'); "
          "os.write(2, b'W0000 00:00:1.0 1 file.cc:1] from native code in a child\\\\n')")
@@ -95,7 +95,7 @@ def test_native_output_of_process_and_children_becomes_json_records() -> None:
 _UNCAUGHT_SCRIPT = """
 import threading
 from gateway.config import Logging
-from gateway.logs import configure_logging
+from gateway.ops.logs import configure_logging
 configure_logging(Logging(format="json", level="INFO"))
 worker = threading.Thread(target=lambda: 1 / 0, name="doomed")
 worker.start()

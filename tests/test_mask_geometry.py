@@ -10,8 +10,9 @@ from gateway.mask.calibration import CALIBRATED, displacement, load_calibration
 from gateway.mask.geometry import eye_centres, eye_frame, mask_shape, mesh_blend, variation_of
 from gateway.mask.landmarks import LandmarkDetector
 from gateway.mask.settings import MaskSettings, Region
-from gateway.mask.template import load_template, mirror_map
+from gateway.mask.template import load_template
 from gateway.mask.topology import LEFT_BROW, MESH_VERTEX_COUNT, REGION_VERTICES, RIGHT_BROW
+from tools.build_mask_template import mirror_map
 
 DEFAULT = MaskSettings().preserved_regions()
 

@@ -28,13 +28,13 @@ import pytest
 from pydicom.uid import MPEG4HP41, VideoPhotographicImageStorage
 
 from dicom_instances import photo
+from gateway.codec.pixels import decode_frames, encode_frames
 from gateway.errors import NoFaceFound, ResidualFace, TrackingGap
 from gateway.mask.geometry import variation_of
 from gateway.mask.landmarks import FaceLandmarks
 from gateway.mask.masker import FaceMasker
 from gateway.mask.settings import MaskSettings
 from gateway.mask.video import FaceTracker, inter_ocular_distance, mask_frames
-from gateway.pixels import decode_frames, encode_frames
 from pixel_instances import make_dataset, written_and_read
 from synthetic_clips import STILL_EYES, STILL_HEAD, EyeMovementClip, Frame
 
@@ -98,14 +98,14 @@ def mesh_jitter(sequence: list[np.ndarray]) -> np.ndarray:
     """RMS displacement of the 478 landmarks between consecutive frames, in IOD."""
     return np.array([
         np.sqrt(((after[:, :2] - before[:, :2]) ** 2).sum(axis=1).mean()) / inter_ocular_distance(before)
-        for before, after in zip(sequence, sequence[1:])
+        for before, after in zip(sequence[:-1], sequence[1:], strict=True)
     ])
 
 
 def test_every_frame_is_masked_in_order(masker: FaceMasker, nystagmus: list[Frame]) -> None:
     outputs = list(mask_frames(masker, (frame.rgb for frame in nystagmus)))
     assert len(outputs) == len(nystagmus)
-    for frame, output in zip(nystagmus, outputs):
+    for frame, output in zip(nystagmus, outputs, strict=True):
         assert output.shape == frame.rgb.shape and output.dtype == np.uint8
         assert tuple(output[0, 0]) == FILL and tuple(output[-1, -1]) == FILL  # background filled
         rows, columns = face_box(frame)
@@ -118,12 +118,12 @@ def test_irises_of_the_mask_follow_the_gaze(masker: FaceMasker, nystagmus: list[
     _, smoothed = tracked(masker, [frame.rgb for frame in nystagmus])
     drawn_error = [
         np.linalg.norm(points[[468, 473], :2] - frame.iris_centres, axis=1).mean() / frame.inter_ocular
-        for points, frame in zip(smoothed, nystagmus)
+        for points, frame in zip(smoothed, nystagmus, strict=True)
     ]
     assert np.median(drawn_error) <= 0.01
 
     redetected_error, gaze_out, gaze_true = [], [], []
-    for frame, output in zip(nystagmus, mask_frames(masker, (frame.rgb for frame in nystagmus))):
+    for frame, output in zip(nystagmus, mask_frames(masker, (frame.rgb for frame in nystagmus)), strict=True):
         points = masker.detect(output)[0].points
         irises = points[[468, 473], :2]
         eyes = np.stack([points[[33, 133], :2].mean(axis=0), points[[362, 263], :2].mean(axis=0)])
@@ -143,7 +143,7 @@ def test_a_still_face_does_not_flicker(masker: FaceMasker, still_face: list[Fram
     rows, columns = face_box(still_face[0])
     changed = [
         (np.abs(after[rows, columns].astype(int) - before[rows, columns]).max(axis=2) > 24).mean()
-        for before, after in zip(outputs, outputs[1:])
+        for before, after in zip(outputs[:-1], outputs[1:], strict=True)
     ]
     assert np.median(changed) < 0.01
 
@@ -214,7 +214,7 @@ def test_video_photographic_instance_round_trip(masker: FaceMasker, nystagmus: l
     assert (first.NumberOfFrames, float(first.FrameTime), first.CineRate) == (24, 40.0, 25)
     frames = list(decode_frames(first))
     assert len(frames) == 24
-    for frame, output in zip(nystagmus, frames):
+    for frame, output in zip(nystagmus, frames, strict=True):
         rows, columns = face_box(frame)
         assert np.abs(output[rows, columns].astype(int) - frame.rgb[rows, columns]).mean() > 20
         assert np.abs(output[:20, :20].astype(int) - FILL).max() <= 6  # fill, up to H.264 error
@@ -235,7 +235,7 @@ def test_tracker_keeps_smooth_motion_without_lag(astronaut_landmarks: np.ndarray
         assert len(emitted) >= index + 1 - tracker.half_window  # frames flow out, none hoarded
     emitted += list(tracker.finish())
     assert [index for index, _, _ in emitted] == list(range(30))
-    for (_, _, faces), points in zip(emitted, truth):
+    for (_, _, faces), points in zip(emitted, truth, strict=True):
         np.testing.assert_allclose(faces[0].points, points, atol=1e-6)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.metrics import GatewayMetrics, serve_metrics
+from gateway.ops.metrics import GatewayMetrics, serve_metrics
 from loopback import free_port, http_get
 
 

@@ -8,7 +8,7 @@ from pydicom import dcmread
 from pydicom.filereader import read_dataset
 
 from dicom_instances import photo, photo_instance, resized
-from gateway.part10 import HEAD_LENGTH, data_set_offset
+from gateway.dicom.part10 import HEAD_LENGTH, data_set_offset
 
 
 def test_offset_is_where_pydicom_finds_the_data_set() -> None:

@@ -13,7 +13,7 @@ from pydicom.uid import MultiFrameTrueColorSecondaryCaptureImageStorage, Seconda
 from dicom_instances import PATIENT_ID, photo, photo_instance, resized
 from gateway.config import GatewayConfig
 from gateway.errors import DmaskError, InvalidDataset, PixelDataError, RouteRejected
-from gateway.pipeline import process_instance, quarantine_reason
+from gateway.process.pipeline import process_instance, quarantine_reason
 
 SECRET = b"pipeline-test-key-0123456789abcdef"
 

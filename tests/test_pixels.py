@@ -19,12 +19,12 @@ import pytest
 from pydicom.encaps import encapsulate, generate_fragments
 from pydicom.pixels import convert_color_space
 from pydicom.uid import (
+    JPEG2000,
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
@@ -38,13 +38,13 @@ from pydicom.uid import (
 )
 
 import dicom_instances
-from gateway.errors import PixelDataError, UnsupportedPixelFormat, UnsupportedTransferSyntax
-from gateway.pixels import (
+from gateway.codec.pixels import (
     DECODABLE_TRANSFER_SYNTAXES,
     ENCODABLE_TRANSFER_SYNTAXES,
     decode_frames,
     encode_frames,
 )
+from gateway.errors import PixelDataError, UnsupportedPixelFormat, UnsupportedTransferSyntax
 from pixel_instances import make_dataset, psnr, written_and_read
 
 SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dicom-samples"
@@ -76,7 +76,7 @@ def test_lossless_round_trip_is_exact_frame_by_frame(photo: np.ndarray, tsyntax:
     assert "LossyImageCompression" not in back
     decoded = list(decode_frames(back))
     assert len(decoded) == 3
-    for got, want in zip(decoded, frames):
+    for got, want in zip(decoded, frames, strict=True):
         assert got.dtype == np.uint8 and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
 

@@ -7,7 +7,7 @@ from pydicom.dataset import Dataset
 
 from gateway.config import Route
 from gateway.errors import RouteRejected
-from gateway.routing import select_route
+from gateway.process.routing import select_route
 
 
 def _routes(*specs: dict) -> list[Route]:

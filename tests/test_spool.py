@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import SpoolFull
-from gateway.spool import FolderSpool, Job, JobState
+from gateway.store.spool import FolderSpool, Job, JobState
 
 #: Where originals are kept: as files (large instances) or in the database (small ones).
 STORAGE = pytest.mark.parametrize("inline_max_bytes", [0, 1 << 20], ids=["file", "database"])

@@ -12,10 +12,10 @@ from io import BytesIO
 import pytest
 from pydicom.uid import VLPhotographicImageStorage, generate_uid
 from pynetdicom.dimse_messages import C_STORE_RQ, C_STORE_RSP
-from pynetdicom.dsutils import encode
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode
 
-from gateway.store_scu import c_store_rq, command_fields
+from gateway.deliver.store_scu import c_store_rq, command_fields
 
 
 def _pynetdicom_command(primitive: C_STORE, message_class: type) -> bytes:

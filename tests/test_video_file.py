@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from dicom_instances import photo
 from gateway.cli import app
 from gateway.errors import NoFaceFound, PixelDataError, TrackingGap
+from gateway.files.video_file import CONTACT_SHEET_FRAMES, mask_video_file, probe, read_frames
 from gateway.mask.masker import FaceMasker
 from gateway.mask.settings import MaskSettings
-from gateway.video_file import CONTACT_SHEET_FRAMES, mask_video_file, probe, read_frames
 from synthetic_clips import EyeMovementClip
 
 FRAMES = 20
@@ -76,7 +76,7 @@ def test_video_file_keeps_timing_and_size_drops_audio_and_masks_every_frame(
         assert container.streams.video[0].codec_context.name == "h264"
     outputs = list(read_frames(target))
     assert len(outputs) == FRAMES
-    for original, output in zip(read_frames(face_clip), outputs):
+    for original, output in zip(read_frames(face_clip), outputs, strict=True):
         assert np.abs(output[:16, :16].astype(int) - FILL).max() <= 6  # fill, up to H.264 error
         face = np.s_[120:260, 170:310]
         assert np.abs(output[face].astype(int) - original[face]).mean() > 20

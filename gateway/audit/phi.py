@@ -209,6 +209,6 @@ def audit_pairs(
     pairs: list[tuple[Path, Path]], plan: ScrubPlan | None = None
 ) -> list[tuple[Path, list[Leak]]]:
     """Leaks of every (original, de-identified) file pair, by original path."""
-    from gateway.deid.batch import read_instance
+    from gateway.dicom.read import read_instance
 
     return [(a, find_leaks(read_instance(a), read_instance(b), plan)) for a, b in pairs]

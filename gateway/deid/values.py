@@ -72,8 +72,8 @@ def identifying_tokens(vr: str, value: str) -> list[str]:
     """The pieces of an identifying value that cleaned text must not contain.
 
     Whole values always; for person names also their parts of two or more characters (a
-    family name alone is identifying, and many are two letters long); for dates their written forms. Other values are not
-    split: the words of an institution's name ("Eye", "Hospital") say nothing alone.
+    family name alone is identifying, and many are two letters long); for dates their written
+    forms. Other values are not split: the words of an institution's name ("Eye", "Hospital") say nothing alone.
     """
     value = value.strip()
     if not value:

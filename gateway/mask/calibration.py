@@ -9,20 +9,13 @@ y perpendicular, downwards; units of the inter-ocular distance), measured over m
 the mask draws each point that much the other way. It is a property of the renderer and the
 landmark model, the same for every patient, so it carries no identity.
 
-``eye_calibration.npz`` is computed with::
-
-    python -m gateway.mask.calibration FACES_DIR [--rounds 2] [-o gateway/mask/eye_calibration.npz]
-
-which renders masks of the photos in FACES_DIR with the current offsets, measures the landmarks
-found on them, and updates the offsets, a few rounds.
+``eye_calibration.npz`` is computed by ``tools/calibrate_eyes.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
@@ -87,64 +80,3 @@ def displacement(before: np.ndarray, after: np.ndarray) -> np.ndarray:
         [(after[iris, :2] - before[iris, :2]).mean(axis=0) for iris in (RIGHT_IRIS, LEFT_IRIS)],
     ])
     return np.stack([delta @ axis, delta @ across], axis=1) / scale
-
-
-def downstream_landmarks(mesh: object, rgb: np.ndarray) -> np.ndarray | None:
-    """Landmarks as an analysis of the released image would find them: Face Mesh on the whole image."""
-    result = mesh.process(np.ascontiguousarray(rgb))  # type: ignore[attr-defined]
-    if not result.multi_face_landmarks:
-        return None
-    height, width = rgb.shape[:2]
-    found = result.multi_face_landmarks[0].landmark
-    return np.array([(p.x * width, p.y * height, p.z * width) for p in found], dtype=np.float64)
-
-
-def calibrate(faces: Path, rounds: int) -> EyeCalibration:
-    """Measure the calibration on the photos in ``faces`` (one folder per person).
-
-    The displacement is measured between the landmarks of the original and of the mask as
-    Face Mesh finds them on each whole image, which is what a downstream analysis does.
-    """
-    import cv2
-    import mediapipe as mp
-
-    from gateway.mask.masker import FaceMasker
-    from gateway.mask.settings import MaskSettings
-
-    photos = sorted(p for p in faces.glob("*/*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-    calibration = EyeCalibration(np.zeros((len(CALIBRATED), 2)), 0)
-    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True)
-    with FaceMasker(MaskSettings(max_faces=1)) as masker:
-        found = []
-        for photo in photos:
-            rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
-            faces_found = masker.detect(rgb)
-            original = downstream_landmarks(mesh, rgb)
-            if faces_found and original is not None:
-                found.append((rgb, faces_found[:1], original))
-        for _ in range(rounds):
-            masker.calibration = calibration
-            measured = []
-            for rgb, face, original in found:
-                again = downstream_landmarks(mesh, masker.render(rgb, face))
-                if again is not None:
-                    measured.append(displacement(original, again))
-            calibration = EyeCalibration(calibration.offsets + np.mean(measured, axis=0), len(measured))
-    mesh.close()
-    return calibration
-
-
-def main() -> None:
-    """Command line of the calibration (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("faces", type=Path, help="folder with one sub-folder of photos per person")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("-o", "--output", type=Path, default=Path(__file__).with_name(PACKAGED))
-    arguments = parser.parse_args()
-    calibration = calibrate(arguments.faces, arguments.rounds)
-    np.savez_compressed(arguments.output, offsets=calibration.offsets.astype(np.float32), photos=calibration.photos)
-    print(f"{arguments.output}: measured on {calibration.photos} photos")
-
-
-if __name__ == "__main__":
-    main()

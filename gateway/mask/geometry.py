@@ -89,7 +89,7 @@ def surface_distance(template: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """Shortest distance along mesh edges from any of ``seeds`` to every mesh vertex."""
     lengths = np.linalg.norm(template[EDGES[:, 0]] - template[EDGES[:, 1]], axis=1)
     neighbours: list[list[tuple[int, float]]] = [[] for _ in range(MESH_VERTEX_COUNT)]
-    for (a, b), length in zip(EDGES.tolist(), lengths.tolist()):
+    for (a, b), length in zip(EDGES.tolist(), lengths.tolist(), strict=True):
         neighbours[a].append((b, length))
         neighbours[b].append((a, length))
     distance = np.full(MESH_VERTEX_COUNT, np.inf)

@@ -9,16 +9,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import OphthalmicPhotography8BitImageStorage, SecondaryCaptureImageStorage
-
-from dicom_instances import (
-    PATIENT_ID,
-    PATIENT_NAME,
-    photo,
-    photo_instance,
-    resized,
-    write,
-)
 from peers import (
     DMASK,
     PEER_ENV,
@@ -28,6 +18,16 @@ from peers import (
     orthanc_destination,
     storescu,
     wait_until,
+)
+from pydicom.uid import OphthalmicPhotography8BitImageStorage, SecondaryCaptureImageStorage
+
+from dicom_instances import (
+    PATIENT_ID,
+    PATIENT_NAME,
+    photo,
+    photo_instance,
+    resized,
+    write,
 )
 
 
@@ -81,7 +81,7 @@ def test_photos_reach_orthanc_masked_and_scrubbed(tmp_path: Path, orthanc, dmask
     wait_until(lambda: orthanc.instance_count() == 4, 120, "4 instances in Orthanc")
 
     originals = {number: pydicom.dcmread(path) for number, path in
-                 zip([1, 2, 3, 4], files + files_jpeg)}
+                 zip([1, 2, 3, 4], files + files_jpeg, strict=True)}
     for instance in orthanc.instances():
         data = orthanc.file(instance["ID"])
         result = pydicom.dcmread(io.BytesIO(data))

@@ -7,9 +7,10 @@ import signal
 import subprocess
 from pathlib import Path
 
+from peers import DMASK, PEER_ENV, acknowledged, echoscu, gateway_settings, storescu, wait_until
+
 from dicom_instances import photo, photo_instance, resized, write
 from loopback import http_get
-from peers import DMASK, PEER_ENV, acknowledged, echoscu, gateway_settings, storescu, wait_until
 
 
 def test_probes_metrics_and_audit_trail(tmp_path: Path, dmask_server) -> None:

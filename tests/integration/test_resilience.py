@@ -10,6 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
+from peers import (
+    DMASK,
+    PEER_ENV,
+    acknowledged,
+    gateway_settings,
+    orthanc_destination,
+    storescu,
+    wait_until,
+)
 from pydicom.uid import (
     ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
@@ -20,15 +29,6 @@ from pydicom.uid import (
 from pynetdicom import AE, _config
 
 from dicom_instances import photo, photo_instance, resized, write
-from peers import (
-    DMASK,
-    PEER_ENV,
-    acknowledged,
-    gateway_settings,
-    orthanc_destination,
-    storescu,
-    wait_until,
-)
 
 #: Tags-only secondary captures of about 40 KB (the default test routes send Modality OT there).
 SMALL_PIXELS = 13_000
@@ -99,7 +99,7 @@ def test_sigkill_twice_while_sending_and_processing(tmp_path: Path, orthanc,
     sender = threading.Thread(target=send)
     sender.start()
     for threshold in (90, 190):
-        wait_until(lambda: len(acked) >= threshold or finished.is_set(), 300,
+        wait_until(lambda threshold=threshold: len(acked) >= threshold or finished.is_set(), 300,
                    f"{threshold} acknowledged instances")
         server.kill()
         server.start()

@@ -10,10 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pydicom.uid import SecondaryCaptureImageStorage
-
-from certificates import TLSFiles, make_tls_files
-from dicom_instances import photo, photo_instance, resized, write
 from peers import (
     ORTHANC,
     Orthanc,
@@ -23,6 +19,10 @@ from peers import (
     storescu,
     wait_until,
 )
+from pydicom.uid import SecondaryCaptureImageStorage
+
+from certificates import TLSFiles, make_tls_files
+from dicom_instances import photo, photo_instance, resized, write
 
 
 @pytest.fixture

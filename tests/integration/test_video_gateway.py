@@ -9,14 +9,14 @@ from pathlib import Path
 import av
 import numpy as np
 import pydicom
+from peers import DMASK, PEER_ENV, acknowledged, gateway_settings, orthanc_destination, storescu, wait_until
 from pydicom.encaps import generate_fragments
 from pydicom.uid import MPEG4HP41, VideoPhotographicImageStorage
 
 from dicom_instances import PATIENT_ID, PATIENT_NAME, photo, photo_instance, write
+from gateway.codec.pixels import decode_frames, encode_frames
 from gateway.mask.masker import FaceMasker
 from gateway.mask.settings import MaskSettings
-from gateway.pixels import decode_frames, encode_frames
-from peers import DMASK, PEER_ENV, acknowledged, gateway_settings, orthanc_destination, storescu, wait_until
 from synthetic_clips import EyeMovementClip
 
 FRAMES = 30
@@ -58,7 +58,7 @@ def test_video_reaches_orthanc_masked_playable_and_scrubbed(tmp_path: Path, orth
         assert [stream.type for stream in container.streams] == ["video"]
         assert sum(1 for _ in container.decode(video=0)) == FRAMES
     fill = MaskSettings().fill_color
-    for original, masked in zip(frames, decode_frames(result)):
+    for original, masked in zip(frames, decode_frames(result), strict=True):
         assert np.abs(masked[:16, :16].astype(int) - fill).max() <= 6
         face = np.s_[120:260, 170:310]
         assert np.abs(masked[face].astype(int) - original[face]).mean() > 20

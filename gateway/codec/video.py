@@ -24,7 +24,6 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_fragments
 from pydicom.uid import (
-    UID,
     HEVCM10P51,
     HEVCMP51,
     MPEG2MPHL,
@@ -35,12 +34,13 @@ from pydicom.uid import (
     MPEG4HP41BD,
     MPEG4HP41BDF,
     MPEG4HP41F,
+    MPEG4HP42STEREO,
+    MPEG4HP42STEREOF,
     MPEG4HP422D,
     MPEG4HP422DF,
     MPEG4HP423D,
     MPEG4HP423DF,
-    MPEG4HP42STEREO,
-    MPEG4HP42STEREOF,
+    UID,
 )
 
 from gateway.errors import PixelDataError, UnsupportedPixelFormat
@@ -82,11 +82,17 @@ MPEG2_BITS_PER_PIXEL = 0.3
 
 MPEG2_FRAME_RATES = frozenset(
     Fraction(numerator, denominator)
-    for numerator, denominator in ((24000, 1001), (24, 1), (25, 1), (30000, 1001), (30, 1), (50, 1), (60000, 1001), (60, 1))
+    for numerator, denominator in (
+        (24000, 1001), (24, 1), (25, 1), (30000, 1001), (30, 1), (50, 1), (60000, 1001), (60, 1)
+    )
 )
 """The frame_rate_code values of ISO/IEC 13818-2 Table 6-4."""
 
-_ELEMENTARY_FORMATS = {**{uid: "mpegvideo" for uid in _MPEG2}, **{uid: "h264" for uid in _H264}, **{uid: "hevc" for uid in _HEVC}}
+_ELEMENTARY_FORMATS = {
+    **{uid: "mpegvideo" for uid in _MPEG2},
+    **{uid: "h264" for uid in _H264},
+    **{uid: "hevc" for uid in _HEVC},
+}
 
 
 @dataclass(frozen=True)

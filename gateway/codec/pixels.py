@@ -8,7 +8,7 @@ multi-frame instance is never held in memory as decoded RGB all at once: only it
 
 Still-image codecs are pydicom's decoders and encoders (with the pylibjpeg, pyjpegls and
 openjpeg plugins); JPEG Baseline is encoded with Pillow (libjpeg-turbo) because pydicom has no
-JPEG encoder; the video transfer syntaxes are handled by :mod:`gateway.video_codec`.
+JPEG encoder; the video transfer syntaxes are handled by :mod:`gateway.codec.video`.
 """
 
 from __future__ import annotations
@@ -25,24 +25,24 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, convert_color_space, get_decoder, get_encoder
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import (
+    JPEG2000,
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
-    JPEGLosslessSV1,
     JPEGLossless,
+    JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
     OphthalmicPhotography16BitImageStorage,
     RLELossless,
 )
 
-from gateway import video_codec
+from gateway.codec import video as video_codec
 from gateway.errors import PixelDataError, UnsupportedPixelFormat, UnsupportedTransferSyntax
 
 NATIVE_TRANSFER_SYNTAXES: frozenset[UID] = frozenset(
@@ -290,7 +290,7 @@ def encode_frames(
     transfer_syntax_uid : str, optional
         The syntax to write; by default the input's syntax when it is in
         :data:`ENCODABLE_TRANSFER_SYNTAXES`, else Explicit VR Little Endian (video: H.264, see
-        :func:`gateway.video_codec.default_target`).
+        :func:`gateway.codec.video.default_target`).
 
     Raises
     ------

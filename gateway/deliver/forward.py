@@ -3,7 +3,7 @@
 Each worker process owns one :class:`Forwarder`; it keeps one association per DICOM destination
 open between instances (opening an association costs more than sending a small object) and
 re-associates only when an instance needs a presentation context the open one lacks, or when the
-peer went away. Associations are :class:`~gateway.store_scu.StoreAssociation`, which send in the
+peer went away. Associations are :class:`~gateway.deliver.store_scu.StoreAssociation`, which send in the
 worker's own thread. Failures raise :class:`~gateway.errors.ForwardError`; when to try again is
 :func:`next_attempt`'s decision (exponential backoff, then dead letter after ``max_age``).
 """
@@ -22,10 +22,10 @@ from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from gateway.config import DicomDestination, FolderDestination, RetryPolicy
+from gateway.deliver.store_scu import ProposedContext, StoreAssociation
+from gateway.dicom.part10 import HEAD_LENGTH, data_set_offset
+from gateway.dicom.transport import ssl_context
 from gateway.errors import ForwardError
-from gateway.part10 import HEAD_LENGTH, data_set_offset
-from gateway.store_scu import ProposedContext, StoreAssociation
-from gateway.transport import ssl_context
 
 _UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 _MAX_CONTEXTS = 128

@@ -3,7 +3,7 @@
 Decoding, masking, scrubbing and encoding are CPU work; in the serve process they would share
 one GIL with every open association. Each worker process therefore owns what is expensive to
 create - one :class:`~gateway.mask.FaceMasker` per mask profile (mediapipe graphs, render
-context) and one :class:`~gateway.forward.Forwarder` (open associations) - created once, when the
+context) and one :class:`~gateway.deliver.forward.Forwarder` (open associations) - created once, when the
 process starts. A worker gets a :class:`Ticket` (a spool job, by path) and returns an
 :class:`Outcome`; it never touches the spool's state, so the serve loop stays its only writer.
 """
@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import signal
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.util import Finalize
@@ -23,10 +24,9 @@ from pathlib import Path
 from pydicom import dcmread
 
 from gateway.config import GatewayConfig
+from gateway.deliver.forward import Forwarder, Outgoing
 from gateway.errors import DmaskError
-from gateway.forward import Forwarder, Outgoing
-from gateway.logs import configure_logging
-from gateway.pipeline import Masker, process_instance, quarantine_reason
+from gateway.process.pipeline import Masker, process_instance, quarantine_reason
 
 log = logging.getLogger("dmask.workers")
 
@@ -94,9 +94,9 @@ def _die_with_parent() -> None:
         pass  # not Linux: the pool notices the broken pipe on its next call instead
 
 
-def _initialize(config: GatewayConfig, secret: bytes) -> None:
+def _initialize(config: GatewayConfig, secret: bytes, configure_logging: Callable[[], None]) -> None:
     _die_with_parent()
-    configure_logging(config.logging)
+    configure_logging()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the serve process decides when to stop
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _state.config = config
@@ -204,14 +204,17 @@ class WorkerPool:
     """A pool of worker processes sharing one configuration and key.
 
     Processes are started with ``spawn``: the serve process runs pynetdicom threads, and a
-    forked child would inherit their locks in whatever state they were.
+    forked child would inherit their locks in whatever state they were. ``configure_logging``
+    (picklable, such as a :func:`functools.partial`) runs first in each process, so that the
+    serve loop decides how workers log without this stage depending on operations.
     """
 
-    def __init__(self, config: GatewayConfig, secret: bytes, count: int | None = None) -> None:
+    def __init__(self, config: GatewayConfig, secret: bytes, configure_logging: Callable[[], None],
+                 count: int | None = None) -> None:
         self.count = count or config.workers.count
         self._executor = ProcessPoolExecutor(
             max_workers=self.count, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_initialize, initargs=(config, secret))
+            initializer=_initialize, initargs=(config, secret, configure_logging))
         # The executor starts a process per submitted call while none is idle: one call per
         # worker starts them all now, so models load before the first instance arrives.
         self._warm_up = [self._executor.submit(_started) for _ in range(self.count)]

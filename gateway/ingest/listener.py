@@ -26,10 +26,10 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.config import Listener
+from gateway.dicom.part10 import HEAD_LENGTH, data_set_offset
+from gateway.dicom.transport import set_tcp_nodelay, ssl_context
 from gateway.errors import SpoolFull
-from gateway.part10 import HEAD_LENGTH, data_set_offset
-from gateway.spool import Spool
-from gateway.transport import set_tcp_nodelay, ssl_context
+from gateway.store.spool import Spool
 
 _config.STORE_RECV_CHUNKED_DATASET = True
 

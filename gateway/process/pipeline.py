@@ -17,18 +17,18 @@ from typing import Protocol
 
 import numpy as np
 from pydicom import dcmread
-from pydicom.dataelem import DataElement
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.valuerep import VR
 from pydicom.errors import InvalidDicomError
+from pydicom.valuerep import VR
 
+from gateway.codec.pixels import decode_frames, encode_frames
+from gateway.codec.video import frame_rate
 from gateway.config import GatewayConfig, Profile
 from gateway.deid.scrub import scrub
 from gateway.errors import DmaskError, InvalidDataset, PixelDataError
-from gateway.pixels import decode_frames, encode_frames
-from gateway.routing import select_route
-from gateway.video_codec import frame_rate
+from gateway.process.routing import select_route
 
 
 class Masker(Protocol):

@@ -1,12 +1,12 @@
 """Masking files and folders outside the gateway (``dmask mask``).
 
 JPEG and PNG photos are masked as they are and written in the same format. DICOM files go
-through the gateway's own pipeline (``gateway.pipeline.process_instance``) with the chosen
+through the gateway's own pipeline (``gateway.process.pipeline.process_instance``) with the chosen
 profile, so what comes out is what the gateway would forward: masked and de-identified. Each
 input gives one output at the same relative path under the output folder; a refused file is
 reported with its reason and the batch goes on. ``--preview`` adds a side-by-side PNG (input
 left, output right) next to each output. Plain video files (.mp4, .mov) are masked frame by
-frame with tracking (``gateway.video_file``); their preview is a contact sheet of frames.
+frame with tracking (``gateway.files.video_file``); their preview is a contact sheet of frames.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 
 from gateway.config import GatewayConfig, Route
-from gateway.deid.batch import FileJob, plan_files
 from gateway.errors import ConfigError, DmaskError, FileAccessError, PixelDataError
+from gateway.files.plan import FileJob, plan_files
+from gateway.files.video_file import VIDEO_SUFFIXES, mask_video_file
 from gateway.mask.masker import FaceMasker
 from gateway.mask.settings import MaskSettings
-from gateway.video_file import VIDEO_SUFFIXES, mask_video_file
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 JPEG_QUALITY = 95
@@ -167,8 +167,8 @@ class MaskBatch:
         mask_video_file(self._masker, job.source, job.target, preview)
 
     def _mask_instance(self, job: FileJob) -> None:
-        from gateway.pipeline import parse, process_instance
-        from gateway.pixels import decode_frames
+        from gateway.codec.pixels import decode_frames
+        from gateway.process.pipeline import parse, process_instance
 
         profile = self._profile
         if profile.config is None or profile.name is None or profile.secret is None:

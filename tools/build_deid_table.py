@@ -1,6 +1,6 @@
 """Generate the package's copy of PS3.15 Table E.1-1 (``table_e1_1.json``).
 
-Run as ``python -m gateway.deid.build_table SRC OUT [--edition 2024b]`` where SRC is the
+Run as ``python tools/build_deid_table.py SRC OUT [--edition 2024b]`` where SRC is the
 innolitics extraction of the standard's table (``confidentiality_profile_attributes.json``).
 
 The table is data, not code, so that a new edition of the standard is a regenerated file and a

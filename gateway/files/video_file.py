@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 from pydicom.uid import MPEG4HP41, MPEG4HP422D
 
+from gateway.codec.video import read_video_stream, write_video_stream
 from gateway.errors import PixelDataError
 from gateway.mask.masker import FaceMasker
 from gateway.mask.video import mask_frames
-from gateway.video_codec import read_video_stream, write_video_stream
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v"})
 """File name suffixes ``dmask mask`` treats as plain video files."""

@@ -17,19 +17,21 @@ import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
-from gateway.audit_trail import InstanceEvent, InstanceRecord, Outcome as AuditOutcome, audit
+from gateway.codec.pixels import DECODABLE_TRANSFER_SYNTAXES
 from gateway.config import DicomDestination, GatewayConfig, RetryPolicy, load_config
+from gateway.deliver.forward import next_attempt
 from gateway.errors import ConfigError, SpoolFull
-from gateway.forward import next_attempt
-from gateway.logs import NativeOutput, configure_logging
-from gateway.metrics import GatewayMetrics, serve_metrics
-from gateway.pixels import DECODABLE_TRANSFER_SYNTAXES
-from gateway.receive import Receiver
-from gateway.spool import FolderSpool, Job, JobState
-from gateway.workers import Outcome, Ticket, WorkerPool
+from gateway.ingest.listener import Receiver
+from gateway.ops.audit_trail import InstanceEvent, InstanceRecord, audit
+from gateway.ops.audit_trail import Outcome as AuditOutcome
+from gateway.ops.logs import NativeOutput, configure_logging
+from gateway.ops.metrics import GatewayMetrics, serve_metrics
+from gateway.process.workers import Outcome, Ticket, WorkerPool
+from gateway.store.spool import FolderSpool, Job, JobState
 
 log = logging.getLogger("dmask.service")
 
@@ -122,7 +124,7 @@ class Gateway:
         recovered = self.spool.recover()
         if recovered:
             log.info("jobs left in processing were put back", extra={"jobs": recovered})
-        self._pool = WorkerPool(self.config, self.secret)
+        self._pool = WorkerPool(self.config, self.secret, partial(configure_logging, self.config.logging))
         http = None
         if self.config.metrics.enabled:
             http = serve_metrics(self.metrics, self.config.metrics.host, self.config.metrics.port,
@@ -209,7 +211,7 @@ class Gateway:
 
     def _replace_broken_pool(self) -> None:
         log.error("a worker process died; starting a new pool")
-        self._pool = WorkerPool(self.config, self.secret)
+        self._pool = WorkerPool(self.config, self.secret, partial(configure_logging, self.config.logging))
 
     def _worker_died(self, job: Job) -> None:
         self._crashes[job.id] = self._crashes.get(job.id, 0) + 1
@@ -297,7 +299,7 @@ class Gateway:
             log.error("configuration reload refused; the running configuration stays",
                       extra={"error": str(exc)})
             return
-        old_pool, self._pool = self._pool, WorkerPool(config, secret)
+        old_pool, self._pool = self._pool, WorkerPool(config, secret, partial(configure_logging, config.logging))
         if old_pool is not None:
             old_pool.shutdown(wait=False)
         listener_changed = config.listener != self.config.listener

@@ -1,0 +1,1 @@
+"""Codecs: pixel frames of every supported transfer syntax, and video streams."""

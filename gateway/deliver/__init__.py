@@ -1,0 +1,1 @@
+"""Deliver: send processed instances to their destinations (C-STORE, folder) with retries."""

@@ -1,0 +1,1 @@
+"""Files: the file-and-folder batches behind `dmask mask` and `dmask deid`."""

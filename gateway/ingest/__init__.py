@@ -1,0 +1,1 @@
+"""Ingest: the DICOM listener that admits instances from known callers into the spool."""

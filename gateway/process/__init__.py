@@ -1,0 +1,1 @@
+"""Process: route, mask, scrub and encode each spooled instance, in worker processes."""

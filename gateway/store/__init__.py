@@ -1,0 +1,1 @@
+"""Store: the durable queue between ingest and processing (jobs, states, payload files)."""
