@@ -16,12 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from functools import cached_property
+from typing import TypeVar
 
 from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
+from pydicom.uid import UID
 
 from gateway import __version__
 from gateway.deid.marking import mark
@@ -37,7 +39,7 @@ from gateway.errors import DeidentificationError
 log = logging.getLogger(__name__)
 
 #: Implementation Class UID of the files dmask writes: the 2.25 form of a name-based UUID.
-IMPLEMENTATION_CLASS_UID = f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'dmask').int}"
+IMPLEMENTATION_CLASS_UID = UID(f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'dmask').int}")
 IMPLEMENTATION_VERSION_NAME = f"DMASK_{__version__}"[:16]
 
 
@@ -106,7 +108,10 @@ def _vr(elem: DataElement | RawDataElement) -> str:
     return vr.split(" or ")[0]  # an ambiguous VR ("US or SS") of an implicit VR dataset
 
 
-def _unshared(elem: DataElement | RawDataElement) -> DataElement | RawDataElement:
+_Element = TypeVar("_Element", bound=DataElement | RawDataElement)
+
+
+def _unshared(elem: _Element) -> _Element:
     """An element the output may own: raw elements are immutable, decoded ones are copied
     (with their list of values, which is mutable; a bytes value is not and is shared)."""
     if isinstance(elem, RawDataElement):
@@ -176,15 +181,16 @@ class _Walk:
         their bytes instead of decoding and re-encoding them.
         """
         out = Dataset()
-        encoding = source.original_encoding
-        if None not in encoding:
-            out.set_original_encoding(*encoding, source.original_character_set)
+        implicit, little = source.original_encoding
+        if implicit is not None and little is not None:
+            out.set_original_encoding(implicit, little, source.original_character_set)
         private_blocks: set[int] = set()
         for raw in source.elements():
             tag = raw.tag
             group = tag >> 16
             if tag & 0xFFFF == 0 or (not group & 1 and group >> 8 in (0x50, 0x60)):
                 continue  # group lengths; curves (50xx) and overlays (60xx): bitmaps nobody can clean
+            kept: DataElement | RawDataElement | None
             if group & 1:
                 kept = self.private(tag, source, path)
                 if kept is not None:
@@ -300,7 +306,7 @@ class _Walk:
 
     # -- private attributes ---------------------------------------------------------------
 
-    def private(self, tag: BaseTag, source: Dataset, path: str) -> DataElement | None:
+    def private(self, tag: BaseTag, source: Dataset, path: str) -> DataElement | RawDataElement | None:
         """An allow-listed private element (scrubbed like a public one), else None."""
         block = (tag >> 8) & 0xFF
         if block < 0x10 or not self.plan.private_allow_list:
