@@ -19,6 +19,7 @@ import os
 import re
 import types
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -71,9 +72,11 @@ def _validate_ae_title(value: str) -> str:
     return value.strip()
 
 
-AETitle = Annotated[str, Field(description="DICOM Application Entity title (1-16 characters)")]
-Port = Annotated[int, Field(ge=1, le=65535, description="TCP port (1-65535)")]
-Seconds = Annotated[float, Field(gt=0, description="seconds")]
+# Value types validate themselves and give the reference's type column its words (``title``);
+# what a value means differs from one field to the next, so each field describes itself.
+AETitle = Annotated[str, AfterValidator(_validate_ae_title), Field(title="AE title (1-16 characters)")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0, title="seconds")]
 
 
 def sop_class_uid(value: str) -> str:
@@ -119,13 +122,11 @@ class TLSSettings(_Model):
 class AllowedCaller(_Model):
     """A modality allowed to open an association: its AE title, optionally pinned to hosts."""
 
-    ae_title: AETitle
+    ae_title: AETitle = Field(description="AE title the modality calls from (its calling AE title)")
     hosts: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
         default_factory=list,
         description="addresses or CIDR blocks the caller must come from; empty = any host",
     )
-
-    _check_ae = field_validator("ae_title")(classmethod(lambda cls, v: _validate_ae_title(v)))
 
     @field_validator("hosts", mode="before")
     @classmethod
@@ -139,9 +140,9 @@ class AllowedCaller(_Model):
 class Listener(_Model):
     """The DICOM SCP that modalities send to."""
 
-    ae_title: AETitle = "DMASK"
+    ae_title: AETitle = Field(default="DMASK", description="AE title the gateway answers to (the called AE title)")
     host: str = Field(default="0.0.0.0", description="address to bind")
-    port: Port = 11112
+    port: Port = Field(default=11112, description="TCP port modalities send to")
     allowed_callers: list[AllowedCaller] = Field(
         min_length=1, description="callers that get an association; everyone else is rejected"
     )
@@ -151,15 +152,19 @@ class Listener(_Model):
         default=262144,
         description="maximum PDU size we receive, bytes: 0 (unlimited) or at least 131072",
     )
-    acse_timeout: Seconds = 30
-    dimse_timeout: Seconds = 60
-    network_timeout: Seconds = 60
+    acse_timeout: Seconds = Field(
+        default=30, description="how long to wait for association negotiation and release messages"
+    )
+    dimse_timeout: Seconds = Field(
+        default=60, description="how long to wait for the next DIMSE message (C-STORE, C-ECHO) of a caller"
+    )
+    network_timeout: Seconds = Field(
+        default=60, description="an association that receives no PDU for this long is aborted"
+    )
     extra_sop_classes: list[str] = Field(
         default_factory=list,
         description="storage SOP classes accepted on top of the photographic defaults (UID or keyword)",
     )
-
-    _check_ae = field_validator("ae_title")(classmethod(lambda cls, v: _validate_ae_title(v)))
 
     @field_validator("max_pdu_size")
     @classmethod
@@ -209,30 +214,32 @@ class Spool(_Model):
 class RetryPolicy(_Model):
     """Exponential backoff for a destination, then dead letter."""
 
-    initial_delay: Seconds = 2
-    max_delay: Seconds = 300
+    initial_delay: Seconds = Field(default=2, description="wait before the first retry")
+    max_delay: Seconds = Field(default=300, description="longest wait between two retries")
     multiplier: float = Field(default=2, ge=1, description="each retry waits this many times longer")
-    max_age: Seconds = Field(default=86400, description="give up (dead letter) after this long")
+    max_age: Seconds = Field(
+        default=86400, description="give up (dead letter) this long after the first failure"
+    )
 
 
 class DicomDestination(_Model):
     """A research PACS reached by C-STORE."""
 
     type: Literal["dicom"] = Field(description="C-STORE to a DICOM node")
-    ae_title: AETitle
+    ae_title: AETitle = Field(description="AE title of the PACS (the called AE title)")
     host: str = Field(description="host name or address of the PACS")
-    port: Port
+    port: Port = Field(description="TCP port of the PACS")
     calling_ae_title: AETitle | None = Field(
         default=None, description="our AE title towards this PACS; none = the listener's"
     )
-    tls: TLSSettings | None = None
-    connect_timeout: Seconds = 10
-    dimse_timeout: Seconds = 60
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-
-    _check_ae = field_validator("ae_title", "calling_ae_title")(
-        classmethod(lambda cls, v: v if v is None else _validate_ae_title(v))
+    tls: TLSSettings | None = Field(default=None, description="TLS towards the PACS; none = plain TCP")
+    connect_timeout: Seconds = Field(
+        default=10, description="how long to wait for the connection and each association message"
     )
+    dimse_timeout: Seconds = Field(
+        default=60, description="how long to wait for the PACS while sending an instance and for its answer"
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
 
 class FolderDestination(_Model):
@@ -284,12 +291,12 @@ class TagCondition(_Model):
 class RouteMatch(_Model):
     """All given conditions must hold (AND); each list matches any of its values (OR)."""
 
-    calling_ae_title: list[str] = Field(default_factory=list, description="AE title of the sender")
-    called_ae_title: list[str] = Field(default_factory=list, description="AE title the sender called")
-    sop_class: list[str] = Field(default_factory=list, description="UIDs or keywords")
-    modality: list[str] = Field(default_factory=list, description="Modality (0008,0060)")
+    calling_ae_title: list[AETitle] = Field(default_factory=list, description="AE title of the sender")
+    called_ae_title: list[AETitle] = Field(default_factory=list, description="AE title the sender called")
+    sop_class: list[str] = Field(default_factory=list, description="SOP Class of the instance (UID or keyword)")
+    modality: list[str] = Field(default_factory=list, description="Modality (0008,0060) of the instance")
     body_part_examined: list[str] = Field(
-        default_factory=list, description="BodyPartExamined (0018,0015)"
+        default_factory=list, description="BodyPartExamined (0018,0015) of the instance"
     )
     tags: dict[TagKey, TagCondition] = Field(
         default_factory=dict, description="keyword or (gggg,eeee) -> equals/regex"
@@ -300,11 +307,6 @@ class RouteMatch(_Model):
     @classmethod
     def _listify(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
-
-    @field_validator("calling_ae_title", "called_ae_title")
-    @classmethod
-    def _ae_titles(cls, value: list[str]) -> list[str]:
-        return [_validate_ae_title(v) for v in value]
 
     @field_validator("sop_class")
     @classmethod
@@ -353,7 +355,7 @@ class Metrics(_Model):
 
     enabled: bool = Field(default=True, description="serve the HTTP endpoint")
     host: str = Field(default="127.0.0.1", description="address the HTTP endpoint binds")
-    port: Port = 9112
+    port: Port = Field(default=9112, description="TCP port of the HTTP endpoint")
 
 
 class SecretSource(_Model):
@@ -606,36 +608,11 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
 
 # --- reference -----------------------------------------------------------------------------
 
-def _docstring_parameters(model: type[BaseModel]) -> dict[str, str]:
-    """Field descriptions from a numpydoc ``Parameters`` or ``Attributes`` section.
-
-    Models shared with other modules (mask and deid settings) document their fields there rather
-    than in ``Field(description=...)``; the reference reads them so that no key goes unexplained.
-    """
-    described: dict[str, str] = {}
-    doc = (model.__doc__ or "").splitlines()
-    headers = [i for i, line in enumerate(doc[:-1])
-               if line.strip() in ("Parameters", "Attributes") and set(doc[i + 1].strip()) == {"-"}]
-    if not headers:
-        return described
-    names: list[str] = []
-    body = doc[headers[0] + 2:]
-    for index, line in enumerate(body):
-        if index + 1 < len(body) and body[index + 1].strip() and set(body[index + 1].strip()) == {"-"}:
-            break  # the next section's header
-        if line.strip() and not line.startswith(" " * 8) and line.startswith(" " * 4):
-            names = [n.strip() for n in line.split(":")[0].split(",")]
-        elif line.strip() and names:
-            for name in names:
-                described[name] = (described.get(name, "") + " " + line.strip()).strip()
-    return described
-
-
 def _type_name(annotation: Any) -> str:
     """A type as an admin reads it: ``list of str``, ``'json' / 'human'``, ``int or null``."""
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Annotated:
-        # A type whose values are written otherwise than its Python type says (a keyword for a
+        # A type that says more than its Python type (an AE title, seconds, a keyword for a
         # tag, hex for a number) carries that in its Field title.
         titles = [meta.title for meta in args[1:] if isinstance(meta, FieldInfo) and meta.title]
         return titles[0] if titles else _type_name(args[0])
@@ -692,12 +669,39 @@ def _nested_models(annotation: Any) -> list[tuple[type[BaseModel], str]]:
     return found
 
 
-def config_reference() -> str:
-    """A markdown table of every key, its type, default and meaning, generated from the models."""
-    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+@dataclass(frozen=True)
+class ReferenceRow:
+    """One key of the configuration reference.
+
+    ``source`` names where the meaning was written: ``Model.field`` for a field's own
+    description, ``Model`` for a section that takes the first line of its model's docstring.
+    Rows reached by several key paths (a TLS section under the listener and under a
+    destination) share a source, and with it their meaning.
+    """
+
+    key: str
+    type: str
+    default: str
+    meaning: str
+    source: str
+
+
+def _meaning(model: type[BaseModel], name: str, field: FieldInfo,
+             nested: list[tuple[type[BaseModel], str]]) -> tuple[str, str]:
+    """A field's meaning and its source: its own description, else its section's docstring."""
+    if field.description:
+        return field.description, f"{model.__qualname__}.{name}"
+    if len(nested) == 1:
+        section = nested[0][0]
+        return next(iter((section.__doc__ or "").strip().splitlines()), ""), section.__qualname__
+    return "", f"{model.__qualname__}.{name}"
+
+
+def reference_rows() -> list[ReferenceRow]:
+    """Every key of the configuration, depth first in the order of the models' fields."""
+    rows: list[ReferenceRow] = []
 
     def walk(model: type[BaseModel], prefix: str) -> None:
-        documented = _docstring_parameters(model)
         for name, field in model.model_fields.items():
             key = f"{prefix}{name}"
             nested = _nested_models(field.annotation)
@@ -708,13 +712,19 @@ def config_reference() -> str:
                 default = "see below" if nested else empty or "computed"
             else:
                 default = f"`{_default_text(field.default)}`"
-            meaning = field.description or documented.get(name, "")
-            if not meaning and nested:
-                meaning = next(iter((nested[0][0].__doc__ or "").strip().splitlines()), "")
-            meaning = meaning.replace("|", "/")
-            rows.append(f"| `{key}` | {field.title or _type_name(field.annotation)} | {default} | {meaning} |")
+            meaning, source = _meaning(model, name, field, nested)
+            rows.append(ReferenceRow(key, field.title or _type_name(field.annotation), default,
+                                     meaning, source))
             for model_inside, label in nested:
                 walk(model_inside, f"{key}{label}.")
 
     walk(GatewayConfig, "")
-    return "\n".join(rows) + "\n"
+    return rows
+
+
+def config_reference() -> str:
+    """A markdown table of every key, its type, default and meaning, generated from the models."""
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    lines += [f"| `{row.key}` | {row.type} | {row.default} | {row.meaning.replace('|', '/')} |"
+              for row in reference_rows()]
+    return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import GatewayConfig, config_reference, load_config, parse_config
+from gateway.config import GatewayConfig, config_reference, load_config, parse_config, reference_rows
 from gateway.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +61,12 @@ BROKEN = [
      "listener.ae_title", "DMASK_RESEARCH_GW01", "at most 16"),
     ("AE title with backslash", edit("- ae_title: CAMERA1 ", "- ae_title: 'CAM\\ERA1' "),
      "listener.allowed_callers.0.ae_title", "CAM\\ERA1", "backslash"),
+    ("blank destination AE title",
+     edit("    path: var/out\n", "    path: var/out\n  pacs: {type: dicom, ae_title: ' ', host: h, port: 104}\n"),
+     "destinations.pacs.ae_title", "pacs: {type: dicom", "must not be empty"),
+    ("route matching a too long AE title",
+     edit("calling_ae_title: [CAMERA1, SLITLAMP]", "calling_ae_title: [CAMERA1, SLITLAMP_OF_ROOM_12]"),
+     "routes.0.match.calling_ae_title.1", "SLITLAMP_OF_ROOM_12", "at most 16"),
     ("duplicate destination", edit("    path: var/out\n",
                                    "    path: var/out\n  local-folder: {type: folder, path: x}\n"),
      "destinations.local-folder", "local-folder: {type", "more than once"),
@@ -177,3 +183,22 @@ def test_check_config_command_exits_nonzero_with_the_error(tmp_path: Path,
 def test_readme_reference_matches_the_models() -> None:
     readme = (REPO / "README.md").read_text()
     assert config_reference() in readme, "regenerate with: dmask check-config --reference"
+
+
+def test_every_key_of_the_reference_has_a_meaning() -> None:
+    """A field without a description (or a section without a docstring) leaves a blank meaning."""
+    undescribed = [row.key for row in reference_rows() if not row.meaning.strip()]
+    assert not undescribed, f"describe these with Field(description=...): {undescribed}"
+
+
+def test_no_two_settings_share_a_meaning() -> None:
+    """A meaning shared by two fields is a copy that says the wrong thing about one of them.
+
+    Rows reached by several key paths (TLS under the listener and under a destination) come from
+    the same field and may repeat its meaning; two different fields may not.
+    """
+    sources_by_meaning: dict[str, set[str]] = {}
+    for row in reference_rows():
+        sources_by_meaning.setdefault(row.meaning, set()).add(row.source)
+    shared = {meaning: sorted(sources) for meaning, sources in sources_by_meaning.items() if len(sources) > 1}
+    assert not shared, shared

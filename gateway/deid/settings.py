@@ -99,46 +99,61 @@ class PrivateAttribute(BaseModel):
 class DeidSettings(BaseModel):
     """Attribute de-identification of one profile: Annex E Basic Profile + options + overrides.
 
-    Attributes
-    ----------
-    options
-        Annex E options applied on top of the Basic Profile. The two Retain Longitudinal
-        Temporal Information options exclude each other.
-    keep, remove, empty
-        Per-profile overrides by keyword or tag, applied after the table and the options:
-        keep the value (sequences are still scrubbed inside), remove the attribute, or keep it
-        with an empty value.
-    replace
-        Per-profile overrides that set a fixed value (keyword or tag -> value as text).
-    private_allow_list
-        Private attributes kept under the Retain Safe Private option; every other private
-        attribute is removed.
-    unknown_public
-        What happens to a public attribute that is neither in Table E.1-1 nor used by any
-        standard IOD (retired or non-composite attributes): ``remove`` (default) or ``keep``,
-        which is logged by tag for every instance.
-    uid_root
-        Root of remapped UIDs; ``2.25`` gives the UUID-derived form of PS3.5 B.2.
-    patient_pseudonyms
-        Replace PatientName and PatientID with keyed pseudonyms instead of emptying them, so
-        that one patient's instances stay linkable without being identifiable.
-    max_date_shift_days
-        Largest shift of the Modified Dates option; each patient gets a shift of 1 to this
-        many days into the past, derived from the key.
+    The overrides (``keep``, ``remove``, ``empty``, ``replace``) apply after the table and the
+    options; an attribute may be named in only one of them.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    options: tuple[Option, ...] = ()
-    keep: tuple[AttributeTag, ...] = ()
-    remove: tuple[AttributeTag, ...] = ()
-    empty: tuple[AttributeTag, ...] = ()
-    replace: dict[AttributeTag, str] = Field(default_factory=dict)
-    private_allow_list: tuple[PrivateAttribute, ...] = ()
-    unknown_public: Literal["remove", "keep"] = "remove"
-    uid_root: Annotated[str, Field(max_length=MAX_UID_ROOT_LENGTH)] = "2.25"
-    patient_pseudonyms: bool = True
-    max_date_shift_days: Annotated[int, Field(ge=1, le=36500)] = 730
+    options: tuple[Option, ...] = Field(
+        default=(),
+        description="Annex E options applied on top of the Basic Profile; the two Retain "
+        "Longitudinal Temporal Information options exclude each other",
+    )
+    keep: tuple[AttributeTag, ...] = Field(
+        default=(),
+        description="attributes whose value is kept as received (a sequence is still scrubbed "
+        "inside; a kept PatientName or PatientID is not pseudonymised)",
+    )
+    remove: tuple[AttributeTag, ...] = Field(
+        default=(), description="attributes removed from the output whatever the table says"
+    )
+    empty: tuple[AttributeTag, ...] = Field(
+        default=(), description="attributes kept in the output with an empty (zero-length) value"
+    )
+    replace: dict[AttributeTag, str] = Field(
+        default_factory=dict,
+        description="attributes set to a fixed value (keyword or tag -> value as text); only "
+        "attributes whose VR is written as text",
+    )
+    private_allow_list: tuple[PrivateAttribute, ...] = Field(
+        default=(),
+        description="private attributes kept under the Retain Safe Private option; every other "
+        "private attribute is removed",
+    )
+    unknown_public: Literal["remove", "keep"] = Field(
+        default="remove",
+        description="a public attribute that is neither in Table E.1-1 nor used by any standard "
+        "IOD (retired or non-composite attributes) is removed, or kept and logged by tag for "
+        "every instance",
+    )
+    uid_root: str = Field(
+        default="2.25",
+        max_length=MAX_UID_ROOT_LENGTH,
+        description="root of remapped UIDs; `2.25` gives the UUID-derived form of PS3.5 B.2",
+    )
+    patient_pseudonyms: bool = Field(
+        default=True,
+        description="replace PatientName and PatientID with keyed pseudonyms instead of emptying "
+        "them, so that one patient's instances stay linkable without being identifiable",
+    )
+    max_date_shift_days: int = Field(
+        default=730,
+        ge=1,
+        le=36500,
+        description="largest shift of the Modified Dates option; each patient gets a shift of 1 "
+        "to this many days into the past, derived from the key",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DeidSettings:

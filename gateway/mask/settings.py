@@ -51,49 +51,63 @@ DEFAULT_PRESERVE = (Region.EYES, Region.EYELIDS, Region.IRISES, Region.BROWS)
 
 
 class MaskSettings(BaseModel):
-    """Options of the digital mask.
-
-    Parameters
-    ----------
-    preserve
-        Regions where the patient's own geometry is kept; the identity-free template shapes the
-        rest. Brows are kept by position (height, left/right asymmetry), not by shape.
-        ``"all"`` keeps the whole face shape (like the published mask, and linkable).
-    eyes
-        ``rendered`` or ``original`` pixels inside the eyelid openings.
-    background
-        ``fill`` (flat ``fill_color``), ``blur`` or ``keep`` for everything outside the mask.
-        With ``blur`` and ``keep`` the patient's own face outline is still filled.
-    fill_color, skin_albedo
-        RGB colours of the background fill and of the rendered skin; never the patient's.
-    max_faces
-        The most faces masked in one image or frame.
-    detection_confidence, tracking_confidence
-        Minimum confidences of the face detector and of frame-to-frame landmark tracking.
-    max_gap_frames
-        In a frame sequence, how many consecutive frames without a face are interpolated before
-        the sequence fails closed.
-    residual_check
-        Run an independent face detector on the output and refuse it if it finds an unmasked face.
-    eye_corrections
-        Stills with rendered eyes: how many times the drawn eyes are corrected after Face Mesh has
-        looked at them (``gateway.mask.refine``); of all the drawings it looked at, the one whose
-        eyes it found closest to the photo's is kept. Each costs a Face Mesh pass (about 6 ms).
-    """
+    """Options of the digital mask."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    preserve: tuple[Region, ...] | Literal["all"] = DEFAULT_PRESERVE
-    eyes: EyeRendering = EyeRendering.RENDERED
-    background: BackgroundPolicy = BackgroundPolicy.FILL
-    fill_color: RGB = (128, 128, 128)
-    skin_albedo: RGB = (196, 172, 156)
-    max_faces: int = Field(default=4, ge=1, le=16)
-    detection_confidence: float = Field(default=0.5, gt=0.0, lt=1.0)
-    tracking_confidence: float = Field(default=0.5, gt=0.0, lt=1.0)
-    max_gap_frames: int = Field(default=5, ge=0)
-    residual_check: bool = True
-    eye_corrections: int = Field(default=3, ge=0, le=8)
+    preserve: tuple[Region, ...] | Literal["all"] = Field(
+        default=DEFAULT_PRESERVE,
+        description="regions where the patient's own geometry is kept; the identity-free template "
+        "shapes the rest. Brows are kept by position (height, left/right asymmetry), not by shape. "
+        "`all` keeps the whole face shape (like the published mask, and linkable)",
+    )
+    eyes: EyeRendering = Field(
+        default=EyeRendering.RENDERED,
+        description="inside the eyelid openings: `rendered` draws sclera, iris and pupil from the "
+        "landmarks (gaze and lid position survive), `original` keeps the patient's pixels",
+    )
+    background: BackgroundPolicy = Field(
+        default=BackgroundPolicy.FILL,
+        description="everything outside the mask: `fill` (flat `fill_color`), `blur` or `keep`; "
+        "with `blur` and `keep` the patient's own face outline is still filled with `fill_color`",
+    )
+    fill_color: RGB = Field(
+        default=(128, 128, 128),
+        description="RGB colour of the `fill` background and of the patient's face outline under "
+        "the mask; never taken from the patient",
+    )
+    skin_albedo: RGB = Field(
+        default=(196, 172, 156),
+        description="RGB albedo of the rendered mask's skin (shaded by the light, darker brows and "
+        "lid margins, tinted lips); the same for every patient",
+    )
+    max_faces: int = Field(default=4, ge=1, le=16, description="the most faces masked in one image or frame")
+    detection_confidence: float = Field(
+        default=0.5, gt=0.0, lt=1.0,
+        description="minimum confidence for the face detector and Face Mesh to report a face "
+        "(stills, the eye corrections, and the frames where a sequence looks for faces anew)",
+    )
+    tracking_confidence: float = Field(
+        default=0.5, gt=0.0, lt=1.0,
+        description="frame sequences: minimum confidence for Face Mesh to keep following a face "
+        "into the next frame; below it the next frame looks for faces anew",
+    )
+    max_gap_frames: int = Field(
+        default=5, ge=0,
+        description="frame sequences: consecutive frames without a face that are interpolated "
+        "before the sequence fails closed",
+    )
+    residual_check: bool = Field(
+        default=True,
+        description="run an independent face detector on the output and refuse it if it finds "
+        "an unmasked face",
+    )
+    eye_corrections: int = Field(
+        default=3, ge=0, le=8,
+        description="stills with rendered eyes: how many times the drawn eyes are corrected after "
+        "Face Mesh has looked at them; of all the drawings it looked at, the one whose eyes it "
+        "found closest to the photo's is kept. Each costs one Face Mesh pass",
+    )
 
     def preserved_regions(self) -> frozenset[Region] | None:
         """The preserved regions, or ``None`` when the whole face shape is kept."""
