@@ -26,6 +26,9 @@ from gateway.mask.topology import (
 )
 
 SAMPLES = 4
+#: Pixels by which a face's region reaches beyond its mask's vertices: the mesh's antialiased
+#: edge falls inside it.
+REGION_MARGIN = 2
 #: Longest side a face is rendered at; larger faces are rendered at this size and scaled up
 #: (the shading is smooth, and the eyes are drawn at full resolution by the compositor).
 MAX_RENDER_SIDE = 768
