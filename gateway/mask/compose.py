@@ -95,12 +95,12 @@ def face_outline(points: np.ndarray) -> np.ndarray:
     return centre + (outline - centre) * OUTLINE_GROWTH
 
 
-def _opening_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
+def _opening_mask(shape: tuple[int, ...], polygon: np.ndarray) -> np.ndarray:
     """Coverage (0-255) of an opening, grown by ``RIM`` pixels to sit under the mesh's edge."""
     mask = np.zeros(shape, dtype=np.uint8)
     fixed = _fixed(polygon)
-    cv2.fillPoly(mask, [fixed], 255, cv2.LINE_AA, SHIFT)
-    cv2.polylines(mask, [fixed], True, 255, 2 * RIM, cv2.LINE_AA, SHIFT)
+    cv2.fillPoly(mask, [fixed], (255,), cv2.LINE_AA, SHIFT)
+    cv2.polylines(mask, [fixed], True, (255,), 2 * RIM, cv2.LINE_AA, SHIFT)
     return mask
 
 
@@ -186,7 +186,7 @@ def draw_lid_margins(canvas: np.ndarray, opening: np.ndarray) -> None:
         if not window.size:
             continue
         coverage = np.zeros(window.shape[:2], dtype=np.uint8)
-        cv2.fillPoly(coverage, [_fixed(band - origin[:2])], int(round(255 * opacity)), cv2.LINE_AA, SHIFT)
+        cv2.fillPoly(coverage, [_fixed(band - origin[:2])], (int(round(255 * opacity)),), cv2.LINE_AA, SHIFT)
         _blend(window, flat(window.shape, colour), coverage)
 
 
