@@ -7,10 +7,19 @@ import numpy as np
 import pytest
 
 from dicom_instances import photo
-from gateway.mask import FaceMasker, MaskSettings
+from gateway.mask import FaceLandmarks, FaceMasker, MaskSettings
 from gateway.mask.geometry import eye_frame
 from gateway.mask.landmarks import MeshView
-from gateway.mask.refine import IRISES, LARGEST_CORRECTION, LIDS, MISMATCH, corrected, crop_view, eye_error
+from gateway.mask.refine import (
+    IRISES,
+    LARGEST_CORRECTION,
+    LIDS,
+    MISMATCH,
+    EyeRefiner,
+    corrected,
+    crop_view,
+    eye_error,
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,15 +28,22 @@ def masker() -> FaceMasker:
         yield masker
 
 
-def seen_error(masker: FaceMasker, output: np.ndarray, face) -> float:
+@pytest.fixture(scope="module")
+def refiner() -> EyeRefiner:
+    refiner = EyeRefiner(MaskSettings())
+    yield refiner
+    refiner.close()
+
+
+def seen_error(refiner: EyeRefiner, output: np.ndarray, face: FaceLandmarks) -> float:
     """How far Face Mesh finds the eyes of ``face`` on ``output``, looking the way the mask does."""
-    found = masker._refiner.displacement(output, face.view, face.points)
+    found = refiner.displacement(output, face.view, face.points)
     assert found is not None
     return eye_error(found, face.points)
 
 
 @pytest.mark.parametrize("name", ["grace_hopper", "astronaut"])
-def test_more_corrections_never_leave_the_eyes_found_further_off(name: str) -> None:
+def test_more_corrections_never_leave_the_eyes_found_further_off(refiner: EyeRefiner, name: str) -> None:
     rgb = photo(name)
     errors = []
     for corrections in (0, 1, 3):
@@ -35,19 +51,19 @@ def test_more_corrections_never_leave_the_eyes_found_further_off(name: str) -> N
             face = masker.detect(rgb)[0]
             output = masker.mask_image(rgb)
             assert np.array_equal(output, masker.render(rgb, [face], refine_eyes=True))
-            errors.append(seen_error(masker, output, face))
+            errors.append(seen_error(refiner, output, face))
 
     assert errors[0] >= errors[1] >= errors[2]  # each count's drawings include the smaller count's
     assert errors[2] < errors[0]
 
 
-def test_the_eyes_are_looked_at_in_the_view_the_photo_was_measured_in(masker: FaceMasker) -> None:
+def test_the_eyes_are_looked_at_in_the_view_the_photo_was_measured_in(masker: FaceMasker, refiner: EyeRefiner) -> None:
     rgb = photo("astronaut")
     face = masker.detect(rgb)[0]
 
     assert face.view == MeshView((0, 0, rgb.shape[1], rgb.shape[0]), face.view.side)
-    again = face.view.faces(masker._refiner._mesh, rgb)
-    assert np.array_equal(again[0], face.points)
+    found = refiner.displacement(rgb, face.view, face.points)
+    assert found is not None and not found.any()
 
 
 def test_without_corrections_the_calibrated_drawing_is_left_as_it_is(masker: FaceMasker) -> None:
@@ -58,26 +74,26 @@ def test_without_corrections_the_calibrated_drawing_is_left_as_it_is(masker: Fac
         assert np.array_equal(uncorrected.mask_image(rgb), masker.render(rgb, [face]))
 
 
-def test_landmarks_without_a_view_are_looked_at_around_their_face(masker: FaceMasker) -> None:
+def test_landmarks_without_a_view_are_looked_at_around_their_face(masker: FaceMasker, refiner: EyeRefiner) -> None:
     rgb = photo("grace_hopper")
     face = masker.detect(rgb)[0]
     region = masker._region(masker._shape(face), face.points, rgb.shape)
     view = crop_view(region, rgb.shape)
 
-    found = masker._refiner.displacement(masker.render(rgb, [face]), view, face.points)
+    found = refiner.displacement(masker.render(rgb, [face]), view, face.points)
 
     assert found is not None
     assert eye_error(found, face.points) < MISMATCH
 
 
-def test_a_view_without_these_eyes_gives_no_displacement(masker: FaceMasker) -> None:
+def test_a_view_without_these_eyes_gives_no_displacement(masker: FaceMasker, refiner: EyeRefiner) -> None:
     hopper = photo("grace_hopper")
     face = masker.detect(hopper)[0]
     elsewhere = face.points + [hopper.shape[1] / 2, 0.0, 0.0]
 
-    assert masker._refiner.displacement(hopper, face.view, elsewhere) is None
+    assert refiner.displacement(hopper, face.view, elsewhere) is None
     blank = np.full_like(hopper, 128)
-    assert masker._refiner.displacement(blank, face.view, face.points) is None
+    assert refiner.displacement(blank, face.view, face.points) is None
 
 
 @pytest.fixture(scope="module")

@@ -115,7 +115,7 @@ def identifying_values(original: Dataset, plan: ScrubPlan | None = None) -> list
             row = rows.get(tag)
             identifying = (row is not None and row.basic != "K") or elem.VR == "PN"
             # A cleaned date is shifted: the original must still not appear.
-            if tag in retained and not (elem.VR in ("DA", "DT") and plan.codes.get(tag) == "C"):
+            if plan is not None and tag in retained and not (elem.VR in ("DA", "DT") and plan.codes.get(tag) == "C"):
                 identifying = False
         if not identifying:
             continue

@@ -100,7 +100,7 @@ def eye_strip(region: FaceRegion, half_length: float, half_height: float) -> np.
 
 def _strip_mask(rgb: np.ndarray, strip: np.ndarray) -> np.ndarray:
     inside = np.zeros(rgb.shape[:2], dtype=np.uint8)
-    cv2.fillConvexPoly(inside, strip, 1)
+    cv2.fillConvexPoly(inside, strip, (1,))
     return inside.astype(bool)
 
 

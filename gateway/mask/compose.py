@@ -15,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from gateway.mask.landmarks import reduced
+from gateway.mask.landmarks import Box, reduced
 from gateway.mask.settings import BackgroundPolicy, EyeRendering, MaskSettings
 from gateway.mask.topology import (
     FACE_OVAL,
@@ -95,12 +95,12 @@ def face_outline(points: np.ndarray) -> np.ndarray:
     return centre + (outline - centre) * OUTLINE_GROWTH
 
 
-def _opening_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
+def _opening_mask(shape: tuple[int, ...], polygon: np.ndarray) -> np.ndarray:
     """Coverage (0-255) of an opening, grown by ``RIM`` pixels to sit under the mesh's edge."""
     mask = np.zeros(shape, dtype=np.uint8)
     fixed = _fixed(polygon)
-    cv2.fillPoly(mask, [fixed], 255, cv2.LINE_AA, SHIFT)
-    cv2.polylines(mask, [fixed], True, 255, 2 * RIM, cv2.LINE_AA, SHIFT)
+    cv2.fillPoly(mask, [fixed], (255,), cv2.LINE_AA, SHIFT)
+    cv2.polylines(mask, [fixed], True, (255,), 2 * RIM, cv2.LINE_AA, SHIFT)
     return mask
 
 
@@ -186,7 +186,7 @@ def draw_lid_margins(canvas: np.ndarray, opening: np.ndarray) -> None:
         if not window.size:
             continue
         coverage = np.zeros(window.shape[:2], dtype=np.uint8)
-        cv2.fillPoly(coverage, [_fixed(band - origin[:2])], int(round(255 * opacity)), cv2.LINE_AA, SHIFT)
+        cv2.fillPoly(coverage, [_fixed(band - origin[:2])], (int(round(255 * opacity)),), cv2.LINE_AA, SHIFT)
         _blend(window, flat(window.shape, colour), coverage)
 
 
@@ -214,28 +214,37 @@ def _blend(canvas: np.ndarray, layer: np.ndarray, coverage: np.ndarray) -> None:
 
 
 def compose_face(
-    canvas: np.ndarray,
+    output: np.ndarray,
     original: np.ndarray,
     rendered: np.ndarray,
     shape: np.ndarray,
     points: np.ndarray,
+    box: Box,
     settings: MaskSettings,
 ) -> None:
-    """Compose one face into ``canvas`` (a region of the output, changed in place).
+    """Compose one face into ``output`` over ``box`` (changed in place; nothing outside it is).
 
     Parameters
     ----------
-    canvas
-        The output's pixels over the face's region, already showing the background.
+    output
+        The output image, already showing the background over ``box``.
     original
-        The input's pixels over the same region.
+        The input image.
     rendered
-        The mesh rendered over the region (RGBA, alpha = coverage).
+        The mesh rendered over ``box`` (RGBA, alpha = coverage).
     shape, points
-        The mask's vertices and the patient's landmarks, in pixels of the region.
+        The mask's vertices and the patient's landmarks, in image pixels.
+    box
+        The part of the image to compose: the face's region, or the part of it around the eyes
+        when they are drawn again (``gateway.mask.refine``).
     settings
         Background and eye choices.
     """
+    x0, y0, x1, y1 = box
+    offset = np.array([x0, y0, 0.0])
+    # From here on everything is in pixels of the box.
+    canvas, original = output[y0:y1, x0:x1], original[y0:y1, x0:x1]
+    shape, points = shape - offset, points - offset
     if settings.background is not BackgroundPolicy.FILL:
         cv2.fillPoly(canvas, [_fixed(face_outline(points))], settings.fill_color, cv2.LINE_AA, SHIFT)
     for opening, iris in ((RIGHT_EYE_OPENING, RIGHT_IRIS), (LEFT_EYE_OPENING, LEFT_IRIS)):

@@ -145,7 +145,7 @@ def mesh_blend(template: np.ndarray, regions: frozenset[Region] | None) -> MeshB
         return MeshBlend(np.ones(LANDMARK_COUNT))
     exact = [REGION_VERTICES[r] for r in regions if r is not Region.BROWS]
     seeds = np.concatenate(exact) if exact else np.empty(0, dtype=np.int32)
-    groups = ()
+    groups: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
     if Region.BROWS in regions:
         groups = tuple((brow, falloff_weights(template, brow)) for brow in (RIGHT_BROW, LEFT_BROW))
     return MeshBlend(falloff_weights(template, seeds), groups)

@@ -14,18 +14,15 @@ import numpy as np
 
 from gateway.errors import NoFaceFound, ResidualFace, UnsupportedPixelFormat
 from gateway.mask.calibration import load_calibration
-from gateway.mask.compose import RIM, background, compose_face, face_outline
-from gateway.mask.geometry import eye_frame, keyed_variation, mask_shape, mesh_blend, variation_of
+from gateway.mask.compose import background, compose_face, face_outline
+from gateway.mask.geometry import keyed_variation, mask_shape, mesh_blend, variation_of
 from gateway.mask.landmarks import Box, FaceLandmarks, LandmarkDetector
-from gateway.mask.refine import LARGEST_CORRECTION, EyeRefiner, corrected, crop_view, eye_error
-from gateway.mask.render import MaskRenderer
+from gateway.mask.refine import EyeDrawing, EyeRefiner
+from gateway.mask.render import REGION_MARGIN, MaskRenderer
 from gateway.mask.residual import ResidualFaceCheck
 from gateway.mask.settings import BackgroundPolicy, EyeRendering, MaskSettings
 from gateway.mask.template import load_template
-from gateway.mask.topology import LEFT_EYE_OPENING, MESH_VERTEX_COUNT, RIGHT_EYE_OPENING
-
-#: Pixels around a face's region, for the antialiased rim.
-REGION_MARGIN = 2
+from gateway.mask.topology import MESH_VERTEX_COUNT
 
 
 class FaceMasker:
@@ -148,7 +145,7 @@ class FaceMasker:
 
     def _mask_face(self, output: np.ndarray, rgb: np.ndarray, face: FaceLandmarks, refine_eyes: bool) -> None:
         """Draw one face's mask into ``output``; with ``refine_eyes`` (and drawn eyes) correct
-        the drawn eyes by looking at them (``_refine_eyes``)."""
+        the drawn eyes by looking at them (``gateway.mask.refine``)."""
         points = face.points
         shape = self._shape(face)
         region = self._region(shape, points, rgb.shape)
@@ -159,74 +156,11 @@ class FaceMasker:
         if x1 <= x0 or y1 <= y0:
             return
         rendered = self._renderer.render(shape, region)
-        if not (refine_eyes and rendered_eyes and self.settings.eye_corrections):
-            self._compose(output, rgb, rendered, shape, points, region)
-            return
-        _, scale = eye_frame(points)
-        band = _eye_band(shape, region, LARGEST_CORRECTION * scale)
-        underneath = output[band[1] : band[3], band[0] : band[2]].copy()
-        self._compose(output, rgb, rendered, shape, points, region)
-        self._refine_eyes(output, rgb, rendered, shape, face, region, band, underneath)
-
-    def _refine_eyes(
-        self,
-        output: np.ndarray,
-        rgb: np.ndarray,
-        rendered: np.ndarray,
-        shape: np.ndarray,
-        face: FaceLandmarks,
-        region: Box,
-        band: Box,
-        underneath: np.ndarray,
-    ) -> None:
-        """Look at the drawn eyes, draw them corrected, up to ``eye_corrections`` times, and leave
-        the drawing whose eyes Face Mesh found closest to the photo's (``gateway.mask.refine``).
-
-        ``band`` is the part of ``region`` the eyes are drawn in (``_eye_band``), ``underneath``
-        what ``output`` showed there before the face was composed.
-        """
-        points = face.points
-        view = face.view or crop_view(region, output.shape)
-        x0, y0 = region[:2]
-        bx0, by0, bx1, by1 = band
-        rendered = rendered[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0]
-        drawn, best, best_error = shape, None, np.inf
-        for look in range(self.settings.eye_corrections + 1):
-            found = self._refiner.displacement(output, view, points)
-            if found is None:
-                break
-            error = eye_error(found, points)
-            if error < best_error:
-                best, best_error = output[by0:by1, bx0:bx1].copy(), error
-            if look == self.settings.eye_corrections:
-                break
-            drawn = corrected(drawn, found, shape, points)
-            output[by0:by1, bx0:bx1] = underneath
-            self._compose(output, rgb, rendered, drawn, points, band)
-        if best is not None:  # without a first look nothing was drawn again
-            output[by0:by1, bx0:bx1] = best
-
-    def _compose(
-        self, output: np.ndarray, rgb: np.ndarray, rendered: np.ndarray, shape: np.ndarray, points: np.ndarray, box: Box
-    ) -> None:
-        """Compose the mask ``rendered`` over ``box`` (in image pixels) into ``output``, in place."""
-        x0, y0, x1, y1 = box
-        offset = np.array([x0, y0, 0.0])
-        compose_face(
-            output[y0:y1, x0:x1], rgb[y0:y1, x0:x1], rendered, shape - offset, points - offset, self.settings
-        )
-
-
-def _eye_band(shape: np.ndarray, region: Box, reach: float) -> Box:
-    """The part of ``region`` that drawing the eyes of ``shape`` again, each point moved by up to
-    ``reach`` pixels, can change: the eyelid openings, the lid lines over them and the rim by
-    which a drawn opening reaches under the mesh's edge."""
-    extent = shape[np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING]), :2]
-    margin = REGION_MARGIN + RIM + int(np.ceil(reach))
-    low = np.floor(extent.min(axis=0)).astype(int) - margin
-    high = np.ceil(extent.max(axis=0)).astype(int) + margin
-    x0, y0, x1, y1 = region
-    return max(low[0], x0), max(low[1], y0), min(high[0], x1), min(high[1], y1)
+        corrects = refine_eyes and rendered_eyes and self.settings.eye_corrections > 0
+        drawing = EyeDrawing.before_composing(output, face, shape, region, rendered) if corrects else None
+        compose_face(output, rgb, rendered, shape, points, region, self.settings)
+        if drawing is not None:
+            self._refiner.correct(output, rgb, drawing)
 
 
 def _checked(rgb: np.ndarray) -> np.ndarray:

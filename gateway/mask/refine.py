@@ -6,27 +6,31 @@ still sees the drawn irises and lid margins a little off, by an amount that depe
 around them and that changes, almost at random, with every small change of the drawing. For a
 still there is time to look a few times: Face Mesh runs on the mask in the same view the
 photo's landmarks came from (``MeshView``), each drawn lid point and iris is moved against the
-displacement found there, and the drawing that was found closest to the photo's eyes is kept.
+displacement found there, and the drawing that was found closest to the photo's eyes is kept
+(``EyeRefiner.correct`` on one face's ``EyeDrawing``).
 
-On faces-dev (``dmask audit privacy``) one look with the lids moved by 0.7 of their
-displacement left the eyelid points 1.34% of the inter-ocular distance off and the irises
-0.75%. Keeping the best of four looks (three corrections) in the photo's own view brings them
-to 1.16% and 0.49%. Looking at a crop around the face instead of the photo's view did worse
-(two corrections: 1.29% against 1.22%), and so did following the corrections without keeping
-the best (1.28%). Past the second correction Face Mesh finds the lids about as far off on
-average, but each drawing by a different amount, and the best one seen is kept.
+On faces-dev (``dmask audit privacy``) keeping the best of several looks in the photo's own view
+brought the eyelid points and the irises closer than a single look with the lids moved by a
+share of their displacement. Looking at a crop around the face instead of the photo's view did
+worse, and so did following the corrections without keeping the best: past the second
+correction Face Mesh finds the lids about as far off on average, but each drawing by a
+different amount, and the best one seen is kept.
 
 Frame sequences do not use it: their landmarks are smoothed over time, and another landmark
-pass per frame would cost a third of the frame rate.
+pass per frame would cost a large share of the frame rate.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import mediapipe as mp
 import numpy as np
 
+from gateway.mask.compose import RIM, compose_face
 from gateway.mask.geometry import eye_frame
-from gateway.mask.landmarks import Box, MeshView, square_box
+from gateway.mask.landmarks import Box, FaceLandmarks, MeshView, square_box
+from gateway.mask.render import REGION_MARGIN
 from gateway.mask.settings import MaskSettings
 from gateway.mask.topology import LEFT_EYE_OPENING, LEFT_IRIS, RIGHT_EYE_OPENING, RIGHT_IRIS
 
@@ -45,10 +49,60 @@ LIDS = np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING])
 IRISES = (RIGHT_IRIS, LEFT_IRIS)
 
 
+@dataclass(frozen=True)
+class EyeDrawing:
+    """One face's mask as first composed into an output, and what drawing its eyes again needs.
+
+    Made by ``before_composing`` before the face is composed: ``underneath`` keeps what the
+    output showed over ``band`` then, so that each corrected drawing starts from the same pixels.
+    """
+
+    #: The mask's vertices as first drawn (calibrated); no correction moves a point further
+    #: than ``LARGEST_CORRECTION`` from them.
+    shape: np.ndarray
+    #: The photo's landmarks of the face.
+    points: np.ndarray
+    #: How Face Mesh looks at the output: the view the photo's landmarks came from.
+    view: MeshView
+    #: The part of the face's region that drawing the eyes again can change (``eye_band``).
+    band: Box
+    #: The mesh rendered over ``band`` (RGBA).
+    rendered: np.ndarray
+    #: The output's pixels over ``band`` before the face was composed.
+    underneath: np.ndarray
+
+    @classmethod
+    def before_composing(
+        cls, output: np.ndarray, face: FaceLandmarks, shape: np.ndarray, region: Box, rendered: np.ndarray
+    ) -> EyeDrawing:
+        """The drawing of ``face`` as ``shape``, rendered over ``region`` (``rendered``), into
+        ``output``, which must not show the face yet. Landmarks without a view (made by a
+        caller) are looked at in ``crop_view``."""
+        _, scale = eye_frame(face.points)
+        band = eye_band(shape, region, LARGEST_CORRECTION * scale)
+        x0, y0 = region[:2]
+        bx0, by0, bx1, by1 = band
+        return cls(
+            shape=shape,
+            points=face.points,
+            view=face.view or crop_view(region, output.shape),
+            band=band,
+            rendered=rendered[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0],
+            underneath=output[by0:by1, bx0:bx1].copy(),
+        )
+
+    def pixels(self, output: np.ndarray) -> np.ndarray:
+        """The pixels of ``output`` over ``band`` (a view: writing to it changes ``output``)."""
+        x0, y0, x1, y1 = self.band
+        return output[y0:y1, x0:x1]
+
+
 class EyeRefiner:
-    """Re-detects the eyes of a drawn mask; holds its own Face Mesh graph (one per process)."""
+    """Re-detects the eyes of a drawn mask and draws them corrected; holds its own Face Mesh
+    graph (one per process)."""
 
     def __init__(self, settings: MaskSettings) -> None:
+        self._settings = settings
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True,
             max_num_faces=settings.max_faces,
@@ -75,12 +129,49 @@ class EyeRefiner:
         _, scale = eye_frame(points)
         return offsets[nearest] if lid_distances[nearest] <= MISMATCH * scale else None
 
+    def correct(self, output: np.ndarray, original: np.ndarray, drawing: EyeDrawing) -> None:
+        """Look at the eyes of ``drawing`` in ``output``, draw them corrected, up to
+        ``eye_corrections`` times, and leave in ``output`` the drawing whose eyes Face Mesh
+        found closest to the photo's (``original``: the input image).
+
+        A drawing whose face Face Mesh does not find ends the corrections; when not even the
+        first drawing's is found, the first drawing stays.
+        """
+        corrections = self._settings.eye_corrections
+        drawn, best, best_error = drawing.shape, None, np.inf
+        for look in range(corrections + 1):
+            found = self.displacement(output, drawing.view, drawing.points)
+            if found is None:
+                break
+            error = eye_error(found, drawing.points)
+            if error < best_error:
+                best, best_error = drawing.pixels(output).copy(), error
+            if look == corrections:
+                break
+            drawn = corrected(drawn, found, drawing.shape, drawing.points)
+            drawing.pixels(output)[...] = drawing.underneath
+            compose_face(output, original, drawing.rendered, drawn, drawing.points, drawing.band, self._settings)
+        if best is not None:  # without a first look nothing was drawn again
+            drawing.pixels(output)[...] = best
+
 
 def crop_view(region: Box, shape: tuple[int, ...]) -> MeshView:
     """A view for landmarks that have none: a square around the face's ``region``."""
     x0, y0, x1, y1 = region
     side = max(x1 - x0, y1 - y0) * CROP_GROWTH
     return MeshView(square_box((x0 + x1) / 2.0, (y0 + y1) / 2.0, side, shape), CROP_SIDE)
+
+
+def eye_band(shape: np.ndarray, region: Box, reach: float) -> Box:
+    """The part of ``region`` that drawing the eyes of ``shape`` again, each point moved by up to
+    ``reach`` pixels, can change: the eyelid openings, the lid lines over them and the rim by
+    which a drawn opening reaches under the mesh's edge."""
+    extent = shape[LIDS, :2]
+    margin = REGION_MARGIN + RIM + int(np.ceil(reach))
+    low = np.floor(extent.min(axis=0)).astype(int) - margin
+    high = np.ceil(extent.max(axis=0)).astype(int) + margin
+    x0, y0, x1, y1 = region
+    return max(low[0], x0), max(low[1], y0), min(high[0], x1), min(high[1], y1)
 
 
 def eye_error(displacement: np.ndarray, points: np.ndarray) -> float:

@@ -10,6 +10,8 @@ landmark models.
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import moderngl
 import numpy as np
@@ -26,9 +28,15 @@ from gateway.mask.topology import (
 )
 
 SAMPLES = 4
+#: Pixels by which a face's region reaches beyond its mask's vertices: the mesh's antialiased
+#: edge falls inside it.
+REGION_MARGIN = 2
 #: Longest side a face is rendered at; larger faces are rendered at this size and scaled up
 #: (the shading is smooth, and the eyes are drawn at full resolution by the compositor).
 MAX_RENDER_SIDE = 768
+#: Settings of the OpenGL context: headless, through EGL. (A dict of ``Any`` because moderngl's
+#: type stub declares each keyword setting of ``create_standalone_context`` as a dict.)
+CONTEXT_SETTINGS: dict[str, Any] = {"backend": "egl"}
 #: The multisampled framebuffer grows in steps of this many pixels, so that most faces reuse it.
 FRAMEBUFFER_STEP = 256
 AMBIENT = 0.45
@@ -112,10 +120,10 @@ class MaskRenderer:
     """
 
     def __init__(self, skin_albedo: tuple[int, int, int]) -> None:
-        self._ctx = moderngl.create_standalone_context(backend="egl")
+        self._ctx = moderngl.create_standalone_context(**CONTEXT_SETTINGS)
         self._program = self._ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
-        self._program["light"].value = tuple(LIGHT)
-        self._program["ambient"].value = AMBIENT
+        self._program["light"] = tuple(LIGHT)
+        self._program["ambient"] = AMBIENT
         self._vertices = self._ctx.buffer(reserve=MESH_VERTEX_COUNT * 9 * 4)
         indices = self._ctx.buffer(TRIANGLES.astype("u4").tobytes())
         self._vao = self._ctx.vertex_array(
@@ -160,9 +168,9 @@ class MaskRenderer:
         # profile) the last one created is current, and drawing into it gave wrong masks.
         with self._ctx:
             self._vertices.write(data.tobytes())
-            self._program["origin"].value = (float(x0), float(y0))
-            self._program["size"].value = (float(width), float(height))
-            self._program["depth"].value = (near, far)
+            self._program["origin"] = (float(x0), float(y0))
+            self._program["size"] = (float(width), float(height))
+            self._program["depth"] = (near, far)
             multisampled = self._multisampled_framebuffer(drawn_width, drawn_height)
             multisampled.use()
             multisampled.viewport = (0, 0, drawn_width, drawn_height)
@@ -179,5 +187,5 @@ class MaskRenderer:
             target.release()
         rgba = np.frombuffer(pixels, dtype=np.uint8).reshape(drawn_height, drawn_width, 4)
         if scale < 1.0:
-            rgba = cv2.resize(rgba, (width, height), interpolation=cv2.INTER_LINEAR)
+            return cv2.resize(rgba, (width, height), interpolation=cv2.INTER_LINEAR)
         return rgba

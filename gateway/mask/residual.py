@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import cv2.data
 import numpy as np
 
 from gateway.mask.landmarks import Box, reduced
