@@ -78,7 +78,7 @@ class MaskSettings(BaseModel):
     eye_corrections
         Stills with rendered eyes: how many times the drawn eyes are corrected after Face Mesh has
         looked at them (``gateway.mask.refine``); of all the drawings it looked at, the one whose
-        eyes it found closest to the photo's is kept. Each costs a Face Mesh pass (about 6 ms).
+        eyes it found closest to the photo's is kept. Each costs one more Face Mesh pass.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
