@@ -56,11 +56,15 @@ $(STAMPS)/venv: pyproject.toml
 	$(BIN)/pip check
 	@touch $@
 
+# Benchmarks print their figures; `make bench BENCH_ARGS=--record` also appends them to
+# docs/results.md as dated sections.
+BENCH_ARGS ?=
+
 bench: install
-	$(BIN)/python bench/deid.py
-	$(BIN)/python bench/mask.py
-	$(BIN)/python bench/video.py
-	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/deid.py $(BENCH_ARGS)
+	$(BIN)/python bench/mask.py $(BENCH_ARGS)
+	$(BIN)/python bench/video.py $(BENCH_ARGS)
+	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(STAMPS) $(VENV) var

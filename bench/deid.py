@@ -5,7 +5,7 @@ as the pipeline receives it (bytes -> parse -> scrub: pydicom decodes values laz
 belongs to the measure) and for the same followed by writing the output (-> bytes), under the
 Basic Profile and under a profile with options that rewrite values (date shift, cleaning).
 
-    .venv/bin/python bench/deid.py [--rounds 7] [--per-round 200]
+    .venv/bin/python bench/deid.py [--rounds 7] [--per-round 200] [--record]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from gateway.deid.scrub import scrub
 from gateway.deid.settings import DeidSettings
+from results import add_record_option, recorded
 
 SECRET = b"bench-key-bench-key-bench-key-32"
 VL_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4"
@@ -87,11 +88,8 @@ def rate(function, per_round: int, rounds: int) -> tuple[float, float]:  # type:
     return statistics.median(wall), statistics.median(cpu)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--per-round", type=int, default=200)
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> None:
+    """Run the benchmark and print its figures."""
     ds = instance()
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
@@ -120,6 +118,16 @@ def main() -> None:
         for label, (wall, cpu) in (("parse+scrub", scrub_only), ("parse+scrub+write", full)):
             print(f"{name:12s} {label:18s} {cpu:6.0f} instances/s per CPU second, "
                   f"{wall:6.0f} per wall-clock second (median of {args.rounds} rounds)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--per-round", type=int, default=200)
+    add_record_option(parser)
+    args = parser.parse_args()
+    with recorded(args.record):
+        measure(args)
 
 
 if __name__ == "__main__":

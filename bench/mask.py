@@ -5,7 +5,7 @@ Prints medians in milliseconds for ``FaceMasker.mask_image`` on one-face stills,
 own, and frames per second for a 640x480 sequence (tracking detect + render per frame) in one
 process and in one process per core.
 
-    .venv/bin/python bench/mask.py [--rounds 15] [--frames 90]
+    .venv/bin/python bench/mask.py [--rounds 15] [--frames 90] [--record]
 
 Targets (issue 5): 1024x768 <= 40 ms, 4000x3000 <= 300 ms, 640x480 sequence >= 30 frames/s
 using both cores.
@@ -27,6 +27,7 @@ import matplotlib
 import numpy as np
 
 from gateway.mask import FaceMasker, MaskSettings
+from results import add_record_option, recorded
 
 
 def hopper() -> np.ndarray:
@@ -81,11 +82,8 @@ def run_sequence(count: int) -> float:
         return count / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--frames", type=int, default=90)
-    arguments = parser.parse_args()
+def measure(arguments: argparse.Namespace) -> None:
+    """Run the benchmark and print its figures."""
     settings = MaskSettings()
     with FaceMasker(settings) as masker:
         for width, height in ((1024, 768), (4000, 3000)):
@@ -103,6 +101,16 @@ def main() -> None:
     with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn")) as pool:
         rates = list(pool.map(run_sequence, [arguments.frames] * cores))
     print(f"640x480 sequence, {cores} processes at once: {sum(rates):.1f} frames/s in total")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--frames", type=int, default=90)
+    add_record_option(parser)
+    arguments = parser.parse_args()
+    with recorded(arguments.record):
+        measure(arguments)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ pynetdicom can take on this machine, since storescu waits for each response.
 (Not named ``bench/gateway.py``: Python puts a script's folder first on ``sys.path``, and a
 module of that name would hide the ``gateway`` package from every script in ``bench/``.)
 
-Usage: ``.venv/bin/python bench/throughput.py [--tags-count 300] [--mask-count 40] [--repeats 3]``
+Usage: ``.venv/bin/python bench/throughput.py [--tags-count 300] [--mask-count 40] [--repeats 3] [--record]``
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from dicom_instances import photo, photo_instance, resized, write  # noqa: E402
 from gateway.config import Listener  # noqa: E402
 from gateway.dicom.transport import set_tcp_nodelay  # noqa: E402
 from gateway.ingest.listener import SUCCESS  # noqa: E402 (also makes pynetdicom receive in chunks)
+from results import add_record_option, recorded  # noqa: E402
 
 
 def _instances(folder: Path, count: int, *, pixels: int, name: str, sop_class: str | None,
@@ -134,13 +135,8 @@ def _workload(label: str, orthanc: Orthanc, server: DmaskServer, folder: Path, r
               f"({statistics.median(bare) / statistics.median(direct):.2f} of direct)")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tags-count", type=int, default=300)
-    parser.add_argument("--mask-count", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> None:
+    """Run the benchmark and print its figures."""
     with tempfile.TemporaryDirectory(prefix="dmask-bench-") as scratch:
         folder = Path(scratch)
         orthanc = Orthanc(folder / "orthanc")
@@ -160,6 +156,18 @@ def main() -> None:
         finally:
             server.stop()
             orthanc.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tags-count", type=int, default=300)
+    parser.add_argument("--mask-count", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    add_record_option(parser)
+    args = parser.parse_args()
+    with recorded(args.record):
+        measure(args)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ in one process and in one process per core, each masking its own copy of the ins
 way the gateway's workers do. The per-stage split (decode, mask, encode) comes from the
 one-process rounds. Targets (issue 7): 640x480 >= 30 frames/s on 2 cores, 1080p >= 8.
 
-    .venv/bin/python bench/video.py [--rounds 3] [--seconds 2]
+    .venv/bin/python bench/video.py [--rounds 3] [--seconds 2] [--record]
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from typing import TypeVar
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import MPEG4HP41, ExplicitVRLittleEndian, VideoPhotographicImageStorage, generate_uid
+
+from results import add_record_option, recorded
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from dicom_instances import photo  # noqa: E402  (test helpers: photos shipped in packages)
@@ -101,11 +103,8 @@ def process(data: bytes) -> dict[str, float]:
     return spent
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=2.0, help="clip length")
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> None:
+    """Run the benchmark and print its figures."""
     frames = round(args.seconds * FRAME_RATE)
     workers = os.cpu_count() or 1
     print(f"{frames} frames per clip, {args.rounds} rounds, medians; {workers} cores", flush=True)
@@ -128,6 +127,16 @@ def main() -> None:
             f"{workers} processes {statistics.median(parallel):.1f} frames/s",
             flush=True,
         )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=2.0, help="clip length")
+    add_record_option(parser)
+    args = parser.parse_args()
+    with recorded(args.record):
+        measure(args)
 
 
 if __name__ == "__main__":

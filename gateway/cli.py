@@ -69,7 +69,7 @@ def version() -> None:
 def check_config(
     path: Path = typer.Argument(DEFAULT_CONFIG, help="The YAML configuration to validate."),
     reference: bool = typer.Option(
-        False, "--reference", help="Print the configuration reference (markdown) and exit."
+        False, "--reference", help="Print the configuration reference (the table in docs/configuration.md) and exit."
     ),
 ) -> None:
     """Validate a configuration file; on error print every problem with key path and line.

@@ -3,7 +3,7 @@
 Admins edit this file by hand and are accountable for what it lets through, so a broken edit must
 be refused with the YAML key path, the line it is on and what was expected, never half-applied.
 The models here are the single source of truth: ``dmask check-config`` validates against them and
-the README's configuration reference is generated from them (``config_reference``).
+the configuration reference in ``docs/configuration.md`` is generated from them (``config_reference``).
 
 Any setting can be overridden by an environment variable named ``DMASK__`` followed by the key
 path in upper case joined by ``__`` (``DMASK__LISTENER__PORT=11113``,
@@ -527,7 +527,7 @@ def _pydantic_message(error: Mapping[str, Any]) -> str:
     """Say what was expected in the admin's terms rather than pydantic's."""
     kind = error["type"]
     if kind == "extra_forbidden":
-        return "unknown key (check the spelling; see the configuration reference)"
+        return "unknown key (check the spelling; see docs/configuration.md)"
     if kind == "missing":
         return "required key is missing"
     message = str(error["msg"])

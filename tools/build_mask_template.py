@@ -1,8 +1,10 @@
 """Build the identity-free template face, ``gateway/mask/template.npz``.
 
 Run as ``python tools/build_mask_template.py FACES_DIR [-o gateway/mask/template.npz]`` where
-FACES_DIR has one folder of photos per person: the shipped template comes from the tuning set
-(``faces-tune``), never from the set the privacy audit reports on. Each photo is normalised, the
+FACES_DIR has one folder of photos per person. Build it from a tuning set of people the privacy
+audit does not report on (``faces-tune``), so that the audit's figures speak for unseen faces;
+the shipped file records its photo and people counts (it still comes from the audit set,
+``faces-dev``: 148 photos of 40 people, until it is refitted). Each photo is normalised, the
 photos are aligned to their running mean (generalised Procrustes, rotation only: scale is the
 eyes'), averaged per person so that every person weighs the same, then averaged over people and
 mirrored to make the template left-right symmetric.

@@ -1,7 +1,8 @@
 """Measure the eye calibration, ``gateway/mask/eye_calibration.npz``.
 
 Run as ``python tools/calibrate_eyes.py FACES_DIR [--rounds 2] [-o gateway/mask/eye_calibration.npz]``
-on the tuning set (``faces-tune``), never on the set the privacy audit reports on. It renders
+on a tuning set of people the privacy audit does not report on (``faces-tune``); the shipped
+file still comes from the audit set (``faces-dev``) until it is refitted. It renders
 masks of the photos in FACES_DIR with the current offsets, measures the landmarks found on them,
 and updates the offsets, a few rounds.
 """

@@ -44,7 +44,7 @@ DEFAULT_SEED = 7050
 #: Line-up size of the published human study: the person and five others.
 LINEUP_SIZE = 6
 SHEET_PEOPLE = 8
-#: Default worker processes at most: each holds its own models (about 250 MB).
+#: Default worker processes at most: each holds its own copy of the models in memory.
 MAX_DEFAULT_JOBS = 4
 SHEET_PHOTO = 160
 

@@ -72,7 +72,7 @@ LOSSY_METHODS: dict[UID, str] = {
 """Lossy Image Compression Method (0028,2114) defined terms."""
 
 H264_CRF = 18
-"""x264 constant rate factor: visually lossless for clinical video, about 1-3 Mbit/s at 640x480."""
+"""x264 constant rate factor: visually lossless for clinical video."""
 
 HEVC_CRF = 20
 """x265 constant rate factor of about the same quality as :data:`H264_CRF`."""

@@ -1,7 +1,7 @@
 """TCP and TLS settings shared by the listener (receive) and the DICOM destinations (forward).
 
 pynetdicom leaves Nagle's algorithm on; a C-STORE response or a small PDU then waits for the
-peer's delayed ACK (~40-90 ms per object). :func:`set_tcp_nodelay` is bound to the listener's
+peer's delayed ACK, once per object. :func:`set_tcp_nodelay` is bound to the listener's
 ``evt.EVT_CONN_OPEN`` to switch it off (the forwarding SCU sets it on its own socket).
 """
 

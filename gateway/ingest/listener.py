@@ -2,8 +2,9 @@
 
 The receive path never decodes a dataset. pynetdicom writes each incoming C-STORE data set to a
 file as its P-DATA fragments arrive (``_config.STORE_RECV_CHUNKED_DATASET``); the handler only
-makes that file durable in the spool and answers. Decoding a 6 MB photo here would cost ~10x the
-time and hold the GIL the other associations need; parsing belongs to the worker processes.
+makes that file durable in the spool and answers. Decoding a large photo here would cost many
+times the time of writing it and hold the GIL the other associations need; parsing belongs to
+the worker processes.
 
 Statuses (PS3.4 B.2.3): Success 0x0000 only after :meth:`Spool.admit` returned (written, fsynced,
 renamed, committed); Out of Resources 0xA700 when the spool is full or below its free-disk floor;

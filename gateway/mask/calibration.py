@@ -2,8 +2,8 @@
 
 Face Mesh does not put its eyelid landmarks exactly on the visible lid margin of a photo; it has
 a bias of its own, and on a rendered face it adds that bias again. Drawing the margins exactly
-at the patient's landmarks therefore gives back landmarks about 2% of the inter-ocular distance
-away, mostly in the same direction for every face. The calibration stores, per eyelid landmark
+at the patient's landmarks therefore gives back landmarks measurably away from them, mostly in
+the same direction for every face. The calibration stores, per eyelid landmark
 and per iris, the mean of that displacement in the eye frame (x from the right to the left eye,
 y perpendicular, downwards; units of the inter-ocular distance), measured over many faces, and
 the mask draws each point that much the other way. It is a property of the renderer and the

@@ -44,11 +44,10 @@ BLUR_SIDE = 48
 #: Pixels by which drawn openings extend under the mesh's antialiased rim.
 RIM = 2
 #: Upper lash line: colour, and thickness in the middle of the lid in eye widths (corner to
-#: corner). Face Mesh reads a lid from its margin, which a shaded mesh edge hardly has. A
-#: darker line (40, 32, 30) put the eyelid points a little closer still (1.40% against 1.48% of
-#: the inter-ocular distance on faces-dev) but the irises further off (0.74% against 0.66%)
-#: and the mask-to-mask line-up to 22%. With the eye corrections of ``gateway.mask.refine`` (two),
-#: (70, 56, 51) brought the eyelid points from 1.21% to 1.16%, with that line-up at 22.5%.
+#: corner). Face Mesh reads a lid from its margin, which a shaded mesh edge hardly has. Darker
+#: lines, (40, 32, 30) and, with the eye corrections of ``gateway.mask.refine``, (70, 56, 51),
+#: put the eyelid points a little closer still but made masks of one person easier to link to
+#: each other (docs/results.md), so the line keeps this lighter colour.
 LASH = (80, 64, 58)
 LASH_WIDTH = 0.03
 #: Lash line thickness at the corners, as a share of its thickness in the middle.
@@ -83,7 +82,7 @@ def background(rgb: np.ndarray, settings: MaskSettings) -> np.ndarray:
 
 def flat(shape: tuple[int, ...], colour: tuple[int, int, int]) -> np.ndarray:
     """A new uint8 image of ``shape`` in one colour (one row broadcast: ``np.full`` with an RGB
-    value is ten times slower on a 12-megapixel photo)."""
+    value is much slower on a large photo)."""
     row = np.tile(np.array(colour, dtype=np.uint8), (shape[1], 1))
     return np.ascontiguousarray(np.broadcast_to(row, (shape[0], shape[1], 3)))
 
@@ -203,8 +202,8 @@ def fill_opening(canvas: np.ndarray, layer: np.ndarray | tuple[int, int, int], o
 def _blend(canvas: np.ndarray, layer: np.ndarray, coverage: np.ndarray) -> None:
     """``layer`` over ``canvas`` (in place) with ``coverage`` (HxW, 0-255) as alpha.
 
-    Fully covered pixels are copied (by OpenCV: three times faster than ``np.copyto`` with
-    ``where``); only the antialiased rim is mixed, which keeps a face that fills a
+    Fully covered pixels are copied (by OpenCV, faster than ``np.copyto`` with ``where``); only
+    the antialiased rim is mixed, which keeps a face that fills a
     12-megapixel photo cheap.
     """
     cv2.copyTo(layer, (coverage == 255).view(np.uint8), canvas)

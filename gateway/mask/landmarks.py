@@ -35,7 +35,7 @@ MESH_CROP_SIDE = 512
 CROP_MARGIN = 1.8
 #: Images up to this many times ``DETECTION_SIDE`` or ``MESH_CROP_SIDE`` are given to the models
 #: as they are: the models scale their input themselves, and so small a reduction would only
-#: add a resize (1 ms for 1024x768) to every Face Mesh pass.
+#: add a resize to every Face Mesh pass.
 REDUCTION_SLACK = 1.25
 #: Tile side as a multiple of the grid step: neighbouring tiles overlap by this much.
 TILE_OVERLAP = 1.3
@@ -136,10 +136,10 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 def reduced(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     """A copy whose longest side is at most ``side``, and the factor from it back to ``rgb``.
 
-    An area filter over a whole 12-megapixel photo costs about 100 ms; a bilinear step down to
-    twice the target size first (a few ms, little aliasing at that ratio) leaves the area filter
-    a small image. Up to that ratio the bilinear step alone is the whole reduction: OpenCV's area
-    filter at a fractional ratio costs ten times as much (4 ms for 1024x768 to 960x720).
+    An area filter over a whole 12-megapixel photo is slow; a bilinear step down to twice the
+    target size first (cheap, little aliasing at that ratio) leaves the area filter a small
+    image. Up to that ratio the bilinear step alone is the whole reduction: OpenCV's area filter
+    at a fractional ratio costs many times as much.
     """
     height, width = rgb.shape[:2]
     factor = max(height, width) / side
@@ -218,8 +218,8 @@ def _as_array(landmarks: object, width: int, height: int) -> np.ndarray:
     """Face Mesh's normalised landmarks as pixel coordinates (z scaled like x).
 
     Read from the encoded message when every landmark has exactly x, y and z (what Face Mesh
-    returns): ten times faster than reading 478 landmarks one attribute at a time (0.03 against
-    0.33 ms), and this runs on every Face Mesh pass.
+    returns): much faster than reading 478 landmarks one attribute at a time, and this runs on
+    every Face Mesh pass.
     """
     encoded = landmarks.SerializeToString()  # type: ignore[attr-defined]
     if len(encoded) % _ENCODED_LANDMARK.itemsize == 0:

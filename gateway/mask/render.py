@@ -46,10 +46,10 @@ BROW_SHADE = 0.55
 LID_MARGIN_SHADE = 0.6
 LIP_TINT = np.array([168.0, 92.0, 92.0])
 #: The ring of skin one mesh edge away from the lid margins (eyelids, the skin at the corners)
-#: is this much darker, as an eye socket is: Face Mesh reads the lids partly from it. With the
-#: skin as light as the cheek up to the margins, the eyelid points it finds on the mask were
-#: 1.82% of the inter-ocular distance off on faces-dev; with this ring 1.59%. Darker rings
-#: (0.65, or a second ring) made it pick the wrong one of two masked faces in a photo.
+#: is this much darker, as an eye socket is: Face Mesh reads the lids partly from it, and finds
+#: the eyelid points on the mask closer to the photo's with the ring than with the skin as light
+#: as the cheek up to the margins (docs/results.md). Darker rings (0.65, or a second ring) made
+#: it pick the wrong one of two masked faces in a photo.
 SOCKET_SHADE = 0.75
 
 _VERTEX_SHADER = """

@@ -1,19 +1,18 @@
 """The mask over a frame sequence: faces tracked, landmarks smoothed in time, short gaps bridged.
 
 A still is masked from its own landmarks; a clip cannot be, because Face Mesh landmarks found
-frame by frame jitter by about 1% of the inter-ocular distance (a pixel at 640 x 480) and the
-mask would shimmer. Each face is followed from frame to frame (Face Mesh tracking mode), frames
-where the tracker briefly loses it get landmarks interpolated between the frames on either side
-of the gap, and every landmark is smoothed in time by a local quadratic fit over a short window
-centred on the frame (a Savitzky-Golay filter).
+frame by frame jitter and the mask would shimmer. Each face is followed from frame to frame
+(Face Mesh tracking mode), frames where the tracker briefly loses it get landmarks interpolated
+between the frames on either side of the gap, and every landmark is smoothed in time by a local
+quadratic fit over a short window centred on the frame (a Savitzky-Golay filter).
 
 Why centred and not causal: a causal filter such as the One Euro filter must trade lag for
-smoothness. Measured on synthetic nystagmus clips (2 Hz, 30 frames/s), One Euro settings that
-brought the jitter of a still face down to 0.2% of the inter-ocular distance lagged the irises by
-1.5%; settings that kept the irises within 1% left 0.4-0.6% jitter. A centred quadratic fit over
-+/- 0.1 s has no lag for motion that is locally smooth, keeps peaks (blinks, nystagmus beats)
-far better than an average, and gave 0.79% iris error with 0.22% jitter on the same clips. The
-price is a delay of 0.1 s, which only matters for live display, not for a gateway.
+smoothness. On synthetic nystagmus clips, One Euro settings that smoothed a still face as well
+lagged the irises, and settings that kept up with the irises left the jitter. A centred
+quadratic fit over +/- 0.1 s has no lag for motion that is locally smooth, keeps peaks (blinks,
+nystagmus beats) far better than an average, and gave both a small iris error and little jitter
+on the same clips (docs/results.md). The price is a delay of 0.1 s, which only matters for live
+display, not for a gateway.
 
 A gap longer than ``MaskSettings.max_gap_frames`` fails closed with :class:`TrackingGap`, and so
 does a clip whose first ``max_gap_frames + 1`` frames have no face; a clip with no face at all

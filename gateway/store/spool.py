@@ -454,7 +454,8 @@ class FolderSpool:
         the originals gone) syncs them all before any original is deleted, so a power cut never
         leaves a job that still needs its original without one. One fsync per batch of
         :data:`_PURGE_BATCH` jobs, not per job. Receive can admit between batches: overwriting
-        originals held in the database takes the spool's lock for 20-40 ms per batch of 40 KB.
+        originals held in the database holds the spool's lock, and one transaction for every
+        due job would stall every sender for the whole purge.
         """
         now = time.time() if now is None else now
         with self._lock:
