@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Protocol
 
-import numpy as np
 from pydicom import dcmread
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
@@ -28,14 +27,13 @@ from gateway.codec.video import frame_rate
 from gateway.config import GatewayConfig, Profile
 from gateway.deid.scrub import scrub
 from gateway.errors import DmaskError, InvalidDataset, PixelDataError
+from gateway.mask.interface import ClipMasker, StillMasker
 from gateway.process.routing import select_route
 
 
-class Masker(Protocol):
-    """What the pipeline needs of :class:`gateway.mask.FaceMasker`."""
-
-    def mask_image(self, rgb: np.ndarray) -> np.ndarray:
-        """The image with every face replaced by the digital mask."""
+class Masker(StillMasker, ClipMasker, Protocol):
+    """What the pipeline needs of :class:`gateway.mask.FaceMasker`: stills are masked in one
+    call, frame sequences through the tracker (:func:`gateway.mask.video.mask_frames`)."""
 
 
 @dataclass(frozen=True)
