@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -19,8 +20,8 @@ from gateway import __version__
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
     from gateway.deid.settings import DeidSettings
-    from gateway.errors import ConfigError
-    from gateway.store.spool import FolderSpool
+    from gateway.errors import ConfigError, SpoolSchemaError
+    from gateway.store.queue import QueueAdmin
 
 app = typer.Typer(
     name="dmask",
@@ -39,7 +40,8 @@ app.add_typer(audit_app, name="audit")
 
 DEFAULT_CONFIG = Path("config/gateway.yaml")
 EXIT_CONFIG_ERROR = 2
-"""Exit status of a command that cannot start: bad configuration, arguments or input layout."""
+"""Exit status of a command that cannot start: bad configuration, arguments or input layout, or a
+spool it cannot use."""
 
 
 def _exit_on_config_error(error: ConfigError) -> NoReturn:
@@ -260,12 +262,22 @@ def audit_phi(
         raise typer.Exit(1)
 
 
-def _spool_of(config_path: Path) -> FolderSpool:
-    """The spool a configuration names (for the admin commands next to a running gateway)."""
-    from gateway.store.spool import FolderSpool
+def _exit_on_spool_error(error: SpoolSchemaError) -> NoReturn:
+    """Print why the spool cannot be used (its database, what was found) and exit with status 2."""
+    typer.echo(f"{error.reason}: {error}", err=True)
+    raise typer.Exit(EXIT_CONFIG_ERROR)
 
-    settings = _load_config(config_path, check_secret=False).spool
-    return FolderSpool(settings.path, retention=settings.retention)
+
+def _spool_of(config_path: Path) -> QueueAdmin:
+    """The spool a configuration names (for the admin commands next to a running gateway), or
+    exit with status 2."""
+    from gateway.errors import SpoolSchemaError
+    from gateway.store.backends import open_spool
+
+    try:
+        return open_spool(_load_config(config_path, check_secret=False).spool)
+    except SpoolSchemaError as exc:
+        _exit_on_spool_error(exc)
 
 
 @app.command()
@@ -277,13 +289,15 @@ def serve(
     SIGHUP reloads the configuration (a broken one is refused and the running one kept);
     SIGTERM stops accepting associations, finishes the in-flight instances and exits 0.
     """
-    from gateway.errors import ConfigError
+    from gateway.errors import ConfigError, SpoolSchemaError
     from gateway.ops.service import Gateway
 
     try:
         gateway = Gateway(config)
     except ConfigError as exc:
         _exit_on_config_error(exc)
+    except SpoolSchemaError as exc:
+        _exit_on_spool_error(exc)
     gateway.run()
 
 
@@ -296,20 +310,21 @@ def queue(
     limit: int = typer.Option(100, min=1, help="List at most this many jobs."),
 ) -> None:
     """Show the spool: job counts by state and reason, or the jobs of one state/reason."""
-    from gateway.store.spool import JobState
+    from gateway.store.queue import JobState
 
-    spool = _spool_of(config)
-    if state is None and reason is None:
-        for (job_state, job_reason), count in sorted(spool.counts().items(),
-                                                     key=lambda item: (item[0][0], item[0][1] or "")):
-            typer.echo(f"{job_state:<12} {job_reason or '-':<28} {count}")
-        return
     try:
         wanted = JobState(state) if state else None
     except ValueError:
         typer.echo(f"unknown state '{state}'", err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR) from None
-    for job in spool.jobs(wanted, reason, limit):
+    with closing(_spool_of(config)) as spool:
+        if state is None and reason is None:
+            for (job_state, job_reason), count in sorted(spool.counts().items(),
+                                                         key=lambda item: (item[0][0], item[0][1] or "")):
+                typer.echo(f"{job_state:<12} {job_reason or '-':<28} {count}")
+            return
+        jobs = spool.jobs(wanted, reason, limit)
+    for job in jobs:
         received = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.received_at))
         typer.echo(f"{job.id:>8} {job.state.value:<12} {job.reason or '-':<28} {received} "
                    f"{job.calling_ae:<16} attempts={job.attempts} "
@@ -331,7 +346,8 @@ def requeue(
     if not ids and reason is None and not all_failed:
         typer.echo("give job ids, --reason R or --all-failed", err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR)
-    count = _spool_of(config).requeue(ids or (), reason=reason, all_failed=all_failed)
+    with closing(_spool_of(config)) as spool:
+        count = spool.requeue(ids or (), reason=reason, all_failed=all_failed)
     typer.echo(f"requeued {count} job(s)")
 
 

@@ -96,7 +96,15 @@ class SpoolFull(DmaskError):
     reason = "spool-full"
 
 
+class SpoolSchemaError(DmaskError):
+    """The spool's state database has tables this dmask cannot use: a newer schema version, or
+    an unversioned database that is not a spool's. The gateway refuses to start on it."""
+
+    reason = "spool-schema"
+
+
 class ForwardError(DmaskError):
     """A destination did not take an instance (unreachable, refused, failure status); retried."""
 
     reason = "forward-failed"
+

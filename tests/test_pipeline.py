@@ -13,7 +13,7 @@ from pydicom.uid import MultiFrameTrueColorSecondaryCaptureImageStorage, Seconda
 from dicom_instances import PATIENT_ID, photo, photo_instance, resized
 from gateway.config import GatewayConfig
 from gateway.errors import DmaskError, InvalidDataset, PixelDataError, RouteRejected
-from gateway.process.pipeline import process_instance, quarantine_reason
+from gateway.process.pipeline import apply_profile, parse, process_instance, quarantine_reason
 
 SECRET = b"pipeline-test-key-0123456789abcdef"
 
@@ -58,6 +58,20 @@ def test_tags_only_is_deterministic_and_scrubbed() -> None:
     assert result.file_meta.MediaStorageSOPInstanceUID == result.SOPInstanceUID
     assert result.PixelData == dcmread(BytesIO(data)).PixelData
     assert "RecognizableVisualFeatures" not in result  # tags only: the pixels make no claim
+
+
+def test_applying_the_routed_profile_gives_the_routed_bytes() -> None:
+    """``dmask mask`` applies a profile to a file without routing it; the output is the same."""
+    data = _encoded(_instance())
+    routed = _run(data)
+    applied = apply_profile(parse(data), _config().profiles["tags-only"], SECRET,
+                            profile_name="tags-only", masker=None)
+    assert applied.encoded == routed.encoded and applied.patient_id == routed.patient_id
+    assert set(applied.stage_seconds) == {"check", "scrub", "encode"}
+    assert set(routed.stage_seconds) == {"parse", "check", "scrub", "encode"}
+    ct = _encoded(_instance(modality="CT"))  # a route rejects it; a profile alone does not route
+    assert apply_profile(parse(ct), _config().profiles["tags-only"], SECRET, profile_name="tags-only",
+                         masker=None).encoded
 
 
 @pytest.mark.parametrize("calling_ae, modality", [("CAMERA1", "CT"), ("OTHER", "OT")])

@@ -18,7 +18,8 @@ from gateway.codec.pixels import DECODABLE_TRANSFER_SYNTAXES
 from gateway.config import Listener, TLSSettings
 from gateway.dicom.transport import ssl_context
 from gateway.ingest.listener import Receiver
-from gateway.store.spool import FolderSpool, JobState
+from gateway.store.queue import JobState
+from gateway.store.sqlite_spool import FolderSpool
 from loopback import free_port
 
 JPEG2000_PART2 = "1.2.840.10008.1.2.4.92"  # not decodable by the pixel layer

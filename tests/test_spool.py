@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import sqlite3
 import stat
 import time
 from pathlib import Path
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
-from gateway.errors import SpoolFull
-from gateway.store.spool import FolderSpool, Job, JobState
+from gateway.cli import app
+from gateway.errors import SpoolFull, SpoolSchemaError
+from gateway.store import queue
+from gateway.store.queue import Job, JobState, Spool
+from gateway.store.sqlite_spool import SCHEMA_VERSION, FolderSpool
 
 #: Where originals are kept: as files (large instances) or in the database (small ones).
 STORAGE = pytest.mark.parametrize("inline_max_bytes", [0, 1 << 20], ids=["file", "database"])
@@ -20,6 +27,20 @@ def _receive(spool: FolderSpool, payload: bytes = b"DICM" * 100) -> int:
     incoming = spool.incoming_dir() / f"rx-{time.monotonic_ns()}.dcm"
     incoming.write_bytes(payload)
     return spool.admit(incoming, calling_ae="CAMERA1", called_ae="DMASK")
+
+
+def _user_version(spool_path: Path) -> int:
+    db = sqlite3.connect(spool_path / "state.sqlite")
+    try:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        db.close()
+
+
+def _set_user_version(spool_path: Path, version: int) -> None:
+    db = sqlite3.connect(spool_path / "state.sqlite")
+    db.execute(f"PRAGMA user_version = {version}")
+    db.close()
 
 
 def _has_original(spool: FolderSpool, job: Job) -> bool:
@@ -155,3 +176,82 @@ def test_second_process_sees_committed_jobs(tmp_path: Path) -> None:
         os._exit(0 if [j.id for j in other.jobs()] == [job_id] else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_folder_spool_implements_every_method_of_the_spool_protocol(tmp_path: Path) -> None:
+    spool: Spool = FolderSpool(tmp_path / "spool")  # mypy checks the structure here
+    protocols = [cls for cls in Spool.__mro__ if cls.__module__ == queue.__name__]
+    methods = {name for cls in protocols for name in vars(cls) if not name.startswith("_")}
+    assert {"admit", "claim", "release", "purge", "counts", "jobs", "requeue", "close"} <= methods
+    for name in methods:
+        assert inspect.signature(getattr(FolderSpool, name)) == inspect.signature(getattr(Spool, name)), name
+    spool.close()
+
+
+def test_a_new_database_gets_the_current_schema_version(tmp_path: Path) -> None:
+    FolderSpool(tmp_path / "spool").close()
+    assert _user_version(tmp_path / "spool") == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("missing_table", [None, "original_data"], ids=["current", "no-inline-originals"])
+def test_an_unversioned_spool_database_is_adopted(tmp_path: Path, missing_table: str | None) -> None:
+    """Spools written before the schema had a version (0), also from before small originals were
+    kept in the database, keep their jobs."""
+    spool = FolderSpool(tmp_path / "spool", inline_max_bytes=0)
+    job_id = _receive(spool)
+    spool.close()
+    _set_user_version(tmp_path / "spool", 0)
+    if missing_table is not None:
+        db = sqlite3.connect(tmp_path / "spool" / "state.sqlite")
+        db.execute(f"DROP TABLE {missing_table}")
+        db.close()
+
+    reopened = FolderSpool(tmp_path / "spool", inline_max_bytes=0)
+    assert [job.id for job in reopened.jobs()] == [job_id]
+    assert reopened.claim() is not None
+    reopened.close()
+    assert _user_version(tmp_path / "spool") == SCHEMA_VERSION
+
+
+def test_an_unversioned_database_of_other_tables_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "spool").mkdir()
+    db = sqlite3.connect(tmp_path / "spool" / "state.sqlite")
+    db.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY, payload BLOB)")
+    db.close()
+    with pytest.raises(SpoolSchemaError, match="table 'jobs' is not the spool's"):
+        FolderSpool(tmp_path / "spool")
+    assert _user_version(tmp_path / "spool") == 0
+
+
+def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
+    FolderSpool(tmp_path / "spool").close()
+    _set_user_version(tmp_path / "spool", SCHEMA_VERSION + 1)
+    with pytest.raises(SpoolSchemaError, match=f"schema version is {SCHEMA_VERSION + 1}") as caught:
+        FolderSpool(tmp_path / "spool")
+    assert caught.value.reason == "spool-schema"
+    assert _user_version(tmp_path / "spool") == SCHEMA_VERSION + 1
+
+
+@pytest.mark.parametrize("command", [["serve"], ["queue"], ["requeue", "--all-failed"]])
+def test_commands_report_a_spool_of_a_newer_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    command: list[str]) -> None:
+    from gateway.ops.service import Gateway
+
+    monkeypatch.setattr(Gateway, "run", lambda _: pytest.fail("serve started on a spool it cannot read"))
+    monkeypatch.setenv("DMASK_SPOOL_TEST_SECRET", "0123456789abcdef0123456789abcdef")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml.safe_dump({
+        "listener": {"allowed_callers": [{"ae_title": "CAMERA1"}]},
+        "spool": {"path": str(tmp_path / "spool")},
+        "destinations": {"out": {"type": "folder", "path": str(tmp_path / "out")}},
+        "profiles": {"tags-only": {"mask": None}},
+        "routes": [{"name": "all", "profile": "tags-only", "destinations": ["out"]}],
+        "secret": {"env": "DMASK_SPOOL_TEST_SECRET"},
+    }))
+    FolderSpool(tmp_path / "spool").close()
+    _set_user_version(tmp_path / "spool", SCHEMA_VERSION + 1)
+
+    result = CliRunner().invoke(app, [*command, "--config", str(config)], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("spool-schema: ")
+    assert f"schema version is {SCHEMA_VERSION + 1}" in result.stderr

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -392,7 +393,7 @@ def _encode_frame(samples: np.ndarray, target: UID, photometric: str, bits: int)
         # subsampling=1 is 4:2:2, what YBR_FULL_422 declares for JPEG Baseline.
         Image.fromarray(samples).save(buffer, "JPEG", quality=JPEG_BASELINE_QUALITY, subsampling=1)
         return buffer.getvalue()
-    options: dict[str, object] = {}
+    options: dict[str, Any] = {}  # codec-specific keywords of the encoder
     if target == JPEG2000:
         options["j2k_cr"] = [JPEG2000_COMPRESSION_RATIO]
     elif target == JPEGLSNearLossless:

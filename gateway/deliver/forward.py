@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pydicom import dcmread
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from gateway.config import DicomDestination, FolderDestination, RetryPolicy
 from gateway.deliver.store_scu import ProposedContext, StoreAssociation
@@ -205,7 +205,7 @@ def _uncompressed(path: Path, syntax: str) -> bytes:
     ds = dcmread(path)
     if ds.file_meta.TransferSyntaxUID.is_compressed:
         ds.decompress()  # Lossy Image Compression keeps its history: decoding adds no loss
-    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
     buffer = BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()

@@ -203,7 +203,8 @@ class StoreAssociation:
         accepted: dict[tuple[str, str], int] = {}
         for result in primitive.presentation_context_definition_results_list:
             context = by_id.get(result.context_id)
-            if result.result == 0 and context is not None and result.transfer_syntax:
+            if (result.result == 0 and context is not None and context.abstract_syntax
+                    and result.context_id is not None and result.transfer_syntax):
                 accepted.setdefault((context.abstract_syntax, result.transfer_syntax[0]),
                                     result.context_id)
         peer_maximum = next((item.maximum_length_received for item in primitive.user_information

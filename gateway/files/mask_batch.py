@@ -1,12 +1,13 @@
 """Masking files and folders outside the gateway (``dmask mask``).
 
 JPEG and PNG photos are masked as they are and written in the same format. DICOM files go
-through the gateway's own pipeline (``gateway.process.pipeline.process_instance``) with the chosen
-profile, so what comes out is what the gateway would forward: masked and de-identified. Each
-input gives one output at the same relative path under the output folder; a refused file is
-reported with its reason and the batch goes on. ``--preview`` adds a side-by-side PNG (input
-left, output right) next to each output. Plain video files (.mp4, .mov) are masked frame by
-frame with tracking (``gateway.files.video_file``); their preview is a contact sheet of frames.
+through the gateway's own steps with the chosen profile
+(``gateway.process.pipeline.apply_profile``: no routing), so what comes out is what the gateway
+would forward: masked and de-identified. Each input gives one output at the same relative path
+under the output folder; a refused file is reported with its reason and the batch goes on.
+``--preview`` adds a side-by-side PNG (input left, output right) next to each output. Plain
+video files (.mp4, .mov) are masked frame by frame with tracking (``gateway.files.video_file``);
+their preview is a contact sheet of frames.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gateway.config import GatewayConfig, Route
+from gateway.config import Profile
 from gateway.errors import ConfigError, DmaskError, FileAccessError, PixelDataError
 from gateway.files.plan import FileJob, plan_files
 from gateway.files.video_file import VIDEO_SUFFIXES, mask_video_file
@@ -27,8 +28,6 @@ from gateway.mask.settings import MaskSettings
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 JPEG_QUALITY = 95
-#: AE titles the pipeline sees for files masked from the command line.
-COMMAND_AE = "DMASK"
 
 
 @dataclass(frozen=True)
@@ -41,11 +40,11 @@ class MaskOutcome:
 
 @dataclass(frozen=True)
 class MaskProfile:
-    """The mask settings to use and, for DICOM files, the narrowed configuration and key."""
+    """The mask settings to use and, for DICOM files, the configuration's profile and key."""
 
     settings: MaskSettings
-    config: GatewayConfig | None = None
     name: str | None = None
+    profile: Profile | None = None
     secret: bytes | None = None
 
 
@@ -73,22 +72,12 @@ def resolve_profile(config_path: Path, profile: str | None) -> MaskProfile:
     name = profile or next((n for n, p in loaded.profiles.items() if p.mask is not None), None)
     if name is None:
         return MaskProfile(MaskSettings())
-    narrowed = single_route(loaded, name)
-    settings = loaded.profiles[name].mask
-    if settings is None:
+    if name not in loaded.profiles:
+        raise ConfigError(f"no profile {name!r} (have: {', '.join(loaded.profiles)})")
+    chosen = loaded.profiles[name]
+    if chosen.mask is None:
         raise ConfigError(f"profile {name!r} does not mask pixels (mask: null)")
-    return MaskProfile(settings, narrowed, name, secret)
-
-
-def single_route(config: GatewayConfig, profile: str) -> GatewayConfig:
-    """``config`` with one route that sends everything through ``profile``.
-
-    The route's destination is only a name the pipeline reports; nothing is sent.
-    """
-    if profile not in config.profiles:
-        raise ConfigError(f"no profile {profile!r} (have: {', '.join(config.profiles)})")
-    route = Route(name="dmask-mask", profile=profile, destinations=[next(iter(config.destinations))])
-    return config.model_copy(update={"routes": [route]})
+    return MaskProfile(chosen.mask, name, chosen, secret)
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -127,7 +116,7 @@ class MaskBatch:
     masker
         The masker, made with ``profile.settings``.
     profile
-        The settings and, for DICOM files, the narrowed configuration and pseudonym key.
+        The settings and, for DICOM files, the configuration's profile and pseudonym key.
     preview
         Write side-by-side previews.
     """
@@ -168,16 +157,14 @@ class MaskBatch:
 
     def _mask_instance(self, job: FileJob) -> None:
         from gateway.codec.pixels import decode_frames
-        from gateway.process.pipeline import parse, process_instance
+        from gateway.process.pipeline import apply_profile, parse
 
-        profile = self._profile
-        if profile.config is None or profile.name is None or profile.secret is None:
+        chosen = self._profile
+        if chosen.profile is None or chosen.name is None or chosen.secret is None:
             raise ConfigError("DICOM files need a configuration with a masking profile and its secret")
         data = job.source.read_bytes()
-        processed = process_instance(
-            data, profile.config, profile.secret, calling_ae=COMMAND_AE, called_ae=COMMAND_AE,
-            maskers={profile.name: self._masker},
-        )
+        processed = apply_profile(parse(data), chosen.profile, chosen.secret, profile_name=chosen.name,
+                                  masker=self._masker)
         job.target.parent.mkdir(parents=True, exist_ok=True)
         job.target.write_bytes(processed.encoded)
         if self._preview:

@@ -6,7 +6,7 @@ makes that file durable in the spool and answers. Decoding a large photo here wo
 times the time of writing it and hold the GIL the other associations need; parsing belongs to
 the worker processes.
 
-Statuses (PS3.4 B.2.3): Success 0x0000 only after :meth:`Spool.admit` returned (written, fsynced,
+Statuses (PS3.4 B.2.3): Success 0x0000 only after :meth:`Intake.admit` returned (written, fsynced,
 renamed, committed); Out of Resources 0xA700 when the spool is full or below its free-disk floor;
 Cannot Understand 0xC000 when the bytes are not a data set at all.
 """
@@ -30,7 +30,7 @@ from gateway.config import Listener
 from gateway.dicom.part10 import HEAD_LENGTH, data_set_offset
 from gateway.dicom.transport import set_tcp_nodelay, ssl_context
 from gateway.errors import SpoolFull
-from gateway.store.spool import Spool
+from gateway.store.queue import Intake
 
 _config.STORE_RECV_CHUNKED_DATASET = True
 
@@ -90,7 +90,7 @@ class Receiver:
         Called with the status of each refused C-STORE.
     """
 
-    def __init__(self, listener: Listener, spool: Spool, transfer_syntaxes: Iterable[str],
+    def __init__(self, listener: Listener, spool: Intake, transfer_syntaxes: Iterable[str],
                  on_admitted: Callable[[int, str, str], None] | None = None,
                  on_refused: Callable[[int], None] | None = None) -> None:
         self.listener = listener

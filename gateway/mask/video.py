@@ -32,8 +32,8 @@ import numpy as np
 
 from gateway.errors import NoFaceFound, ResidualFace, TrackingGap
 from gateway.mask.geometry import eye_centres, variation_of
+from gateway.mask.interface import ClipMasker
 from gateway.mask.landmarks import FaceLandmarks
-from gateway.mask.masker import FaceMasker
 
 DEFAULT_FRAME_RATE = 30.0
 """Frames per second assumed when the caller does not know the clip's rate."""
@@ -227,14 +227,15 @@ class FaceTracker:
 
 
 def mask_frames(
-    masker: FaceMasker, frames: Iterable[np.ndarray], frame_rate: float = DEFAULT_FRAME_RATE
+    masker: ClipMasker, frames: Iterable[np.ndarray], frame_rate: float = DEFAULT_FRAME_RATE
 ) -> Iterator[np.ndarray]:
     """Mask every frame of a clip with tracked, smoothed landmarks; one frame in, one frame out.
 
     Parameters
     ----------
     masker
-        The worker's masker; its tracker is reset so the clip starts from nothing.
+        The worker's masker (a :class:`~gateway.mask.FaceMasker`); its tracker is reset so the
+        clip starts from nothing.
     frames
         ``H x W x 3`` ``uint8`` RGB frames in order; consumed one at a time.
     frame_rate
@@ -263,7 +264,7 @@ def mask_frames(
 
 
 def _rendered(
-    masker: FaceMasker, ready: Iterator[tuple[int, np.ndarray, list[FaceLandmarks]]]
+    masker: ClipMasker, ready: Iterator[tuple[int, np.ndarray, list[FaceLandmarks]]]
 ) -> Iterator[np.ndarray]:
     for index, rgb, faces in ready:
         output = masker.render(rgb, faces)

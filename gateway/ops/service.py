@@ -31,7 +31,8 @@ from gateway.ops.audit_trail import Outcome as AuditOutcome
 from gateway.ops.logs import NativeOutput, configure_logging
 from gateway.ops.metrics import GatewayMetrics, serve_metrics
 from gateway.process.workers import Outcome, Ticket, WorkerPool
-from gateway.store.spool import FolderSpool, Job, JobState
+from gateway.store.backends import open_spool
+from gateway.store.queue import Job, JobState, Spool
 
 log = logging.getLogger("dmask.service")
 
@@ -50,17 +51,22 @@ class Gateway:
     ----------
     config_path
         The YAML configuration; read again on SIGHUP.
+
+    Raises
+    ------
+    ConfigError
+        The configuration or its secret cannot be loaded.
+    SpoolSchemaError
+        The spool's state was written by a newer dmask, or is not a spool's.
     """
 
     def __init__(self, config_path: Path) -> None:
         self.config_path = Path(config_path)
         self.config: GatewayConfig = load_config(self.config_path)
         self.secret = self.config.load_secret()
+        self.spool: Spool = open_spool(self.config.spool)
         self._native_output = NativeOutput()
         configure_logging(self.config.logging)
-        spool = self.config.spool
-        self.spool = FolderSpool(spool.path, min_free_bytes=spool.min_free_bytes,
-                                 max_bytes=spool.max_bytes, retention=spool.retention)
         self.metrics = GatewayMetrics()
         self._wake = threading.Event()
         self._stopping = False
@@ -256,7 +262,8 @@ class Gateway:
             self.metrics.observe_stages(outcome.stage_seconds)
             if outcome.masked:
                 audit(InstanceEvent.MASKED, record, source_ae=gateway_ae, destination=gateway_ae)
-        next_at, failed = (None, {})
+        next_at: float | None = None
+        failed: dict[str, str] = {}
         if outcome.failed:
             next_at, failed = self._next_round(job, outcome.failed)
         state = self.spool.record_deliveries(

@@ -4,6 +4,10 @@ This is the only module that knows the order of the steps, and the only one that
 into quarantine reasons (:func:`quarantine_reason`). It is a pure function of the received bytes,
 the configuration and the pseudonym key: no network, no spool, no clock. The same input and key
 give byte-identical output, so a retried or re-sent instance is idempotent at the PACS.
+
+:func:`process_instance` is what the gateway runs on a received instance: it picks the route,
+then :func:`apply_profile` masks, scrubs and encodes. A DICOM file masked from the command line
+(``dmask mask``) has a profile but no route, and goes through :func:`apply_profile` alone.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Protocol
 
-import numpy as np
 from pydicom import dcmread
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
@@ -28,27 +31,24 @@ from gateway.codec.video import frame_rate
 from gateway.config import GatewayConfig, Profile
 from gateway.deid.scrub import scrub
 from gateway.errors import DmaskError, InvalidDataset, PixelDataError
+from gateway.mask.interface import ClipMasker, StillMasker
 from gateway.process.routing import select_route
 
 
-class Masker(Protocol):
-    """What the pipeline needs of :class:`gateway.mask.FaceMasker`."""
-
-    def mask_image(self, rgb: np.ndarray) -> np.ndarray:
-        """The image with every face replaced by the digital mask."""
+class Masker(StillMasker, ClipMasker, Protocol):
+    """What the pipeline needs of :class:`gateway.mask.FaceMasker`: stills are masked in one
+    call, frame sequences through the tracker (:func:`gateway.mask.video.mask_frames`)."""
 
 
 @dataclass(frozen=True)
-class ProcessedInstance:
-    """The result of the pipeline: the encoded instance and where it must go.
+class DeidentifiedInstance:
+    """The result of a profile: the encoded instance, masked if the profile masks, scrubbed.
 
     Besides the bytes only identifiers of the output are kept, for the audit trail: the values
     the research PACS receives (pseudonyms, unless the profile keeps the originals).
     """
 
     encoded: bytes
-    route: str
-    destinations: tuple[str, ...]
     sop_class_uid: str
     sop_instance_uid: str
     study_instance_uid: str
@@ -56,6 +56,14 @@ class ProcessedInstance:
     transfer_syntax_uid: str
     masked: bool
     stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessedInstance(DeidentifiedInstance):
+    """The result of the pipeline: the de-identified instance and where its route sends it."""
+
+    route: str
+    destinations: tuple[str, ...]
 
 
 def quarantine_reason(error: BaseException) -> str:
@@ -163,21 +171,53 @@ def process_instance(data: bytes, config: GatewayConfig, secret: bytes, *, calli
         ds = parse(data)
     route = select_route(config.routes, ds, calling_ae=calling_ae, called_ae=called_ae)
     assert route.profile is not None
-    profile: Profile = config.profiles[route.profile]
+    profile = config.profiles[route.profile]
+    masker = maskers[route.profile] if profile.mask is not None else None
+    result = apply_profile(ds, profile, secret, profile_name=route.profile, masker=masker)
+    stages.update(result.stage_seconds)
+    return ProcessedInstance(**{**vars(result), "stage_seconds": stages}, route=route.name,
+                             destinations=tuple(route.destinations))
+
+
+def apply_profile(ds: Dataset, profile: Profile, secret: bytes, *, profile_name: str,
+                  masker: Masker | None) -> DeidentifiedInstance:
+    """Mask (or check) the pixels, scrub the attributes and encode a parsed instance.
+
+    Parameters
+    ----------
+    ds
+        The instance as :func:`parse` returned it; changed in place.
+    profile
+        The profile to apply.
+    secret
+        The pseudonym key.
+    profile_name
+        The profile's name in the configuration (recorded in the de-identification method).
+    masker
+        The masker made with ``profile.mask``; None when the profile does not mask.
+
+    Raises
+    ------
+    DmaskError
+        Any typed failure; :func:`quarantine_reason` names it.
+    """
+    stages: dict[str, float] = {}
     masked = profile.mask is not None
     with _timed(stages, "mask" if masked else "check"):
         if masked:
-            _mask_pixels(ds, maskers[route.profile])
+            if masker is None:
+                raise ValueError(f"profile {profile_name!r} masks pixels and no masker was given")
+            _mask_pixels(ds, masker)
         else:
             _check_pixels(ds)
     with _timed(stages, "scrub"):
-        ds = scrub(ds, profile.deid, secret, pixels_masked=masked, profile_name=route.profile)
+        ds = scrub(ds, profile.deid, secret, pixels_masked=masked, profile_name=profile_name)
     with _timed(stages, "encode"):  # scrub wrote the file meta of the remapped SOP instance
         buffer = BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
-    return ProcessedInstance(
-        encoded=buffer.getvalue(), route=route.name, destinations=tuple(route.destinations),
-        sop_class_uid=str(ds.SOPClassUID), sop_instance_uid=str(ds.SOPInstanceUID),
+    return DeidentifiedInstance(
+        encoded=buffer.getvalue(), sop_class_uid=str(ds.SOPClassUID),
+        sop_instance_uid=str(ds.SOPInstanceUID),
         study_instance_uid=str(ds.get("StudyInstanceUID", "")),
         patient_id=str(ds.get("PatientID", "")),
         transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID), masked=masked,

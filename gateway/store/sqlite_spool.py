@@ -1,24 +1,22 @@
-"""The durable queue between receive and forward: a folder of files plus an SQLite (WAL) table.
+"""The embedded spool: a folder of files plus an SQLite (WAL) table, one process's queue.
 
-A received instance becomes a *job*. Its state is a row that moves
-``received -> processing -> done | retry | quarantined``. Receive answers a C-STORE with Success
-only after :meth:`FolderSpool.admit` returned: from then on the instance survives a crash of the
-gateway. Where its original bytes live depends on their size. A small instance's bytes go into
-the database, in the same transaction as its row, so one fsync of the write-ahead log makes both
-durable; a tags-only instance of 40 KB would otherwise pay three (file, directory, commit), most
-of its time at the gateway. A large instance is written as a file (0600), fsynced and renamed
-into the spool before its row is committed: three fsyncs are small beside its transfer, and
-multi-megabyte blobs would bloat the write-ahead log. Every destination of a job is tracked
-separately (``deliveries``), so a fan-out that reached one PACS and not the other retries only
-the missing one.
+A job's state is a row (:mod:`gateway.store.queue` draws its life). Where its original bytes
+live depends on their size. A small instance's bytes go into the database, in the same
+transaction as its row, so one fsync of the write-ahead log makes both durable; a tags-only
+instance of 40 KB would otherwise pay three (file, directory, commit), most of its time at the
+gateway. A large instance is written as a file (0600), fsynced and renamed into the spool before
+its row is committed: three fsyncs are small beside its transfer, and multi-megabyte blobs would
+bloat the write-ahead log. Every destination of a job is tracked separately (``deliveries``), so
+a fan-out that reached one PACS and not the other retries only the missing one.
 
-Receive and the serve loop use the :class:`Spool` protocol only, so that a distributed queue can
-replace this embedded one without touching them.
+The database carries the version of its tables (``PRAGMA user_version``), checked when the
+spool opens: a new database gets the current version, one written before the tables had a
+version (0, with the current tables) is adopted, and one of a newer dmask is refused with
+:class:`~gateway.errors.SpoolSchemaError` rather than misread.
 """
 
 from __future__ import annotations
 
-import enum
 import os
 import secrets
 import shutil
@@ -27,14 +25,17 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from gateway.errors import SpoolFull
+from gateway.errors import SpoolFull, SpoolSchemaError
+from gateway.store.payload_files import fsync_dir, secure_delete
+from gateway.store.queue import Job, JobState
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
+#: Version of the tables below, kept in the database's ``PRAGMA user_version``. A change of the
+#: tables raises it and adds the step from the previous version to ``FolderSpool._open_schema``.
+SCHEMA_VERSION = 1
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     state TEXT NOT NULL,
     reason TEXT,
@@ -48,21 +49,21 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL,
     next_at REAL NOT NULL DEFAULT 0,
     first_failure_at REAL
-);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, next_at);
-CREATE TABLE IF NOT EXISTS deliveries (
+)""",
+    "CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, next_at)",
+    """CREATE TABLE IF NOT EXISTS deliveries (
     job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     destination TEXT NOT NULL,
     delivered_at REAL,
     attempts INTEGER NOT NULL DEFAULT 0,
     reason TEXT,
     PRIMARY KEY (job_id, destination)
-);
-CREATE TABLE IF NOT EXISTS original_data (
+)""",
+    """CREATE TABLE IF NOT EXISTS original_data (
     job_id INTEGER PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
     data BLOB NOT NULL
-);
-"""
+)""",
+)
 
 _DATABASE = "state.sqlite"
 _ORIGINALS = "originals"
@@ -76,100 +77,27 @@ INLINE_MAX_BYTES = 256 * 1024
 _PURGE_BATCH = 100
 
 
-class JobState(str, enum.Enum):
-    """Where a job is in its life; ``retry`` waits for ``next_at`` before it is claimed again."""
-
-    RECEIVED = "received"
-    PROCESSING = "processing"
-    DONE = "done"
-    RETRY = "retry"
-    QUARANTINED = "quarantined"
+def _schema_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
-@dataclass(frozen=True)
-class Job:
-    """One received instance as the queue knows it (never its attributes: they are not decoded).
-
-    ``original`` is the original's file, or None when its bytes are in the database
-    (:meth:`FolderSpool.original`). ``destinations`` is empty until the pipeline has routed the
-    job; ``pending`` lists those that do not have the result yet. ``output`` is the processed
-    instance once the pipeline ran, so a retry only forwards again.
-    """
-
-    id: int
-    state: JobState
-    reason: str | None
-    original: Path | None
-    output: Path | None
-    calling_ae: str
-    called_ae: str
-    size: int
-    attempts: int
-    received_at: float
-    updated_at: float
-    next_at: float
-    first_failure_at: float | None
-    destinations: tuple[str, ...] = ()
-    pending: tuple[str, ...] = ()
+def _table_layouts(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
+    """Each table's columns as (name, type, not null, default, primary key position)."""
+    names = [row[0] for row in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    return {name: [tuple(column[1:]) for column in db.execute(
+        "SELECT * FROM pragma_table_info(?)", (name,))] for name in names}
 
 
-class Spool(Protocol):
-    """What receive and the serve loop need from a durable queue."""
-
-    def incoming_dir(self) -> Path:
-        """Folder where receive writes the bytes of an instance before :meth:`admit`."""
-
-    def check_capacity(self, expected_bytes: int = 0) -> None:
-        """Raise :class:`~gateway.errors.SpoolFull` when a new instance cannot be taken."""
-
-    def admit(self, received: Path, *, calling_ae: str, called_ae: str) -> int:
-        """Make a received file durable and queue it; return the job id."""
-
-    def claim(self, now: float | None = None) -> Job | None:
-        """Take the oldest job that is due and mark it processing."""
-
-    def original(self, job: Job) -> Path | bytes:
-        """The received instance of a job: its file, or its bytes when the spool holds them."""
-
-    def output_path(self, job_id: int) -> Path:
-        """Where the processed instance of a job is kept until every destination has it."""
-
-    def record_deliveries(self, job_id: int, delivered: Iterable[str], failed: dict[str, str],
-                          next_at: float | None, *, output: Path | None = None,
-                          destinations: Sequence[str] = ()) -> JobState:
-        """Record one round (the pipeline's result on the first); done, retry or dead letter."""
-
-    def quarantine(self, job_id: int, reason: str) -> None:
-        """Stop a job for good (until requeued) with a reason code."""
-
-    def recover(self) -> int:
-        """Put back jobs left in processing by a crash; return how many."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def _spool_table_layouts() -> dict[str, list[tuple[object, ...]]]:
+    """The layouts :data:`_TABLES` create (read from a scratch in-memory database)."""
+    reference = sqlite3.connect(":memory:")
     try:
-        os.fsync(fd)
+        for statement in _TABLES:
+            reference.execute(statement)
+        return _table_layouts(reference)
     finally:
-        os.close(fd)
-
-
-def secure_delete(path: Path) -> None:
-    """Overwrite a file with zeros, fsync and unlink it, so an original does not linger on disk.
-
-    On journalling or copy-on-write file systems this is best effort; it still keeps the
-    bytes out of reach of anything that reads free blocks of the spool's own files.
-    """
-    try:
-        with open(path, "r+b", buffering=0) as handle:
-            remaining = os.fstat(handle.fileno()).st_size
-            block = b"\0" * min(remaining, 1 << 20)
-            while remaining > 0:
-                remaining -= handle.write(block[: min(remaining, len(block))])
-            os.fsync(handle.fileno())
-        path.unlink()
-    except FileNotFoundError:
-        pass
+        reference.close()
 
 
 class FolderSpool:
@@ -209,13 +137,54 @@ class FolderSpool:
         self._db.execute("PRAGMA foreign_keys=ON")
         # Deleted originals are overwritten with zeros, as secure_delete() does for files.
         self._db.execute("PRAGMA secure_delete=ON")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._open_schema()
+        except SpoolSchemaError:
+            self._db.close()
+            raise
         for journal in self.path.glob(f"{_DATABASE}-*"):  # the WAL and its index
             os.chmod(journal, 0o600)
         self._bytes = self._db.execute(
             "SELECT COALESCE(SUM(size), 0) FROM jobs WHERE state != 'done'").fetchone()[0]
 
     # -- plumbing ---------------------------------------------------------------------------
+
+    def _open_schema(self) -> None:
+        """Create the tables of a new database, adopt those of an unversioned one, refuse others.
+
+        Databases written before the tables had a version have ``user_version`` 0; when the
+        tables they have are the current ones they are adopted as they are, and tables added
+        since they were made (``original_data``) are created. A newer version was written by a
+        newer dmask, whose rows this one would misread.
+
+        Raises
+        ------
+        SpoolSchemaError
+            The database is of a newer version, or unversioned with tables that are not ours.
+        """
+        database = self.path / _DATABASE
+        version = _schema_version(self._db)
+        if version > SCHEMA_VERSION:
+            raise SpoolSchemaError(
+                f"{database}: the spool's schema version is {version}, this dmask knows versions"
+                f" up to {SCHEMA_VERSION} (was the spool written by a newer dmask?)")
+        if version == SCHEMA_VERSION:
+            return
+        # One process creates or adopts the tables; one opening the spool at the same time
+        # waits for the write lock and then finds them versioned.
+        with self._transaction() as db:
+            if _schema_version(db) == SCHEMA_VERSION:
+                return
+            found = _table_layouts(db)
+            for table, columns in _spool_table_layouts().items():
+                if table in found and found[table] != columns:
+                    raise SpoolSchemaError(
+                        f"{database}: the unversioned database's table {table!r} is not the"
+                        f" spool's (columns {[c[0] for c in found[table]]}, expected"
+                        f" {[c[0] for c in columns]})")
+            for statement in _TABLES:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
@@ -326,7 +295,7 @@ class FolderSpool:
             os.fsync(handle.fileno())
         target = self.path / _ORIGINALS / f"{secrets.token_hex(16)}.dcm"
         os.rename(received, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return target
 
     # -- processing side --------------------------------------------------------------------
@@ -505,7 +474,8 @@ class FolderSpool:
         that has since been fixed gets the new treatment. Jobs whose original is gone (done and
         past retention) cannot be requeued.
         """
-        condition, args = "state IN ('quarantined', 'retry') AND original != ''", []
+        condition = "state IN ('quarantined', 'retry') AND original != ''"
+        args: list[int | str] = []
         if ids:
             condition += f" AND id IN ({','.join('?' * len(ids))})"
             args.extend(ids)
