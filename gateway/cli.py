@@ -277,14 +277,18 @@ def serve(
     SIGHUP reloads the configuration (a broken one is refused and the running one kept);
     SIGTERM stops accepting associations, finishes the in-flight instances and exits 0.
     """
-    from gateway.errors import ConfigError
+    from gateway.errors import ConfigError, StartupError
     from gateway.ops.service import Gateway
 
     try:
         gateway = Gateway(config)
     except ConfigError as exc:
         _exit_on_config_error(exc)
-    gateway.run()
+    try:
+        gateway.run()
+    except StartupError as exc:
+        typer.echo(str(exc), err=True)  # the last line: the reason, after whatever was logged
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
 
 
 @app.command()
