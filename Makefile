@@ -56,11 +56,12 @@ $(STAMPS)/venv: pyproject.toml
 	$(BIN)/pip check
 	@touch $@
 
+# Each benchmark runs as a module of the repository, importing tests.support like the tests do.
 bench: install
-	$(BIN)/python bench/deid.py
-	$(BIN)/python bench/mask.py
-	$(BIN)/python bench/video.py
-	$(BIN)/python bench/throughput.py
+	$(BIN)/python -m bench.deid
+	$(BIN)/python -m bench.mask
+	$(BIN)/python -m bench.video
+	$(BIN)/python -m bench.throughput
 
 clean:
 	rm -rf $(STAMPS) $(VENV) var

@@ -6,17 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dicom_instances import photo
 from gateway.mask import FaceMasker, MaskSettings
 from gateway.mask.geometry import eye_frame
 from gateway.mask.landmarks import MeshView
 from gateway.mask.refine import IRISES, LARGEST_CORRECTION, LIDS, MISMATCH, corrected, crop_view, eye_error
-
-
-@pytest.fixture(scope="module")
-def masker() -> FaceMasker:
-    with FaceMasker(MaskSettings()) as masker:
-        yield masker
+from tests.support.photos import photo
 
 
 def seen_error(masker: FaceMasker, output: np.ndarray, face) -> float:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from pathlib import Path
 
-from peers import DMASK, PEER_ENV, acknowledged, echoscu, gateway_settings, storescu, wait_until
-
-from dicom_instances import photo, photo_instance, resized, write
-from loopback import http_get
+from tests.support.instances import photo_instance, write
+from tests.support.loopback import http_get
+from tests.support.peers import acknowledged, echoscu, gateway_settings, storescu, wait_until
+from tests.support.photos import photo, resized
 
 
 def test_probes_metrics_and_audit_trail(tmp_path: Path, dmask_server) -> None:
@@ -69,18 +68,13 @@ def test_queue_and_requeue_commands(tmp_path: Path, dmask_server) -> None:
     ds = photo_instance(resized(photo("camera"), 4096), modality="OT")
     assert len(acknowledged(storescu(server.port, [write(ds, tmp_path / "ot.dcm")]))) == 1
     wait_until(lambda: server.spool_counts() == {"quarantined": 1}, 30, "the rejection")
-
-    def dmask(*args: str) -> str:
-        return subprocess.run([str(DMASK), *args, "--config", str(server.config)],
-                              capture_output=True, text=True, check=True, env=PEER_ENV).stdout
-
-    listing = dmask("queue", "--reason", "route-rejected")
+    listing = server.command("queue", "--reason", "route-rejected")
     assert "quarantined" in listing and "CAMERA1" in listing
     settings["routes"][0]["match"] = {}
     server.write_config(settings)
     server.signal(signal.SIGHUP)
     wait_until(lambda: '"configuration reloaded"' in server.log.read_text(), 20, "the reload")
-    assert dmask("requeue", "--reason", "route-rejected") == "requeued 1 job(s)\n"
+    assert server.command("requeue", "--reason", "route-rejected") == "requeued 1 job(s)\n"
     wait_until(lambda: server.spool_counts() == {"done": 1}, 30, "the requeued job")
     assert len(list((tmp_path / "out").iterdir())) == 1
 
