@@ -1,14 +1,28 @@
-"""What an admin sees and does: probes, metrics, SIGHUP reload, the queue and requeue commands."""
+"""What an admin sees and does: probes, metrics, SIGHUP reload, the queue and requeue commands,
+and why a start failed."""
 
 from __future__ import annotations
 
 import json
 import signal
+import socket
+import subprocess
 from pathlib import Path
 
+import pytest
+
+from tests.support.cli import DMASK
 from tests.support.instances import photo_instance, write
 from tests.support.loopback import http_get
-from tests.support.peers import acknowledged, echoscu, gateway_settings, storescu, wait_until
+from tests.support.peers import (
+    PEER_ENV,
+    DmaskServer,
+    acknowledged,
+    echoscu,
+    gateway_settings,
+    storescu,
+    wait_until,
+)
 from tests.support.photos import photo, resized
 
 
@@ -96,3 +110,17 @@ def test_json_logs_hold_only_json_lines(tmp_path: Path, dmask_server) -> None:
     native = [r for r in records if r["logger"] == "dmask.native"]
     assert native, "the masking worker's native output was not captured"
     assert {r["level"] for r in native} <= {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+@pytest.mark.parametrize("section", ["listener", "metrics"])
+def test_a_port_in_use_ends_the_start_with_the_reason_last(tmp_path: Path, section: str) -> None:
+    settings = gateway_settings(tmp_path, {"out": {"type": "folder", "path": str(tmp_path / "out")}})
+    port = settings[section]["port"]
+    gateway = DmaskServer(tmp_path / "dmask", settings)  # its configuration and key, not started
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = subprocess.run([str(DMASK), "serve", "--config", str(gateway.config)], cwd=gateway.folder,
+                                capture_output=True, text=True, env=PEER_ENV, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == f"cannot bind 127.0.0.1:{port}: Address already in use"

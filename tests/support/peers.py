@@ -141,7 +141,7 @@ class DmaskServer:
     def ready(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
             pytest.fail(f"dmask serve exited with {self.process.returncode}:\n"
-                        + self.log.read_text()[-3000:])
+                        + why_it_stopped(self.log.read_text(errors="replace")))
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/readyz",
                                         timeout=2) as reply:
@@ -199,6 +199,24 @@ class DmaskServer:
             state, _reason, count = line.split()
             counts[state] = counts.get(state, 0) + int(count)
         return counts
+
+
+def why_it_stopped(log: str, tail_lines: int = 8) -> str:
+    """What a peer's log says about its end: its ERROR and CRITICAL records first (JSON lines,
+    with their exceptions), then its last lines, where ``dmask serve`` prints the reason of a
+    failed start. Native libraries (mediapipe) log many lines of their own; the record that
+    matters would be lost among them in a plain tail."""
+    errors = []
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("level") in ("ERROR", "CRITICAL"):
+            errors.append(f"{record['level']} {record.get('logger', '')}: {record.get('message', '')}"
+                          + (f"\n{record['exception']}" if record.get("exception") else ""))
+    tail = "\n".join(line[:500] for line in log.splitlines()[-tail_lines:])
+    return "\n".join(["error records:", *(errors or ["(none)"]), "last lines of the log:", tail])
 
 
 def gateway_settings(folder: Path, destinations: dict[str, Any],
