@@ -204,7 +204,7 @@ def test_video_photographic_instance_round_trip(masker: FaceMasker, nystagmus: l
     assert (first.NumberOfFrames, float(first.FrameTime), first.CineRate) == (24, 40.0, 25)
     frames = list(decode_frames(first))
     assert len(frames) == 24
-    for frame, output in zip(nystagmus, frames, strict=True):
+    for frame, output in zip(nystagmus[:24], frames, strict=True):
         rows, columns = face_box(frame)
         assert np.abs(output[rows, columns].astype(int) - frame.rgb[rows, columns]).mean() > 20
         assert np.abs(output[:20, :20].astype(int) - FILL).max() <= 6  # fill, up to H.264 error
