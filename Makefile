@@ -56,15 +56,16 @@ $(STAMPS)/venv: pyproject.toml
 	$(BIN)/pip check
 	@touch $@
 
-# Benchmarks print their figures; `make bench BENCH_ARGS=--record` also appends them to
+# Benchmarks run as modules of the repository, importing tests.support like the tests do; they
+# print their figures, and `make bench BENCH_ARGS=--record` also appends them to
 # docs/results.md as dated sections.
 BENCH_ARGS ?=
 
 bench: install
-	$(BIN)/python bench/deid.py $(BENCH_ARGS)
-	$(BIN)/python bench/mask.py $(BENCH_ARGS)
-	$(BIN)/python bench/video.py $(BENCH_ARGS)
-	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.deid $(BENCH_ARGS)
+	$(BIN)/python -m bench.mask $(BENCH_ARGS)
+	$(BIN)/python -m bench.video $(BENCH_ARGS)
+	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 
 clean:
 	rm -rf $(STAMPS) $(VENV) var

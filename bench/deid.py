@@ -5,7 +5,7 @@ as the pipeline receives it (bytes -> parse -> scrub: pydicom decodes values laz
 belongs to the measure) and for the same followed by writing the output (-> bytes), under the
 Basic Profile and under a profile with options that rewrite values (date shift, cleaning).
 
-    .venv/bin/python bench/deid.py [--rounds 7] [--per-round 200] [--record]
+    .venv/bin/python -m bench.deid [--rounds 7] [--per-round 200] [--record]    (from the repository root)
 """
 
 from __future__ import annotations
@@ -15,59 +15,28 @@ import io
 import statistics
 import time
 
-import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import VLPhotographicImageStorage
 
+from bench.results import add_record_option, recorded
 from gateway.deid.scrub import scrub
 from gateway.deid.settings import DeidSettings
-from results import add_record_option, recorded
-
-SECRET = b"bench-key-bench-key-bench-key-32"
-VL_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4"
+from tests.support.instances import code, part10_bytes, photographic_instance
+from tests.support.keys import SECRET
 
 
 def instance(rows: int = 600, columns: int = 580) -> Dataset:
-    """A VL Photographic instance of about 1 MB with the attributes a camera writes."""
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.ImageType = ["ORIGINAL", "PRIMARY"]
-    ds.InstanceCreationDate, ds.InstanceCreationTime = "20240105", "101500"
-    ds.SOPClassUID, ds.SOPInstanceUID = VL_PHOTOGRAPHIC, generate_uid()
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = "20240105"
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = ds.AcquisitionTime = "101500"
-    ds.AcquisitionDateTime = "20240105101500"
-    ds.AccessionNumber, ds.Modality, ds.Manufacturer = "ACC-0815", "XC", "Camera Corp"
-    ds.InstitutionName, ds.InstitutionAddress = "St Elsewhere Eye Clinic", "1 Long Road"
-    ds.ReferringPhysicianName, ds.StationName = "Kildare^James", "PHOTO-3"
-    ds.StudyDescription, ds.SeriesDescription = "External eye photography", "Face, primary gaze"
-    ds.OperatorsName, ds.ManufacturerModelName = "Nurse^Ratched", "EyeCam 2"
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Doe^Jane", "PID-4711", "19610203", "F"
-    ds.PatientAge, ds.PatientWeight, ds.PatientSize = "062Y", 71.5, 1.68
-    ds.DeviceSerialNumber, ds.SoftwareVersions = "SN-998877", "1.0"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), generate_uid()
-    ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "S-42", 1, 2
+    """A VL Photographic instance of about 1 MB with the attributes a camera writes, and some
+    that the profile options rewrite (patient characteristics, comments, a private block)."""
+    ds = photographic_instance(VLPhotographicImageStorage, instance=2, rows=rows, columns=columns)
+    ds.AcquisitionDate, ds.AcquisitionTime = "20240105", "101500"
+    ds.PatientWeight, ds.PatientSize = 71.5, 1.68
     ds.ImageComments = "Right eye, ptosis follow-up"
-    ds.PatientOrientation, ds.Laterality, ds.BurnedInAnnotation = "", "R", "NO"
-    reference = Dataset()
-    reference.ReferencedSOPClassUID, reference.ReferencedSOPInstanceUID = VL_PHOTOGRAPHIC, generate_uid()
-    ds.ReferencedImageSequence = [reference]
-    code = Dataset()
-    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "81745001", "SCT", "Eye"
-    ds.AnatomicRegionSequence = [code]
-    ds.AcquisitionContextSequence = []
+    ds.AnatomicRegionSequence = [code("81745001", "SCT", "Eye")]
     block = ds.private_block(0x0009, "CAMERA CORP", create=True)
     block.add_new(0x10, "LO", "firmware 7")
     block.add_new(0x11, "OB", b"\x01" * 64)
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-    ds.Rows, ds.Columns = rows, columns
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = np.random.default_rng(0).integers(0, 255, (rows, columns, 3), np.uint8).tobytes()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return ds
 
 
@@ -91,9 +60,7 @@ def rate(function, per_round: int, rounds: int) -> tuple[float, float]:  # type:
 def measure(args: argparse.Namespace) -> None:
     """Run the benchmark and print its figures."""
     ds = instance()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    data = buffer.getvalue()
+    data = part10_bytes(ds)
     profiles = {
         "basic": DeidSettings(),
         "dates+clean": DeidSettings.model_validate(

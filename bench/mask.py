@@ -5,7 +5,7 @@ Prints medians in milliseconds for ``FaceMasker.mask_image`` on one-face stills,
 own, and frames per second for a 640x480 sequence (tracking detect + render per frame) in one
 process and in one process per core.
 
-    .venv/bin/python bench/mask.py [--rounds 15] [--frames 90] [--record]
+    .venv/bin/python -m bench.mask [--rounds 15] [--frames 90] [--record]    (from the repository root)
 
 Targets (issue 5): 1024x768 <= 40 ms, 4000x3000 <= 300 ms, 640x480 sequence >= 30 frames/s
 using both cores.
@@ -20,25 +20,19 @@ import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import cv2
-import matplotlib
 import numpy as np
 
+from bench.results import add_record_option, recorded
 from gateway.mask import FaceMasker, MaskSettings
-from results import add_record_option, recorded
-
-
-def hopper() -> np.ndarray:
-    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+from tests.support.photos import photo
 
 
 def still(width: int, height: int) -> np.ndarray:
     """The photo scaled to the frame's height and centred on a ``width`` x ``height`` frame."""
-    photo = hopper()
-    scaled = cv2.resize(photo, (round(photo.shape[1] * height / photo.shape[0]), height),
+    hopper = photo("grace_hopper")
+    scaled = cv2.resize(hopper, (round(hopper.shape[1] * height / hopper.shape[0]), height),
                         interpolation=cv2.INTER_LINEAR)
     frame = np.full((height, width, 3), 70, dtype=np.uint8)
     x0 = (width - scaled.shape[1]) // 2

@@ -13,25 +13,27 @@ tags-only workload a third figure is storescu -> a bare pynetdicom SCP that answ
 keeps nothing (set up like the gateway's listener): the most any receive path built on
 pynetdicom can take on this machine, since storescu waits for each response.
 
-(Not named ``bench/gateway.py``: Python puts a script's folder first on ``sys.path``, and a
-module of that name would hide the ``gateway`` package from every script in ``bench/``.)
-
-Usage: ``.venv/bin/python bench/throughput.py [--tags-count 300] [--mask-count 40] [--repeats 3] [--record]``
+Usage, from the repository root: ``.venv/bin/python -m bench.throughput [--tags-count 300]
+[--mask-count 40] [--repeats 3] [--record]``
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration")]
+from pydicom.uid import SecondaryCaptureImageStorage
+from pynetdicom import AE, evt
 
-from peers import (  # noqa: E402
+from bench.results import add_record_option, recorded
+from gateway.config import Listener
+from gateway.dicom.transport import set_tcp_nodelay
+from gateway.ingest.listener import SUCCESS  # also makes pynetdicom receive in chunks
+from tests.support.instances import photo_instance, write
+from tests.support.peers import (
     DmaskServer,
     Orthanc,
     acknowledged,
@@ -39,14 +41,7 @@ from peers import (  # noqa: E402
     orthanc_destination,
     storescu,
 )
-from pydicom.uid import SecondaryCaptureImageStorage  # noqa: E402
-from pynetdicom import AE, evt  # noqa: E402
-
-from dicom_instances import photo, photo_instance, resized, write  # noqa: E402
-from gateway.config import Listener  # noqa: E402
-from gateway.dicom.transport import set_tcp_nodelay  # noqa: E402
-from gateway.ingest.listener import SUCCESS  # noqa: E402 (also makes pynetdicom receive in chunks)
-from results import add_record_option, recorded  # noqa: E402
+from tests.support.photos import photo, resized
 
 
 def _instances(folder: Path, count: int, *, pixels: int, name: str, sop_class: str | None,

@@ -6,7 +6,7 @@ in one process and in one process per core, each masking its own copy of the ins
 way the gateway's workers do. The per-stage split (decode, mask, encode) comes from the
 one-process rounds. Targets (issue 7): 640x480 >= 30 frames/s on 2 cores, 1080p >= 8.
 
-    .venv/bin/python bench/video.py [--rounds 3] [--seconds 2] [--record]
+    .venv/bin/python -m bench.video [--rounds 3] [--seconds 2] [--record]    (from the repository root)
 """
 
 from __future__ import annotations
@@ -15,50 +15,32 @@ import argparse
 import multiprocessing
 import os
 import statistics
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from io import BytesIO
-from pathlib import Path
 from typing import TypeVar
 
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import MPEG4HP41, ExplicitVRLittleEndian, VideoPhotographicImageStorage, generate_uid
 
-from results import add_record_option, recorded
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from dicom_instances import photo  # noqa: E402  (test helpers: photos shipped in packages)
-from gateway.codec.pixels import decode_frames, encode_frames  # noqa: E402
-from gateway.mask import FaceMasker, MaskSettings  # noqa: E402
-from gateway.mask.video import mask_frames  # noqa: E402
-from synthetic_clips import EyeMovementClip  # noqa: E402
+from bench.results import add_record_option, recorded
+from gateway.codec.pixels import decode_frames, encode_frames
+from gateway.mask import FaceMasker, MaskSettings
+from gateway.mask.video import mask_frames
+from tests.support.clips import astronaut_clip
+from tests.support.instances import part10_bytes, video_instance
 
 T = TypeVar("T")
 FRAME_RATE = 30
 SIZES = {"640x480": ((640, 480), 110.0), "1920x1080": ((1920, 1080), 260.0)}
 
 
-def video_instance(size: tuple[int, int], inter_ocular: float, frames: int) -> bytes:
+def clip_file(size: tuple[int, int], inter_ocular: float, frames: int) -> bytes:
     """A Video Photographic instance (H.264, 30 frames/s) of the synthetic clip, as a file."""
-    astronaut = photo("astronaut")
     with FaceMasker(MaskSettings()) as masker:
-        landmarks = masker.detect(astronaut)[0].points
-    clip = EyeMovementClip(astronaut, landmarks, size, inter_ocular, frame_rate=FRAME_RATE)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = VideoPhotographicImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-    ds.Modality = "XC"
-    ds.FrameTime, ds.NumberOfFrames = f"{1000 / FRAME_RATE:.4f}", frames
-    ds.Rows, ds.Columns = size[1], size[0]
-    encode_frames(ds, (frame.rgb for frame in clip.frames(frames)), MPEG4HP41)
-    buffer = BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+        clip = astronaut_clip(masker, size, inter_ocular, frame_rate=FRAME_RATE)
+    ds = video_instance((frame.rgb for frame in clip.frames(frames)), f"{1000 / FRAME_RATE:.4f}")
+    return part10_bytes(ds)
 
 
 _masker: FaceMasker | None = None
@@ -109,7 +91,7 @@ def measure(args: argparse.Namespace) -> None:
     workers = os.cpu_count() or 1
     print(f"{frames} frames per clip, {args.rounds} rounds, medians; {workers} cores", flush=True)
     for name, (size, inter_ocular) in SIZES.items():
-        data = video_instance(size, inter_ocular, frames)
+        data = clip_file(size, inter_ocular, frames)
         single = [process(data) for _ in range(args.rounds)]
         stage = {key: statistics.median(round_[key] for round_ in single) for key in single[0]}
         # spawn, not fork: this process already holds mediapipe's threads and a GL context.

@@ -289,7 +289,7 @@ def serve(
     SIGHUP reloads the configuration (a broken one is refused and the running one kept);
     SIGTERM stops accepting associations, finishes the in-flight instances and exits 0.
     """
-    from gateway.errors import ConfigError, SpoolSchemaError
+    from gateway.errors import ConfigError, SpoolSchemaError, StartupError
     from gateway.ops.service import Gateway
 
     try:
@@ -298,7 +298,11 @@ def serve(
         _exit_on_config_error(exc)
     except SpoolSchemaError as exc:
         _exit_on_spool_error(exc)
-    gateway.run()
+    try:
+        gateway.run()
+    except StartupError as exc:
+        typer.echo(str(exc), err=True)  # the last line: the reason, after whatever was logged
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
 
 
 @app.command()

@@ -24,6 +24,17 @@ class ConfigError(DmaskError):
     reason = "config"
 
 
+class StartupError(DmaskError):
+    """``dmask serve`` cannot start: a port it is configured to listen on cannot be bound."""
+
+    reason = "startup"
+
+    @classmethod
+    def cannot_bind(cls, host: str, port: int, error: OSError) -> StartupError:
+        """``cannot bind 127.0.0.1:11112: Address already in use``."""
+        return cls(f"cannot bind {host}:{port}: {error.strerror or error}")
+
+
 class InvalidDataset(DmaskError):
     """The received bytes are not a DICOM dataset we can read (truncated, wrong VR, bad meta)."""
 

@@ -7,28 +7,20 @@ import sys
 from pathlib import Path
 
 import cv2
-import matplotlib
 import numpy as np
 import pytest
-import skimage
 
 from gateway.audit.lineup import rank1
+from tests.support.photos import photo, read_rgb
 
 pytestmark = pytest.mark.audit
 pytest.importorskip("dlib")
 
 from gateway.audit.attacker import Attacker, model_directory  # noqa: E402  (needs dlib)
 
-GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-ASTRONAUT = Path(skimage.__file__).parent / "data" / "astronaut.png"
-RETINA = Path(skimage.__file__).parent / "data" / "retina.jpg"
 FACES_DEV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces-dev"
 #: dlib's own decision threshold for "same person" on its embeddings.
 SAME_PERSON_DISTANCE = 0.6
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +38,7 @@ def test_models_load_without_importing_face_recognition_models() -> None:
 
 
 def test_observation_of_a_face(attacker: Attacker) -> None:
-    rgb = read_rgb(GRACE_HOPPER)
+    rgb = photo("grace_hopper")
     observation = attacker.observe(rgb)
     assert observation is not None
     left, top, right, bottom = observation.box
@@ -56,13 +48,13 @@ def test_observation_of_a_face(attacker: Attacker) -> None:
     assert observation.right_eye[0] < observation.points[4][0] < observation.left_eye[0]
     assert max(observation.right_eye[1], observation.left_eye[1]) < observation.points[4][1]
     assert np.array_equal(attacker.embed_at(rgb, observation), observation.embedding)
-    assert attacker.observe(read_rgb(RETINA)) is None
+    assert attacker.observe(photo("retina")) is None
 
 
 def test_embeddings_tell_people_apart(attacker: Attacker) -> None:
-    hopper = read_rgb(GRACE_HOPPER)
+    hopper = photo("grace_hopper")
     same = attacker.observe(cv2.flip(hopper, 1))
-    other = attacker.observe(read_rgb(ASTRONAUT))
+    other = attacker.observe(photo("astronaut"))
     reference = attacker.observe(hopper)
     assert same is not None and other is not None and reference is not None
     assert np.linalg.norm(same.embedding - reference.embedding) < SAME_PERSON_DISTANCE

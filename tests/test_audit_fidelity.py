@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import cv2
-import matplotlib
 import numpy as np
 import pytest
-import skimage
 
 from gateway.audit.fidelity import (
     FACE_MESH_LANDMARKS,
@@ -26,13 +21,7 @@ from gateway.audit.fidelity import (
     iris_centre,
     nearest_face,
 )
-
-GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-RETINA = Path(skimage.__file__).parent / "data" / "retina.jpg"
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+from tests.support.photos import photo
 
 
 def synthetic_face() -> np.ndarray:
@@ -120,8 +109,8 @@ def test_compare_eyes_rejects_other_landmark_sets() -> None:
 def test_face_mesh_finds_the_subjects_right_iris_on_the_left_of_the_photo() -> None:
     landmarker = FaceMeshLandmarker()
     try:
-        landmarks = landmarker.landmarks(read_rgb(GRACE_HOPPER))
-        assert landmarker.landmarks(read_rgb(RETINA)) is None
+        landmarks = landmarker.landmarks(photo("grace_hopper"))
+        assert landmarker.landmarks(photo("retina")) is None
     finally:
         landmarker.close()
     assert landmarks is not None and landmarks.shape == (FACE_MESH_LANDMARKS, 2)

@@ -6,19 +6,22 @@ import copy
 from pathlib import Path
 
 from pydicom.dataset import Dataset
+from pydicom.uid import VLPhotographicImageStorage
 from typer.testing import CliRunner
 
-from deid_cli import write_config
-from deid_corpus import SECRET, VL_PHOTOGRAPHIC, photographic_instance, planted_instance
 from gateway.audit.phi import find_leaks, identifying_values, pair_files
 from gateway.cli import app
 from gateway.deid.plan import compile_plan
 from gateway.deid.scrub import scrub
 from gateway.deid.settings import DeidSettings
+from tests.support.cli import write_config
+from tests.support.corpus import planted_instance
+from tests.support.instances import photographic_instance
+from tests.support.keys import SECRET
 
 
 def _clean_output() -> tuple[Dataset, Dataset]:
-    original = photographic_instance(VL_PHOTOGRAPHIC, instance=2)
+    original = photographic_instance(VLPhotographicImageStorage, instance=2)
     return original, scrub(original, DeidSettings(), SECRET, pixels_masked=False)
 
 
@@ -77,7 +80,7 @@ def test_original_private_values_count_as_identifying() -> None:
 
 
 def test_a_profile_plan_leaves_out_deliberate_keeps_only() -> None:
-    original = photographic_instance(VL_PHOTOGRAPHIC)
+    original = photographic_instance(VLPhotographicImageStorage)
     settings = DeidSettings.model_validate({"options": ["retain_institution_identity"]})
     out = scrub(original, settings, SECRET, pixels_masked=False)
     assert [leak.attribute for leak in find_leaks(original, out)] == ["InstitutionName", "InstitutionAddress"]
@@ -112,7 +115,7 @@ def test_command_exit_status_and_no_values_unless_asked(tmp_path: Path) -> None:
 
 def test_command_with_profile_accepts_retained_values(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    original = photographic_instance(VL_PHOTOGRAPHIC)
+    original = photographic_instance(VLPhotographicImageStorage)
     original.save_as(tmp_path / "in.dcm", enforce_file_format=True)
     settings = DeidSettings.model_validate({"options": ["retain_longitudinal_modified_dates"]})
     scrub(original, settings, SECRET, pixels_masked=False).save_as(tmp_path / "out.dcm", enforce_file_format=True)

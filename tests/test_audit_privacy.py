@@ -6,10 +6,8 @@ import json
 from pathlib import Path
 
 import cv2
-import matplotlib
 import numpy as np
 import pytest
-import skimage
 from typer.testing import CliRunner
 
 from gateway.audit.privacy import AuditResult, draw_trials, load_face_set, run_privacy_audit
@@ -17,13 +15,11 @@ from gateway.audit.report import write_report
 from gateway.audit.transforms import FaceRegion, transform_from_spec
 from gateway.cli import app
 from gateway.errors import AuditError, NoFaceFound
+from tests.support.photos import photo_path
 
 pytestmark = pytest.mark.audit
 pytest.importorskip("dlib")
 
-SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
-GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-ASTRONAUT = SKIMAGE_DATA / "astronaut.png"
 
 
 def write_variants(source: Path, folder: Path, count: int) -> None:
@@ -44,10 +40,10 @@ def write_variants(source: Path, folder: Path, count: int) -> None:
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("faces")
-    write_variants(GRACE_HOPPER, root / "hopper", 3)
-    write_variants(ASTRONAUT, root / "astronaut", 2)
-    write_variants(SKIMAGE_DATA / "retina.jpg", root / "fundus", 2)  # no face: excluded
-    write_variants(ASTRONAUT, root / "single", 1)  # one photo: not a person of the audit
+    write_variants(photo_path("grace_hopper"), root / "hopper", 3)
+    write_variants(photo_path("astronaut"), root / "astronaut", 2)
+    write_variants(photo_path("retina"), root / "fundus", 2)  # no face: excluded
+    write_variants(photo_path("astronaut"), root / "single", 1)  # one photo: not a person of the audit
     (root / "hopper" / "notes.txt").write_text("not a photo")
     return root
 

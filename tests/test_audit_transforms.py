@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import cv2
-import matplotlib
 import numpy as np
 import pytest
 
@@ -19,15 +15,15 @@ from gateway.audit.transforms import (
     transform_from_spec,
 )
 from gateway.errors import AuditError
+from tests.support import photos
 
-GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 # Where dlib's detector and 5-point predictor put her face and eye centres.
 REGION = FaceRegion(box=(180, 139, 366, 325), right_eye=(226.0, 191.5), left_eye=(305.0, 189.0))
 
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    rgb = cv2.cvtColor(cv2.imread(str(GRACE_HOPPER), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    rgb = photos.photo("grace_hopper")
     rgb.setflags(write=False)  # a transform must never write into its input
     return rgb
 

@@ -14,6 +14,7 @@ import pytest
 
 from gateway.config import GatewayConfig, config_reference, load_config, parse_config, reference_rows
 from gateway.errors import ConfigError
+from tests.support.keys import write_key
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "config" / "gateway.yaml"
@@ -22,10 +23,7 @@ EXAMPLE_TEXT = EXAMPLE.read_text()
 
 @pytest.fixture
 def secret_env(tmp_path: Path) -> dict[str, str]:
-    key = tmp_path / "pseudonym.key"
-    key.write_bytes(b"0123456789abcdef0123456789abcdef")
-    key.chmod(0o600)
-    return {"DMASK__SECRET__FILE": str(key)}
+    return {"DMASK__SECRET__FILE": str(write_key(tmp_path / "pseudonym.key"))}
 
 
 def edit(old: str, new: str) -> str:

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.uid import SecondaryCaptureImageStorage, VLPhotographicImageStorage
 from typer.testing import CliRunner
 
-from deid_cli import write_config
-from deid_corpus import SECONDARY_CAPTURE, VL_PHOTOGRAPHIC, photographic_instance
 from gateway.cli import app
 from gateway.dicom.read import read_instance
 from gateway.errors import InvalidDataset
 from gateway.files.plan import FileJob, plan_files
+from tests.support.cli import write_config
+from tests.support.instances import photographic_instance
 
 
 def _series(folder: Path, count: int) -> list[Path]:
@@ -21,7 +22,7 @@ def _series(folder: Path, count: int) -> list[Path]:
     paths = []
     for n in range(1, count + 1):
         path = folder / f"img{n}.dcm"
-        photographic_instance(VL_PHOTOGRAPHIC, instance=n).save_as(path, enforce_file_format=True)
+        photographic_instance(VLPhotographicImageStorage, instance=n).save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
 
@@ -39,7 +40,7 @@ def test_plan_files_keeps_relative_paths(tmp_path: Path) -> None:
 
 
 def test_read_instance_accepts_files_without_preamble_and_meta(tmp_path: Path) -> None:
-    ds = photographic_instance(SECONDARY_CAPTURE)
+    ds = photographic_instance(SecondaryCaptureImageStorage)
     del ds.file_meta
     path = tmp_path / "bare.dcm"
     ds.save_as(path, implicit_vr=True, little_endian=True)

@@ -13,17 +13,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pydicom.uid import OphthalmicPhotography8BitImageStorage, SecondaryCaptureImageStorage, VLPhotographicImageStorage
 
-from deid_corpus import (
-    OPHTHALMIC_PHOTOGRAPHY_8BIT,
-    SECONDARY_CAPTURE,
-    SECRET,
-    VL_PHOTOGRAPHIC,
-    photographic_instance,
-)
 from gateway.deid.options import Option
 from gateway.deid.scrub import scrub
 from gateway.deid.settings import DeidSettings
+from tests.support.instances import photographic_instance
+from tests.support.keys import SECRET
 
 pytestmark = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy not installed")
 
@@ -44,7 +40,7 @@ def _errors(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 @pytest.mark.parametrize(
-    "sop_class_uid", [VL_PHOTOGRAPHIC, SECONDARY_CAPTURE, OPHTHALMIC_PHOTOGRAPHY_8BIT]
+    "sop_class_uid", [VLPhotographicImageStorage, SecondaryCaptureImageStorage, OphthalmicPhotography8BitImageStorage]
 )
 def test_output_has_no_new_dciodvfy_error(tmp_path: Path, sop_class_uid: str, profile: str) -> None:
     original = photographic_instance(sop_class_uid, instance=2)

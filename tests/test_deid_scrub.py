@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import logging
 
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
+from pydicom.uid import OphthalmicPhotography8BitImageStorage, SecondaryCaptureImageStorage, VLPhotographicImageStorage
 
-from deid_corpus import (
-    OPHTHALMIC_PHOTOGRAPHY_8BIT,
-    PRIVATE_CREATOR,
-    SAFE_CREATOR,
-    SECONDARY_CAPTURE,
-    SECRET,
-    VL_PHOTOGRAPHIC,
-    photographic_instance,
-    planted_instance,
-)
 from gateway.audit.phi import find_leaks, identifying_values
 from gateway.deid.options import Option
 from gateway.deid.plan import compile_plan
@@ -26,16 +16,13 @@ from gateway.deid.pseudonym import Pseudonymizer
 from gateway.deid.scrub import scrub
 from gateway.deid.settings import DeidSettings
 from gateway.errors import DeidentificationError
+from tests.support.corpus import PRIVATE_CREATOR, SAFE_CREATOR, planted_instance
+from tests.support.instances import part10_bytes, photographic_instance
+from tests.support.keys import SECRET
 
 
 def _scrub(ds: Dataset, pixels_masked: bool = False, **settings: object) -> Dataset:
     return scrub(ds, DeidSettings.model_validate(settings), SECRET, pixels_masked=pixels_masked)
-
-
-def _bytes(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def _codes(ds: Dataset) -> set[str]:
@@ -57,7 +44,7 @@ def test_no_planted_value_survives_the_default_profile() -> None:
 
 def test_written_output_is_readable_and_leak_free_in_its_bytes() -> None:
     original = planted_instance()
-    data = _bytes(_scrub(original))
+    data = part10_bytes(_scrub(original))
     for marker in (b"PLANT", b"Fam0", b"Plantfam", b"PLANTED-PID", b"1.2.826.0.1.3680043.9.7050."):
         assert marker not in data
 
@@ -79,7 +66,7 @@ def test_file_meta_is_rebuilt_and_follows_the_remapped_sop_instance_uid() -> Non
 
 
 def test_patient_gets_keyed_pseudonyms_and_nothing_else() -> None:
-    out = _scrub(photographic_instance(VL_PHOTOGRAPHIC))
+    out = _scrub(photographic_instance(VLPhotographicImageStorage))
     names = Pseudonymizer(SECRET)
     assert out.PatientID == names.patient_id("PID-4711")
     assert out.PatientName == names.patient_name("PID-4711")
@@ -88,42 +75,42 @@ def test_patient_gets_keyed_pseudonyms_and_nothing_else() -> None:
 
 
 def test_without_pseudonyms_patient_name_and_id_are_emptied() -> None:
-    out = _scrub(photographic_instance(VL_PHOTOGRAPHIC), patient_pseudonyms=False)
+    out = _scrub(photographic_instance(VLPhotographicImageStorage), patient_pseudonyms=False)
     assert out.PatientID == "" and out.PatientName == ""
 
 
 def test_the_input_is_not_modified() -> None:
     original = planted_instance()
-    before = _bytes(original)
+    before = part10_bytes(original)
     out = _scrub(original)
     out.PatientName = "Changed^Afterwards"
     out.ReferencedImageSequence[0].ReferencedSOPClassUID = "1.2.3"
     out.ImageType.append("DERIVED")
-    assert _bytes(original) == before
+    assert part10_bytes(original) == before
 
 
 def test_output_is_byte_identical_across_runs() -> None:
-    assert _bytes(_scrub(planted_instance())) == _bytes(_scrub(planted_instance()))
+    assert part10_bytes(_scrub(planted_instance())) == part10_bytes(_scrub(planted_instance()))
 
 
 def test_uids_are_remapped_consistently_at_every_depth() -> None:
-    first = photographic_instance(VL_PHOTOGRAPHIC, instance=1)
-    second = photographic_instance(VL_PHOTOGRAPHIC, instance=2)
+    first = photographic_instance(VLPhotographicImageStorage, instance=1)
+    second = photographic_instance(VLPhotographicImageStorage, instance=2)
     out_first, out_second = _scrub(first), _scrub(second)
     assert out_second.ReferencedImageSequence[0].ReferencedSOPInstanceUID == out_first.SOPInstanceUID
     assert out_second.StudyInstanceUID == out_first.StudyInstanceUID != first.StudyInstanceUID
-    assert out_second.ReferencedImageSequence[0].ReferencedSOPClassUID == VL_PHOTOGRAPHIC
+    assert out_second.ReferencedImageSequence[0].ReferencedSOPClassUID == VLPhotographicImageStorage
 
 
 def test_uid_root_is_configurable() -> None:
-    out = _scrub(photographic_instance(VL_PHOTOGRAPHIC), uid_root="1.2.826.0.1.3680043.10.999")
+    out = _scrub(photographic_instance(VLPhotographicImageStorage), uid_root="1.2.826.0.1.3680043.10.999")
     assert out.SOPInstanceUID.startswith("1.2.826.0.1.3680043.10.999.")
     assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
 
 
 def test_short_secret_is_a_deidentification_error() -> None:
     with pytest.raises(DeidentificationError):
-        scrub(photographic_instance(VL_PHOTOGRAPHIC), DeidSettings(), b"short", pixels_masked=False)
+        scrub(photographic_instance(VLPhotographicImageStorage), DeidSettings(), b"short", pixels_masked=False)
 
 
 # -- compound actions per IOD -----------------------------------------------------------------
@@ -131,16 +118,16 @@ def test_short_secret_is_a_deidentification_error() -> None:
 
 def test_referenced_image_sequence_follows_its_type_in_the_iod() -> None:
     # X/Z/U*: Type 1C in VL Photographic (kept, UIDs remapped), Type 3 in Secondary Capture.
-    vl = _scrub(photographic_instance(VL_PHOTOGRAPHIC, instance=2))
-    sc = _scrub(photographic_instance(SECONDARY_CAPTURE, instance=2))
+    vl = _scrub(photographic_instance(VLPhotographicImageStorage, instance=2))
+    sc = _scrub(photographic_instance(SecondaryCaptureImageStorage, instance=2))
     assert len(vl.ReferencedImageSequence) == 1
     assert "ReferencedImageSequence" not in sc
 
 
 def test_content_date_follows_its_type_in_the_iod() -> None:
     # Z/D: Type 1 in Ophthalmic Photography (dummy), 2C in VL Photographic (empty).
-    op = _scrub(photographic_instance(OPHTHALMIC_PHOTOGRAPHY_8BIT))
-    vl = _scrub(photographic_instance(VL_PHOTOGRAPHIC))
+    op = _scrub(photographic_instance(OphthalmicPhotography8BitImageStorage))
+    vl = _scrub(photographic_instance(VLPhotographicImageStorage))
     assert op.ContentDate == "19000101"
     assert vl.ContentDate == ""
     # X/Z/D Device Serial Number is Type 3 everywhere here: removed.
@@ -148,7 +135,7 @@ def test_content_date_follows_its_type_in_the_iod() -> None:
 
 
 def test_dummy_sequences_keep_structure_but_not_text() -> None:
-    ds = photographic_instance(VL_PHOTOGRAPHIC)
+    ds = photographic_instance(VLPhotographicImageStorage)
     item = Dataset()
     item.ValueType = "TEXT"
     item.TextValue = "Seen by Dr Kildare on 5 Jan"
@@ -165,7 +152,7 @@ def test_dummy_sequences_keep_structure_but_not_text() -> None:
 
 
 def test_marking_names_dmask_profile_edition_and_options() -> None:
-    ds = photographic_instance(VL_PHOTOGRAPHIC)
+    ds = photographic_instance(VLPhotographicImageStorage)
     settings = DeidSettings(options=(Option.CLEAN_DESCRIPTORS,))
     out = scrub(ds, settings, SECRET, pixels_masked=True, profile_name="face-photos")
     assert out.PatientIdentityRemoved == "YES"
@@ -179,7 +166,7 @@ def test_marking_names_dmask_profile_edition_and_options() -> None:
 
 
 def test_recognizable_visual_features_is_no_only_for_masked_pixels() -> None:
-    ds = photographic_instance(VL_PHOTOGRAPHIC)
+    ds = photographic_instance(VLPhotographicImageStorage)
     assert _scrub(ds, pixels_masked=True).RecognizableVisualFeatures == "NO"
     assert "RecognizableVisualFeatures" not in _scrub(ds)
     ds.RecognizableVisualFeatures = "NO"  # the modality's claim is not passed on
@@ -189,7 +176,7 @@ def test_recognizable_visual_features_is_no_only_for_masked_pixels() -> None:
 
 
 def test_burned_in_annotation_is_carried_or_assumed() -> None:
-    ds = photographic_instance(VL_PHOTOGRAPHIC)
+    ds = photographic_instance(VLPhotographicImageStorage)
     assert _scrub(ds).BurnedInAnnotation == "NO"
     del ds.BurnedInAnnotation
     assert _scrub(ds).BurnedInAnnotation == "YES"
@@ -199,7 +186,7 @@ def test_burned_in_annotation_is_carried_or_assumed() -> None:
 
 
 def test_overrides_keep_remove_empty_and_replace() -> None:
-    ds = photographic_instance(VL_PHOTOGRAPHIC)
+    ds = photographic_instance(VLPhotographicImageStorage)
     out = _scrub(
         ds,
         keep=["StudyDescription", "InstitutionName"],
@@ -216,7 +203,7 @@ def test_overrides_keep_remove_empty_and_replace() -> None:
 
 
 def test_unknown_public_attributes_are_removed_unless_kept(caplog: pytest.LogCaptureFixture) -> None:
-    ds = photographic_instance(VL_PHOTOGRAPHIC)
+    ds = photographic_instance(VLPhotographicImageStorage)
     ds.add_new(0x00280200, "US", 1)  # Image Location: retired, in no IOD, not in the table
     ds.add_new(0x00091002, "LO", "no creator")  # private without creator
     assert Tag(0x00280200) not in _scrub(ds)
@@ -238,13 +225,13 @@ def test_each_option_still_removes_everything_it_does_not_retain(option: Option)
     assert find_leaks(original, out, compile_plan(settings)) == []
     assert option.code.value in _codes(out)
     # Names, IDs and private data are never retained by any option.
-    data = _bytes(out)
+    data = part10_bytes(out)
     for marker in (b"Plantfam", b"PLANTED-PID", b"PLANT-PRIVATE", b"PLANT-OVERLAY", b"PLANTSRCAE"):
         assert marker not in data
 
 
 def test_retain_uids_keeps_uids() -> None:
-    ds = photographic_instance(VL_PHOTOGRAPHIC, instance=2)
+    ds = photographic_instance(VLPhotographicImageStorage, instance=2)
     out = _scrub(ds, options=["retain_uids"])
     assert out.SOPInstanceUID == ds.SOPInstanceUID == out.file_meta.MediaStorageSOPInstanceUID
     assert out.StudyInstanceUID == ds.StudyInstanceUID
@@ -254,14 +241,14 @@ def test_retain_uids_keeps_uids() -> None:
 
 
 def test_retain_device_identity_keeps_devices_not_people() -> None:
-    ds = photographic_instance(VL_PHOTOGRAPHIC)
+    ds = photographic_instance(VLPhotographicImageStorage)
     out = _scrub(ds, options=["retain_device_identity"])
     assert out.DeviceSerialNumber == "SN-998877" and out.StationName == "PHOTO-3"
     assert "OperatorsName" not in out and "InstitutionName" not in out
 
 
 def test_retain_institution_identity_keeps_institution_not_people() -> None:
-    ds = photographic_instance(VL_PHOTOGRAPHIC)
+    ds = photographic_instance(VLPhotographicImageStorage)
     out = _scrub(ds, options=["retain_institution_identity"])
     assert out.InstitutionName == ds.InstitutionName
     assert out.InstitutionAddress == ds.InstitutionAddress
@@ -269,7 +256,7 @@ def test_retain_institution_identity_keeps_institution_not_people() -> None:
 
 
 def test_retain_patient_characteristics_keeps_sex_and_age_not_birth_date() -> None:
-    ds = photographic_instance(VL_PHOTOGRAPHIC)
+    ds = photographic_instance(VLPhotographicImageStorage)
     ds.PatientWeight = 71.5
     out = _scrub(ds, options=["retain_patient_characteristics"])
     assert out.PatientSex == "F" and out.PatientAge == "062Y" and out.PatientWeight == 71.5
@@ -279,7 +266,7 @@ def test_retain_patient_characteristics_keeps_sex_and_age_not_birth_date() -> No
 
 
 def test_retain_full_dates_keeps_dates_not_birth_date() -> None:
-    ds = photographic_instance(VL_PHOTOGRAPHIC)
+    ds = photographic_instance(VLPhotographicImageStorage)
     out = _scrub(ds, options=["retain_longitudinal_full_dates"])
     assert out.StudyDate == ds.StudyDate and out.ContentTime == ds.ContentTime
     assert out.AcquisitionDateTime == ds.AcquisitionDateTime
@@ -288,7 +275,7 @@ def test_retain_full_dates_keeps_dates_not_birth_date() -> None:
 
 
 def test_modified_dates_shift_every_date_of_a_patient_by_the_same_days() -> None:
-    ds = photographic_instance(VL_PHOTOGRAPHIC, instance=2)
+    ds = photographic_instance(VLPhotographicImageStorage, instance=2)
     ds.ReferencedImageSequence[0].StudyDate = "20231231"  # a nested date of the same patient
     out = _scrub(ds, options=["retain_longitudinal_modified_dates"], max_date_shift_days=30)
     days = Pseudonymizer(SECRET).date_shift_days("PID-4711", 30)
@@ -303,7 +290,8 @@ def test_modified_dates_shift_every_date_of_a_patient_by_the_same_days() -> None
     assert out.PatientBirthDate == ""
     assert out.LongitudinalTemporalInformationModified == "MODIFIED"
     other = _scrub(
-        photographic_instance(VL_PHOTOGRAPHIC, patient_id="PID-0001"), options=["retain_longitudinal_modified_dates"]
+        photographic_instance(VLPhotographicImageStorage, patient_id="PID-0001"),
+        options=["retain_longitudinal_modified_dates"],
     )
     assert Pseudonymizer(SECRET).date_shift_days("PID-0001", 730) == (
         date(2024, 1, 5) - date.fromisoformat(f"{other.StudyDate[:4]}-{other.StudyDate[4:6]}-{other.StudyDate[6:]}")
@@ -311,7 +299,7 @@ def test_modified_dates_shift_every_date_of_a_patient_by_the_same_days() -> None
 
 
 def test_clean_descriptors_keeps_descriptions_without_identifiers() -> None:
-    ds = photographic_instance(VL_PHOTOGRAPHIC)
+    ds = photographic_instance(VLPhotographicImageStorage)
     ds.StudyDescription = "Ptosis review of Jane DOE 05.01.2024 tel 0207946000"
     ds.ImageComments = "Right eye, ref PID-4711"
     out = _scrub(ds, options=["clean_descriptors"])
@@ -322,7 +310,7 @@ def test_clean_descriptors_keeps_descriptions_without_identifiers() -> None:
 
 
 def test_clean_structured_content_keeps_content_with_clean_text() -> None:
-    ds = photographic_instance(VL_PHOTOGRAPHIC)
+    ds = photographic_instance(VLPhotographicImageStorage)
     item = Dataset()
     item.ValueType = "TEXT"
     item.TextValue = "Left ptosis, Doe family history"
@@ -362,7 +350,7 @@ def test_retain_safe_private_keeps_only_allow_listed_elements() -> None:
 
 
 def test_clean_descriptors_blanks_two_letter_family_names() -> None:
-    ds = photographic_instance(VL_PHOTOGRAPHIC)
+    ds = photographic_instance(VLPhotographicImageStorage)
     ds.PatientName = "Li^Wei"
     ds.StudyDescription = "Mr Li, lid lag"
     out = _scrub(ds, options=["clean_descriptors"])

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pydicom
+from pydicom.uid import VLPhotographicImageStorage
 
-from deid_cli import dmask, write_config
-from deid_corpus import VL_PHOTOGRAPHIC, photographic_instance
+from tests.support.cli import dmask, write_config
+from tests.support.instances import photographic_instance
 
 
 def test_five_instances_in_two_processes_keep_one_study_series_and_references(tmp_path: Path) -> None:
@@ -15,7 +16,7 @@ def test_five_instances_in_two_processes_keep_one_study_series_and_references(tm
     inputs = tmp_path / "in"
     inputs.mkdir()
     for n in range(1, 6):
-        photographic_instance(VL_PHOTOGRAPHIC, instance=n).save_as(
+        photographic_instance(VLPhotographicImageStorage, instance=n).save_as(
             inputs / f"{n}.dcm", enforce_file_format=True
         )
     # Two runs, two processes: instances 1-3, then 4-5 and 3 again.

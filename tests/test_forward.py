@@ -13,13 +13,14 @@ from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, VLPhotographicImageStorage
 from pynetdicom import AE, evt
 
-from certificates import make_tls_files
-from dicom_instances import photo, photo_instance, resized, write
 from gateway.config import DicomDestination, FolderDestination, RetryPolicy, TLSSettings
 from gateway.deliver.forward import DicomSender, FolderSender, Forwarder, Outgoing, next_attempt
 from gateway.dicom.transport import ssl_context
 from gateway.errors import ForwardError
-from loopback import free_port
+from tests.support.certificates import make_tls_files
+from tests.support.instances import photo_instance, write
+from tests.support.loopback import free_port
+from tests.support.photos import photo, resized
 
 
 class RecordingSCP:

@@ -10,8 +10,9 @@ import pydicom
 import pytest
 from typer.testing import CliRunner
 
-from dicom_instances import PATIENT_NAME, photo, photo_instance
 from gateway.cli import app
+from tests.support.instances import PATIENT_NAME, photo_instance
+from tests.support.photos import photo
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "0123456789abcdef0123456789abcdef"

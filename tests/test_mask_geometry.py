@@ -5,25 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dicom_instances import photo
 from gateway.mask.calibration import CALIBRATED, displacement, load_calibration
 from gateway.mask.geometry import eye_centres, eye_frame, mask_shape, mesh_blend, variation_of
-from gateway.mask.landmarks import LandmarkDetector
+from gateway.mask.masker import FaceMasker
 from gateway.mask.settings import MaskSettings, Region
 from gateway.mask.template import load_template
 from gateway.mask.topology import LEFT_BROW, MESH_VERTEX_COUNT, REGION_VERTICES, RIGHT_BROW
+from tests.support.photos import photo
 from tools.build_mask_template import mirror_map
 
 DEFAULT = MaskSettings().preserved_regions()
 
 
 @pytest.fixture(scope="module")
-def hopper_points() -> np.ndarray:
-    detector = LandmarkDetector(MaskSettings())
-    try:
-        return detector.detect(photo("grace_hopper"))[0].points
-    finally:
-        detector.close()
+def hopper_points(masker: FaceMasker) -> np.ndarray:
+    return masker.detect(photo("grace_hopper"))[0].points
 
 
 def test_template_is_a_normalised_symmetric_mean_of_at_least_40_people() -> None:

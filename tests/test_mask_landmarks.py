@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from mediapipe.framework.formats import landmark_pb2
 
-from dicom_instances import photo
 from gateway.mask.geometry import eye_frame
 from gateway.mask.landmarks import DETECTION_SIDE, REDUCTION_SLACK, MeshView, _as_array, model_input
+from tests.support.photos import photo
 
 
 @pytest.fixture(scope="module")

@@ -5,19 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dicom_instances import photo
 from gateway.errors import NoFaceFound, ResidualFace, UnsupportedPixelFormat
 from gateway.mask import FaceMasker, MaskSettings
 from gateway.mask.topology import LEFT_EYE_OPENING, LEFT_IRIS_CENTRE, RIGHT_EYE_OPENING, RIGHT_IRIS_CENTRE
+from tests.support.photos import photo
 
 LIDS = np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING])
 IRISES = [RIGHT_IRIS_CENTRE, LEFT_IRIS_CENTRE]
-
-
-@pytest.fixture(scope="module")
-def masker() -> FaceMasker:
-    with FaceMasker(MaskSettings()) as masker:
-        yield masker
 
 
 @pytest.fixture(scope="module")

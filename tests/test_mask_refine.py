@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dicom_instances import photo
 from gateway.mask import FaceLandmarks, FaceMasker, MaskSettings
 from gateway.mask.geometry import eye_frame
 from gateway.mask.landmarks import MeshView
@@ -20,12 +19,7 @@ from gateway.mask.refine import (
     crop_view,
     eye_error,
 )
-
-
-@pytest.fixture(scope="module")
-def masker() -> FaceMasker:
-    with FaceMasker(MaskSettings()) as masker:
-        yield masker
+from tests.support.photos import photo
 
 
 @pytest.fixture(scope="module")

@@ -5,22 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dicom_instances import photo
 from gateway.mask.geometry import mask_shape, mesh_blend
-from gateway.mask.landmarks import LandmarkDetector
+from gateway.mask.masker import FaceMasker
 from gateway.mask.render import MaskRenderer
 from gateway.mask.settings import MaskSettings
 from gateway.mask.template import load_template
 from gateway.mask.topology import FACE_OVAL, RIGHT_IRIS_CENTRE
+from tests.support.photos import photo
 
 ALBEDO = (196, 172, 156)
 
 
 @pytest.fixture(scope="module")
-def shape() -> np.ndarray:
-    detector = LandmarkDetector(MaskSettings())
-    points = detector.detect(photo("grace_hopper"))[0].points
-    detector.close()
+def shape(masker: FaceMasker) -> np.ndarray:
+    points = masker.detect(photo("grace_hopper"))[0].points
     template = load_template().vertices
     return mask_shape(points, template, mesh_blend(template, MaskSettings().preserved_regions()))
 

@@ -1,6 +1,6 @@
 """The mask over clips: tracking, temporal smoothing, gaps, fail-closed, determinism, streaming.
 
-Clips are synthesised from the photos shipped in installed packages (``synthetic_clips``): the
+Clips are synthesised from the photos shipped in installed packages (``tests.support.clips``): the
 head drifts, zooms and rolls while the irises oscillate like a nystagmus, so the true iris
 position of every frame is known.
 
@@ -20,14 +20,12 @@ Thresholds and why:
 from __future__ import annotations
 
 import tracemalloc
-from collections.abc import Iterator
 
 import cv2
 import numpy as np
 import pytest
-from pydicom.uid import MPEG4HP41, VideoPhotographicImageStorage
+from pydicom.uid import MPEG4HP41
 
-from dicom_instances import photo
 from gateway.codec.pixels import decode_frames, encode_frames
 from gateway.errors import NoFaceFound, ResidualFace, TrackingGap
 from gateway.mask.geometry import variation_of
@@ -35,18 +33,13 @@ from gateway.mask.landmarks import FaceLandmarks
 from gateway.mask.masker import FaceMasker
 from gateway.mask.settings import MaskSettings
 from gateway.mask.video import FaceTracker, inter_ocular_distance, mask_frames
-from pixel_instances import make_dataset, written_and_read
-from synthetic_clips import STILL_EYES, STILL_HEAD, EyeMovementClip, Frame
+from tests.support.clips import STILL_EYES, STILL_HEAD, EyeMovementClip, Frame
+from tests.support.instances import video_instance, written_and_read
+from tests.support.photos import photo
 
 SIZE = (480, 360)
 INTER_OCULAR = 90.0
 FILL = MaskSettings().fill_color
-
-
-@pytest.fixture(scope="module")
-def masker() -> Iterator[FaceMasker]:
-    with FaceMasker(MaskSettings()) as instance:
-        yield instance
 
 
 @pytest.fixture(scope="module")
@@ -193,10 +186,7 @@ def test_an_unmasked_face_fails_closed_with_the_frame_number() -> None:
 
 def test_video_photographic_instance_round_trip(masker: FaceMasker, nystagmus: list[Frame]) -> None:
     clip = np.stack([frame.rgb for frame in nystagmus[:24]])
-    source = make_dataset(clip[:1], VideoPhotographicImageStorage)
-    source.FrameTime, source.NumberOfFrames = "40", len(clip)
-    encode_frames(source, iter(clip), MPEG4HP41)
-    source = written_and_read(source)
+    source = video_instance(clip, "40")
 
     def masked_instance() -> bytes:
         ds = written_and_read(source)

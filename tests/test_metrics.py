@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.ops.metrics import GatewayMetrics, serve_metrics
-from loopback import free_port, http_get
+from tests.support.loopback import free_port, http_get
 
 
 def test_metrics_and_probes() -> None:

@@ -7,14 +7,13 @@ from io import BytesIO
 from pydicom import dcmread
 from pydicom.filereader import read_dataset
 
-from dicom_instances import photo, photo_instance, resized
 from gateway.dicom.part10 import HEAD_LENGTH, data_set_offset
+from tests.support.instances import part10_bytes, photo_instance
+from tests.support.photos import photo, resized
 
 
 def test_offset_is_where_pydicom_finds_the_data_set() -> None:
-    buffer = BytesIO()
-    photo_instance(resized(photo("camera"), 1024)).save_as(buffer, enforce_file_format=True)
-    encoded = buffer.getvalue()
+    encoded = part10_bytes(photo_instance(resized(photo("camera"), 1024)))
     offset = data_set_offset(encoded[:HEAD_LENGTH])
     assert offset is not None
     tail = read_dataset(BytesIO(encoded[offset:]), is_implicit_VR=False, is_little_endian=True)

@@ -10,10 +10,11 @@ from pydicom import dcmread
 from pydicom.dataelem import DataElement
 from pydicom.uid import MultiFrameTrueColorSecondaryCaptureImageStorage, SecondaryCaptureImageStorage
 
-from dicom_instances import PATIENT_ID, photo, photo_instance, resized
 from gateway.config import GatewayConfig
 from gateway.errors import DmaskError, InvalidDataset, PixelDataError, RouteRejected
 from gateway.process.pipeline import apply_profile, parse, process_instance, quarantine_reason
+from tests.support.instances import PATIENT_ID, part10_bytes, photo_instance
+from tests.support.photos import photo, resized
 
 SECRET = b"pipeline-test-key-0123456789abcdef"
 
@@ -31,12 +32,6 @@ def _config() -> GatewayConfig:
     })
 
 
-def _encoded(ds) -> bytes:
-    buffer = BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 def _run(data: bytes, calling_ae: str = "CAMERA1"):
     return process_instance(data, _config(), SECRET, calling_ae=calling_ae, called_ae="DMASK",
                             maskers={})
@@ -48,7 +43,7 @@ def _instance(**kwargs):
 
 
 def test_tags_only_is_deterministic_and_scrubbed() -> None:
-    data = _encoded(_instance())
+    data = part10_bytes(_instance())
     first, second = _run(data), _run(data)
     assert first.encoded == second.encoded
     assert first.destinations == ("out", "copy") and first.route == "cameras"
@@ -62,14 +57,14 @@ def test_tags_only_is_deterministic_and_scrubbed() -> None:
 
 def test_applying_the_routed_profile_gives_the_routed_bytes() -> None:
     """``dmask mask`` applies a profile to a file without routing it; the output is the same."""
-    data = _encoded(_instance())
+    data = part10_bytes(_instance())
     routed = _run(data)
     applied = apply_profile(parse(data), _config().profiles["tags-only"], SECRET,
                             profile_name="tags-only", masker=None)
     assert applied.encoded == routed.encoded and applied.patient_id == routed.patient_id
     assert set(applied.stage_seconds) == {"check", "scrub", "encode"}
     assert set(routed.stage_seconds) == {"parse", "check", "scrub", "encode"}
-    ct = _encoded(_instance(modality="CT"))  # a route rejects it; a profile alone does not route
+    ct = part10_bytes(_instance(modality="CT"))  # a route rejects it; a profile alone does not route
     assert apply_profile(parse(ct), _config().profiles["tags-only"], SECRET, profile_name="tags-only",
                          masker=None).encoded
 
@@ -77,13 +72,13 @@ def test_applying_the_routed_profile_gives_the_routed_bytes() -> None:
 @pytest.mark.parametrize("calling_ae, modality", [("CAMERA1", "CT"), ("OTHER", "OT")])
 def test_rejecting_or_missing_route(calling_ae: str, modality: str) -> None:
     with pytest.raises(RouteRejected) as caught:
-        _run(_encoded(_instance(modality=modality)), calling_ae)
+        _run(part10_bytes(_instance(modality=modality)), calling_ae)
     assert quarantine_reason(caught.value) == "route-rejected"
 
 
 @pytest.mark.parametrize("keep", [0.05, 0.1, 0.5, 0.99])
 def test_truncated_instance_never_passes(keep: float) -> None:
-    data = _encoded(_instance())
+    data = part10_bytes(_instance())
     with pytest.raises(DmaskError) as caught:
         _run(data[: int(len(data) * keep)])
     assert quarantine_reason(caught.value) in {"invalid-dataset", "pixel-data"}
@@ -93,26 +88,18 @@ def test_wrong_vr_is_invalid() -> None:
     ds = _instance()
     ds[0x00100010] = DataElement(0x00100010, "US", 7)  # Patient's Name written as US
     with pytest.raises(InvalidDataset, match="VR US"):
-        _run(_encoded(ds))
+        _run(part10_bytes(ds))
 
 
 def test_short_pixel_data_fails_even_without_mask() -> None:
     ds = _instance()
     ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
     with pytest.raises(PixelDataError):
-        _run(_encoded(ds))
+        _run(part10_bytes(ds))
 
 
 def test_unexpected_errors_are_quarantined_as_internal() -> None:
     assert quarantine_reason(RuntimeError("boom")) == "internal-error"
-
-
-@pytest.fixture(scope="module")
-def masker():
-    from gateway.mask import FaceMasker, MaskSettings
-
-    with FaceMasker(MaskSettings()) as face_masker:
-        yield face_masker
 
 
 def _mask_config() -> GatewayConfig:
@@ -131,7 +118,7 @@ def test_mask_profile_masks_stills_and_frame_stacks(masker) -> None:
     stack = photo_instance(np.concatenate([face] * 3), sop_class_uid=MultiFrameTrueColorSecondaryCaptureImageStorage)
     stack.Rows, stack.NumberOfFrames = face.shape[0], 3
     for ds, frames in ((still, 1), (stack, 3)):
-        data = _encoded(ds)
+        data = part10_bytes(ds)
         result = process_instance(data, _mask_config(), SECRET, calling_ae="CAMERA1",
                                   called_ae="DMASK", maskers={"face": masker})
         assert result.masked and result.stage_seconds["mask"] > 0
@@ -143,7 +130,7 @@ def test_mask_profile_masks_stills_and_frame_stacks(masker) -> None:
 
 
 def test_mask_profile_quarantines_a_photo_without_face(masker) -> None:
-    data = _encoded(photo_instance(resized(photo("retina"), 40_000)))
+    data = part10_bytes(photo_instance(resized(photo("retina"), 40_000)))
     with pytest.raises(DmaskError) as caught:
         process_instance(data, _mask_config(), SECRET, calling_ae="CAMERA1", called_ae="DMASK",
                          maskers={"face": masker})

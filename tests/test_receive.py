@@ -12,15 +12,16 @@ from pydicom.uid import ExplicitVRLittleEndian, RLELossless, VLPhotographicImage
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from certificates import make_tls_files
-from dicom_instances import photo, photo_instance, resized
 from gateway.codec.pixels import DECODABLE_TRANSFER_SYNTAXES
 from gateway.config import Listener, TLSSettings
 from gateway.dicom.transport import ssl_context
 from gateway.ingest.listener import Receiver
 from gateway.store.queue import JobState
 from gateway.store.sqlite_spool import FolderSpool
-from loopback import free_port
+from tests.support.certificates import make_tls_files
+from tests.support.instances import photo_instance
+from tests.support.loopback import free_port
+from tests.support.photos import photo, resized
 
 JPEG2000_PART2 = "1.2.840.10008.1.2.4.92"  # not decodable by the pixel layer
 

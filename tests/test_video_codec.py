@@ -6,10 +6,8 @@ import io
 from fractions import Fraction
 
 import av
-import cv2
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_fragments
 from pydicom.uid import (
     HEVCMP51,
@@ -23,33 +21,23 @@ from pydicom.uid import (
     VideoPhotographicImageStorage,
 )
 
-import dicom_instances
 from gateway.codec.pixels import DECODABLE_TRANSFER_SYNTAXES, decode_frames, encode_frames
 from gateway.errors import PixelDataError, UnsupportedPixelFormat
-from pixel_instances import make_dataset, psnr, written_and_read
+from tests.support.instances import rgb_instance, video_instance
+from tests.support.pixels import psnr
 
 WRITTEN = [MPEG4HP41, MPEG4HP422D, MPEG2MPML, MPEG2MPHL, HEVCMP51]
 
 
 @pytest.fixture(scope="module")
-def clip() -> np.ndarray:
+def clip(small_face: np.ndarray) -> np.ndarray:
     """12 frames of the astronaut photo panning right, 160 x 120."""
-    photo = cv2.resize(dicom_instances.photo("astronaut"), (160, 120), interpolation=cv2.INTER_AREA)
-    return np.stack([np.roll(photo, 2 * index, axis=1) for index in range(12)])
-
-
-def video_dataset(clip: np.ndarray, tsyntax: UID, frame_time: str = "40") -> Dataset:
-    """A Video Photographic instance holding `clip` encoded in `tsyntax` by the pixel layer."""
-    ds = make_dataset(clip[:1], VideoPhotographicImageStorage)
-    ds.FrameTime = frame_time
-    ds.NumberOfFrames = len(clip)
-    encode_frames(ds, iter(clip), tsyntax)
-    return written_and_read(ds)
+    return np.stack([np.roll(small_face, 2 * index, axis=1) for index in range(12)])
 
 
 @pytest.mark.parametrize("tsyntax", WRITTEN, ids=lambda uid: uid.name)
 def test_video_round_trip_keeps_count_size_timing_and_syntax(clip: np.ndarray, tsyntax: UID) -> None:
-    ds = video_dataset(clip, tsyntax, frame_time="33.3667")
+    ds = video_instance(clip, "33.3667", tsyntax)
     assert ds.file_meta.TransferSyntaxUID == tsyntax
     assert ds.NumberOfFrames == len(clip)
     assert float(ds.FrameTime) == pytest.approx(1000 * 1001 / 30000, abs=1e-3)
@@ -66,12 +54,12 @@ def test_video_round_trip_keeps_count_size_timing_and_syntax(clip: np.ndarray, t
 
 @pytest.mark.parametrize("tsyntax", WRITTEN, ids=lambda uid: uid.name)
 def test_video_encoding_is_byte_identical_across_runs(clip: np.ndarray, tsyntax: UID) -> None:
-    assert video_dataset(clip, tsyntax).PixelData == video_dataset(clip, tsyntax).PixelData
+    assert video_instance(clip, "40", tsyntax).PixelData == video_instance(clip, "40", tsyntax).PixelData
 
 
 @pytest.mark.parametrize("tsyntax", [MPEG4HP41BD, MPEG4HP42STEREO], ids=lambda uid: uid.name)
 def test_syntaxes_we_only_decode_are_re_encoded_as_h264(clip: np.ndarray, tsyntax: UID) -> None:
-    ds = video_dataset(clip, MPEG4HP41)
+    ds = video_instance(clip, "40", MPEG4HP41)
     ds.file_meta.TransferSyntaxUID = tsyntax
     assert tsyntax in DECODABLE_TRANSFER_SYNTAXES
     encode_frames(ds, decode_frames(ds))
@@ -96,7 +84,7 @@ def test_audio_in_the_input_is_dropped(clip: np.ndarray) -> None:
             container.mux(audio.encode(samples))
         container.mux(video.encode(None))
         container.mux(audio.encode(None))
-    ds = make_dataset(clip[:1], VideoPhotographicImageStorage)
+    ds = rgb_instance(clip[:1], VideoPhotographicImageStorage)
     ds.file_meta.TransferSyntaxUID = MPEG4HP41
     ds.NumberOfFrames, ds.FrameTime = len(clip), "40"
     ds.PixelData = encapsulate([output.getvalue()], has_bot=False)
@@ -108,7 +96,7 @@ def test_audio_in_the_input_is_dropped(clip: np.ndarray) -> None:
 
 
 def test_a_bare_elementary_stream_decodes(clip: np.ndarray) -> None:
-    ds = video_dataset(clip, MPEG4HP41)
+    ds = video_instance(clip, "40", MPEG4HP41)
     with av.open(io.BytesIO(b"".join(generate_fragments(ds.PixelData)))) as source:
         annex_b = b"".join(bytes(packet) for packet in source.demux(video=0))
     ds.PixelData = encapsulate([annex_b], has_bot=False)
@@ -116,21 +104,21 @@ def test_a_bare_elementary_stream_decodes(clip: np.ndarray) -> None:
 
 
 def test_fewer_frames_than_declared_is_a_pixel_data_error(clip: np.ndarray) -> None:
-    ds = video_dataset(clip, MPEG4HP41)
+    ds = video_instance(clip, "40", MPEG4HP41)
     ds.NumberOfFrames = len(clip) + 5
     with pytest.raises(PixelDataError):
         list(decode_frames(ds))
 
 
 def test_a_garbage_bitstream_is_a_pixel_data_error(clip: np.ndarray) -> None:
-    ds = video_dataset(clip, MPEG4HP41)
+    ds = video_instance(clip, "40", MPEG4HP41)
     ds.PixelData = encapsulate([bytes(range(256)) * 64], has_bot=False)
     with pytest.raises(PixelDataError):
         list(decode_frames(ds))
 
 
 def test_frame_rate_comes_from_the_bitstream_when_attributes_are_absent(clip: np.ndarray) -> None:
-    ds = video_dataset(clip, MPEG4HP41, frame_time="40")
+    ds = video_instance(clip, "40", MPEG4HP41)
     for keyword in ("FrameTime", "CineRate", "FrameIncrementPointer"):
         delattr(ds, keyword)
     encode_frames(ds, decode_frames(ds))
@@ -138,14 +126,14 @@ def test_frame_rate_comes_from_the_bitstream_when_attributes_are_absent(clip: np
 
 
 def test_frames_of_another_size_than_declared_are_a_pixel_data_error(clip: np.ndarray) -> None:
-    ds = video_dataset(clip, MPEG4HP41)
+    ds = video_instance(clip, "40", MPEG4HP41)
     ds.Rows = 100
     with pytest.raises(PixelDataError, match="Rows/Columns"):
         next(decode_frames(ds))
 
 
 def test_mpeg2_at_a_rate_mpeg2_cannot_signal_becomes_h264(clip: np.ndarray) -> None:
-    ds = video_dataset(clip, MPEG4HP41, frame_time="66.6667")  # 15 frames/s
+    ds = video_instance(clip, "66.6667", MPEG4HP41)  # 15 frames/s
     ds.file_meta.TransferSyntaxUID = MPEG2MPML  # as if a camera had written MPEG-2 at 15 frames/s
     with pytest.raises(UnsupportedPixelFormat):
         encode_frames(ds, iter(clip), MPEG2MPML)

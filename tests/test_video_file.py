@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,23 +11,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from dicom_instances import photo
 from gateway.cli import app
 from gateway.errors import NoFaceFound, PixelDataError, TrackingGap
 from gateway.files.video_file import CONTACT_SHEET_FRAMES, mask_video_file, probe, read_frames
 from gateway.mask.masker import FaceMasker
 from gateway.mask.settings import MaskSettings
-from synthetic_clips import EyeMovementClip
+from tests.support.clips import astronaut_clip
+from tests.support.photos import photo
 
 FRAMES = 20
 RATE = Fraction(25)
 FILL = MaskSettings().fill_color
-
-
-@pytest.fixture(scope="module")
-def masker() -> Iterator[FaceMasker]:
-    with FaceMasker(MaskSettings()) as instance:
-        yield instance
 
 
 def write_clip(path: Path, frames: list[np.ndarray], with_audio: bool = True) -> None:
@@ -56,8 +49,7 @@ def write_clip(path: Path, frames: list[np.ndarray], with_audio: bool = True) ->
 
 @pytest.fixture(scope="module")
 def face_clip(tmp_path_factory: pytest.TempPathFactory, masker: FaceMasker) -> Path:
-    astronaut = photo("astronaut")
-    clip = EyeMovementClip(astronaut, masker.detect(astronaut)[0].points, (480, 360), 90, frame_rate=25.0)
+    clip = astronaut_clip(masker, (480, 360), 90, frame_rate=25.0)
     path = tmp_path_factory.mktemp("clips") / "nystagmus.mp4"
     write_clip(path, [frame.rgb for frame in clip.frames(FRAMES)])
     return path

@@ -29,7 +29,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from gateway.config import Listener
 from gateway.dicom.part10 import HEAD_LENGTH, data_set_offset
 from gateway.dicom.transport import set_tcp_nodelay, ssl_context
-from gateway.errors import SpoolFull
+from gateway.errors import SpoolFull, StartupError
 from gateway.store.queue import Intake
 
 _config.STORE_RECV_CHUNKED_DATASET = True
@@ -183,16 +183,21 @@ class Receiver:
 
         pynetdicom creates the chunked data set files with :mod:`tempfile`; pointing its
         directory at the spool's ``incoming/`` keeps the admit step a rename on one file system.
+        Raises :class:`StartupError` when the port cannot be bound.
         """
         self._previous_tempdir = tempfile.tempdir
         tempfile.tempdir = str(self.spool.incoming_dir())
         tls = ssl_context(self.listener.tls, server_side=True) if self.listener.tls else None
-        self._server = self.ae.start_server(
-            (self.listener.host, self.listener.port), block=False, ssl_context=tls,
-            evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay),
-                          (evt.EVT_REQUESTED, self.handle_requested),
-                          (evt.EVT_ACCEPTED, self.handle_accepted),
-                          (evt.EVT_C_STORE, self.handle_store)])
+        try:
+            self._server = self.ae.start_server(
+                (self.listener.host, self.listener.port), block=False, ssl_context=tls,
+                evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay),
+                              (evt.EVT_REQUESTED, self.handle_requested),
+                              (evt.EVT_ACCEPTED, self.handle_accepted),
+                              (evt.EVT_C_STORE, self.handle_store)])
+        except OSError as error:
+            tempfile.tempdir = self._previous_tempdir
+            raise StartupError.cannot_bind(self.listener.host, self.listener.port, error) from error
         assert self._server is not None
         host, port = self._server.server_address[:2]
         log.info("listening", extra={"ae_title": self.listener.ae_title, "port": port,

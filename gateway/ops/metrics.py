@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+from gateway.errors import StartupError
 from gateway.store.queue import JobState
 
 _STAGE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -58,7 +59,8 @@ class GatewayMetrics:
 
 def serve_metrics(metrics: GatewayMetrics, host: str, port: int,
                   ready: Callable[[], bool]) -> ThreadingHTTPServer:
-    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` in a daemon thread; return the server."""
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` in a daemon thread; return the server.
+    Raises :class:`StartupError` when the port cannot be bound."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
@@ -82,7 +84,10 @@ def serve_metrics(metrics: GatewayMetrics, host: str, port: int,
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             """Probes every few seconds would drown the gateway's own log."""
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as error:
+        raise StartupError.cannot_bind(host, port, error) from error
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

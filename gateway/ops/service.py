@@ -18,13 +18,14 @@ import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 
 from gateway.codec.pixels import DECODABLE_TRANSFER_SYNTAXES
 from gateway.config import DicomDestination, GatewayConfig, RetryPolicy, load_config
 from gateway.deliver.forward import next_attempt
-from gateway.errors import ConfigError, SpoolFull
+from gateway.errors import ConfigError, SpoolFull, StartupError
 from gateway.ingest.listener import Receiver
 from gateway.ops.audit_trail import InstanceEvent, InstanceRecord, audit
 from gateway.ops.audit_trail import Outcome as AuditOutcome
@@ -123,21 +124,20 @@ class Gateway:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Serve until SIGTERM/SIGINT (or :meth:`stop`); must run in the main thread."""
+        """Serve until SIGTERM/SIGINT (or :meth:`stop`); must run in the main thread.
+
+        Raises :class:`StartupError` when a port cannot be bound; nothing is left running then.
+        """
         # The association threads answer C-STOREs while this thread keeps the books; with the
         # default 5 ms GIL switch interval a response can wait that long for the interpreter.
         sys.setswitchinterval(_GIL_SWITCH_INTERVAL_S)
         recovered = self.spool.recover()
         if recovered:
             log.info("jobs left in processing were put back", extra={"jobs": recovered})
+        http = self._open_ports()
         self._pool = WorkerPool(self.config, self.secret, partial(configure_logging, self.config.logging))
-        http = None
-        if self.config.metrics.enabled:
-            http = serve_metrics(self.metrics, self.config.metrics.host, self.config.metrics.port,
-                                 self.ready)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
-        self._start_receiver()
         housekeeping = 0.0
         while not self._stopping:
             if self._reload_requested:
@@ -153,6 +153,30 @@ class Gateway:
         self._drain()
         if http is not None:
             http.shutdown()
+
+    def _open_ports(self) -> ThreadingHTTPServer | None:
+        """Serve the metrics (when enabled) and start the listener; return the metrics server.
+
+        Both ports are bound before any worker process starts: a port that cannot be bound
+        ends the start at once, with no output of loading models after the reason, and with
+        nothing left running. Until the workers are up, ``/readyz`` answers not ready and
+        received instances wait in the spool.
+        """
+        http = None
+        try:
+            if self.config.metrics.enabled:
+                http = serve_metrics(self.metrics, self.config.metrics.host, self.config.metrics.port,
+                                     self.ready)
+            self._start_receiver()
+        except StartupError as error:
+            log.error("cannot start: %s", error)
+            if http is not None:
+                http.shutdown()
+                http.server_close()
+            self.spool.close()
+            self._native_output.close()
+            raise
+        return http
 
     def _drain(self) -> None:
         """Stop receiving, finish the jobs the workers have, stop the workers."""

@@ -1,4 +1,4 @@
-"""Fixtures that start the real peers (see ``peers.py``) and stop them by process id."""
+"""Fixtures that start the real peers (see ``tests.support.peers``) and stop them by process id."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from peers import ORTHANC, DmaskServer, Orthanc
+
+from tests.support.peers import ORTHANC, DmaskServer, Orthanc
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

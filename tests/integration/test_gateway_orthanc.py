@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from peers import (
-    DMASK,
-    PEER_ENV,
+from pydicom.uid import OphthalmicPhotography8BitImageStorage, SecondaryCaptureImageStorage
+
+from tests.support.instances import PATIENT_ID, PATIENT_NAME, photo_instance, write
+from tests.support.peers import (
     acknowledged,
     echoscu,
     gateway_settings,
@@ -19,16 +20,7 @@ from peers import (
     storescu,
     wait_until,
 )
-from pydicom.uid import OphthalmicPhotography8BitImageStorage, SecondaryCaptureImageStorage
-
-from dicom_instances import (
-    PATIENT_ID,
-    PATIENT_NAME,
-    photo,
-    photo_instance,
-    resized,
-    write,
-)
+from tests.support.photos import photo, resized
 
 
 def _jpeg_vl_photo(folder: Path, instance_number: int) -> Path:
@@ -96,10 +88,7 @@ def test_photos_reach_orthanc_masked_and_scrubbed(tmp_path: Path, orthanc, dmask
         result_path = tmp_path / f"out{number}.dcm"
         result_path.write_bytes(data)
         original_path = files[number - 1] if number <= 3 else files_jpeg[0]
-        audit = subprocess.run([str(DMASK), "audit", "phi", str(original_path), str(result_path),
-                                "--profile", "face-photos", "--config", str(server.config)],
-                               capture_output=True, text=True, env=PEER_ENV)
-        assert audit.returncode == 0, audit.stdout + audit.stderr
+        server.command("audit", "phi", original_path, result_path, "--profile", "face-photos")
     assert server.metric("dmask_forwarded_instances_total") == 4
     assert server.spool_counts() == {"done": 4}
 
@@ -152,8 +141,5 @@ def test_compressed_instances_keep_their_transfer_syntax(tmp_path: Path, orthanc
         result_path = tmp_path / f"{instance['ID']}.dcm"
         result_path.write_bytes(data)
         for original in samples:  # the result's original is whichever one it does not leak
-            audit = subprocess.run([str(DMASK), "audit", "phi", str(original), str(result_path),
-                                    "--profile", "tags-only", "--config", str(server.config)],
-                                   capture_output=True, text=True, env=PEER_ENV)
-            assert audit.returncode == 0, audit.stdout + audit.stderr
+            server.command("audit", "phi", original, result_path, "--profile", "tags-only")
     assert syntaxes == {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5"}

@@ -1,16 +1,29 @@
-"""What an admin sees and does: probes, metrics, SIGHUP reload, the queue and requeue commands."""
+"""What an admin sees and does: probes, metrics, SIGHUP reload, the queue and requeue commands,
+and why a start failed."""
 
 from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
-from peers import DMASK, PEER_ENV, acknowledged, echoscu, gateway_settings, storescu, wait_until
+import pytest
 
-from dicom_instances import photo, photo_instance, resized, write
-from loopback import http_get
+from tests.support.cli import DMASK
+from tests.support.instances import photo_instance, write
+from tests.support.loopback import http_get
+from tests.support.peers import (
+    PEER_ENV,
+    DmaskServer,
+    acknowledged,
+    echoscu,
+    gateway_settings,
+    storescu,
+    wait_until,
+)
+from tests.support.photos import photo, resized
 
 
 def test_probes_metrics_and_audit_trail(tmp_path: Path, dmask_server) -> None:
@@ -69,18 +82,13 @@ def test_queue_and_requeue_commands(tmp_path: Path, dmask_server) -> None:
     ds = photo_instance(resized(photo("camera"), 4096), modality="OT")
     assert len(acknowledged(storescu(server.port, [write(ds, tmp_path / "ot.dcm")]))) == 1
     wait_until(lambda: server.spool_counts() == {"quarantined": 1}, 30, "the rejection")
-
-    def dmask(*args: str) -> str:
-        return subprocess.run([str(DMASK), *args, "--config", str(server.config)],
-                              capture_output=True, text=True, check=True, env=PEER_ENV).stdout
-
-    listing = dmask("queue", "--reason", "route-rejected")
+    listing = server.command("queue", "--reason", "route-rejected")
     assert "quarantined" in listing and "CAMERA1" in listing
     settings["routes"][0]["match"] = {}
     server.write_config(settings)
     server.signal(signal.SIGHUP)
     wait_until(lambda: '"configuration reloaded"' in server.log.read_text(), 20, "the reload")
-    assert dmask("requeue", "--reason", "route-rejected") == "requeued 1 job(s)\n"
+    assert server.command("requeue", "--reason", "route-rejected") == "requeued 1 job(s)\n"
     wait_until(lambda: server.spool_counts() == {"done": 1}, 30, "the requeued job")
     assert len(list((tmp_path / "out").iterdir())) == 1
 
@@ -102,3 +110,17 @@ def test_json_logs_hold_only_json_lines(tmp_path: Path, dmask_server) -> None:
     native = [r for r in records if r["logger"] == "dmask.native"]
     assert native, "the masking worker's native output was not captured"
     assert {r["level"] for r in native} <= {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+@pytest.mark.parametrize("section", ["listener", "metrics"])
+def test_a_port_in_use_ends_the_start_with_the_reason_last(tmp_path: Path, section: str) -> None:
+    settings = gateway_settings(tmp_path, {"out": {"type": "folder", "path": str(tmp_path / "out")}})
+    port = settings[section]["port"]
+    gateway = DmaskServer(tmp_path / "dmask", settings)  # its configuration and key, not started
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = subprocess.run([str(DMASK), "serve", "--config", str(gateway.config)], cwd=gateway.folder,
+                                capture_output=True, text=True, env=PEER_ENV, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == f"cannot bind 127.0.0.1:{port}: Address already in use"

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from peers import (
-    DMASK,
-    PEER_ENV,
-    acknowledged,
-    gateway_settings,
-    orthanc_destination,
-    storescu,
-    wait_until,
-)
 from pydicom.uid import (
     ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
@@ -28,7 +18,15 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, _config
 
-from dicom_instances import photo, photo_instance, resized, write
+from tests.support.instances import photo_instance, write
+from tests.support.peers import (
+    acknowledged,
+    gateway_settings,
+    orthanc_destination,
+    storescu,
+    wait_until,
+)
+from tests.support.photos import photo, resized
 
 #: Tags-only secondary captures of about 40 KB (the default test routes send Modality OT there).
 SMALL_PIXELS = 13_000
@@ -245,12 +243,9 @@ def test_dead_letter_after_max_age_then_requeue(tmp_path: Path, orthanc, dmask_s
     files = _tags_only_files(tmp_path / "in", 3)
     assert len(acknowledged(storescu(server.port, files))) == 3
     wait_until(lambda: server.spool_counts() == {"quarantined": 3}, 30, "the dead letters")
-    listing = subprocess.run([str(DMASK), "queue", "--reason", "forward-expired", "--config",
-                              str(server.config)], capture_output=True, text=True, check=True,
-                             env=PEER_ENV).stdout
+    listing = server.command("queue", "--reason", "forward-expired")
     assert len(listing.splitlines()) == 3
     orthanc.start()
-    subprocess.run([str(DMASK), "requeue", "--reason", "forward-expired", "--config",
-                    str(server.config)], check=True, capture_output=True, env=PEER_ENV)
+    server.command("requeue", "--reason", "forward-expired")
     wait_until(lambda: orthanc.instance_count() == 3, 60, "the requeued instances in Orthanc")
     wait_until(lambda: server.spool_counts() == {"done": 3}, 10, "every job done")

@@ -10,7 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from peers import (
+from pydicom.uid import SecondaryCaptureImageStorage
+
+from tests.support.certificates import TLSFiles, make_tls_files
+from tests.support.instances import photo_instance, write
+from tests.support.peers import (
     ORTHANC,
     Orthanc,
     acknowledged,
@@ -19,10 +23,7 @@ from peers import (
     storescu,
     wait_until,
 )
-from pydicom.uid import SecondaryCaptureImageStorage
-
-from certificates import TLSFiles, make_tls_files
-from dicom_instances import photo, photo_instance, resized, write
+from tests.support.photos import photo, resized
 
 
 @pytest.fixture

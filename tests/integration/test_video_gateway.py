@@ -3,40 +3,29 @@
 from __future__ import annotations
 
 import io
-import subprocess
 from pathlib import Path
 
 import av
 import numpy as np
 import pydicom
-from peers import DMASK, PEER_ENV, acknowledged, gateway_settings, orthanc_destination, storescu, wait_until
 from pydicom.encaps import generate_fragments
 from pydicom.uid import MPEG4HP41, VideoPhotographicImageStorage
 
-from dicom_instances import PATIENT_ID, PATIENT_NAME, photo, photo_instance, write
-from gateway.codec.pixels import decode_frames, encode_frames
+from gateway.codec.pixels import decode_frames
 from gateway.mask.masker import FaceMasker
 from gateway.mask.settings import MaskSettings
-from synthetic_clips import EyeMovementClip
+from tests.support.clips import astronaut_clip
+from tests.support.instances import PATIENT_ID, PATIENT_NAME, video_instance, write
+from tests.support.peers import acknowledged, gateway_settings, orthanc_destination, storescu, wait_until
 
 FRAMES = 30
 
 
-def _video_instance(folder: Path) -> tuple[Path, list[np.ndarray]]:
-    """30 frames (1 s) of the nystagmus clip as an H.264 Video Photographic instance with PHI."""
-    astronaut = photo("astronaut")
-    with FaceMasker(MaskSettings()) as masker:
-        landmarks = masker.detect(astronaut)[0].points
-    frames = [frame.rgb for frame in EyeMovementClip(astronaut, landmarks, (480, 360), 90).frames(FRAMES)]
-    ds = photo_instance(frames[0], sop_class_uid=VideoPhotographicImageStorage)
-    ds.NumberOfFrames, ds.FrameTime, ds.CineRate = FRAMES, "33.3333", 30
-    ds.FrameIncrementPointer = 0x00181063
-    encode_frames(ds, iter(frames), MPEG4HP41)
-    return write(ds, folder / "video.dcm"), frames
-
-
-def test_video_reaches_orthanc_masked_playable_and_scrubbed(tmp_path: Path, orthanc, dmask_server) -> None:
-    source, frames = _video_instance(tmp_path)
+def test_video_reaches_orthanc_masked_playable_and_scrubbed(tmp_path: Path, masker: FaceMasker, orthanc,
+                                                            dmask_server) -> None:
+    # 30 frames (1 s) of the nystagmus clip as an H.264 Video Photographic instance with PHI.
+    frames = [frame.rgb for frame in astronaut_clip(masker, (480, 360), 90).frames(FRAMES)]
+    source = write(video_instance(frames, "33.3333", with_phi=True), tmp_path / "video.dcm")
     server = dmask_server(gateway_settings(tmp_path, {"research": orthanc_destination(orthanc)}))
     # -R: only the contexts the file needs (Video Photographic is past storescu's 128 default ones)
     sent = storescu(server.port, [source], extra=["-R", "-xn"])  # -xn: H.264 HP / Level 4.1
@@ -65,7 +54,4 @@ def test_video_reaches_orthanc_masked_playable_and_scrubbed(tmp_path: Path, orth
 
     result_path = tmp_path / "out.dcm"
     result_path.write_bytes(data)
-    audit = subprocess.run([str(DMASK), "audit", "phi", str(source), str(result_path),
-                            "--profile", "face-photos", "--config", str(server.config)],
-                           capture_output=True, text=True, env=PEER_ENV)
-    assert audit.returncode == 0, audit.stdout + audit.stderr
+    server.command("audit", "phi", source, result_path, "--profile", "face-photos")

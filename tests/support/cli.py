@@ -1,4 +1,4 @@
-"""Running ``dmask deid`` / ``dmask audit phi`` as separate processes, the way an admin does."""
+"""Running ``dmask`` as a separate process, the way an admin does, with a configuration for it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deid_corpus import SECRET
+from tests.support.keys import write_key
 
 DMASK = Path(sys.executable).with_name("dmask")
 
@@ -24,9 +24,7 @@ secret: {{file: {key}}}
 
 def write_config(folder: Path) -> Path:
     """A gateway configuration with a few profiles and a key file, in ``folder``."""
-    key = folder / "pseudonym.key"
-    key.write_bytes(SECRET)
-    key.chmod(0o600)
+    key = write_key(folder / "pseudonym.key")
     config = folder / "gateway.yaml"
     config.write_text(CONFIG.format(out=folder / "out", key=key))
     return config

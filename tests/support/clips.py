@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from gateway.audit.fidelity import LEFT_EYE_CORNERS, LEFT_IRIS, RIGHT_EYE_CORNERS, RIGHT_IRIS
+from tests.support.photos import photo
+
+if TYPE_CHECKING:
+    from gateway.mask.masker import FaceMasker
 
 
 @dataclass(frozen=True)
@@ -129,3 +134,11 @@ class EyeMovementClip:
             iris_centres = irises @ matrix[:, :2].T + matrix[:, 2]
             eyes = self._eye_centres @ matrix[:, :2].T + matrix[:, 2]
             yield Frame(rgb, iris_centres, eyes, float(np.linalg.norm(eyes[1] - eyes[0])))
+
+
+def astronaut_clip(masker: FaceMasker, size: tuple[int, int], inter_ocular: float,
+                   **motion: Any) -> EyeMovementClip:
+    """The astronaut photo as an eye-movement clip, its landmarks found on the still by `masker`
+    (``motion``: frame_rate, eyes, head of :class:`EyeMovementClip`)."""
+    astronaut = photo("astronaut")
+    return EyeMovementClip(astronaut, masker.detect(astronaut)[0].points, size, inter_ocular, **motion)

@@ -13,7 +13,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,12 +23,13 @@ from typing import Any
 import pytest
 import yaml
 
-from loopback import free_port
+from tests.support.cli import DMASK
+from tests.support.keys import write_key
+from tests.support.loopback import free_port
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 STORESCU = shutil.which("storescu")
 ECHOSCU = shutil.which("echoscu")
-DMASK = Path(sys.executable).with_name("dmask")
 PEER_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
@@ -119,9 +119,7 @@ class DmaskServer:
     def __init__(self, folder: Path, settings: dict[str, Any]) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        key = Path(settings["secret"]["file"])
-        key.write_text("integration-test-pseudonym-key-0123456789\n")
-        key.chmod(0o600)
+        write_key(Path(settings["secret"]["file"]))
         self.port = settings["listener"]["port"]
         self.metrics_port = settings["metrics"]["port"]
         self.config = folder / "gateway.yaml"
@@ -143,7 +141,7 @@ class DmaskServer:
     def ready(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
             pytest.fail(f"dmask serve exited with {self.process.returncode}:\n"
-                        + self.log.read_text()[-3000:])
+                        + why_it_stopped(self.log.read_text(errors="replace")))
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/readyz",
                                         timeout=2) as reply:
@@ -184,16 +182,41 @@ class DmaskServer:
         pattern = re.compile(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", re.M)
         return sum(float(value) for _, value in pattern.findall(text))
 
+    def command(self, *args: str | Path) -> str:
+        """The output of a ``dmask`` admin command run on this gateway's configuration; a
+        command that fails fails the test."""
+        result = subprocess.run([str(DMASK), *map(str, args), "--config", str(self.config)],
+                                cwd=self.folder, capture_output=True, text=True, env=PEER_ENV)
+        if result.returncode != 0:
+            pytest.fail(f"dmask {' '.join(map(str, args))} exited with {result.returncode}:\n"
+                        + result.stdout + result.stderr)
+        return result.stdout
+
     def spool_counts(self) -> dict[str, int]:
         """Jobs per state, from ``dmask queue`` (the admin's view)."""
-        output = subprocess.run([str(DMASK), "queue", "--config", str(self.config)],
-                                cwd=self.folder, capture_output=True, text=True, check=True,
-                                env=PEER_ENV).stdout
         counts: dict[str, int] = {}
-        for line in output.splitlines():
+        for line in self.command("queue").splitlines():
             state, _reason, count = line.split()
             counts[state] = counts.get(state, 0) + int(count)
         return counts
+
+
+def why_it_stopped(log: str, tail_lines: int = 8) -> str:
+    """What a peer's log says about its end: its ERROR and CRITICAL records first (JSON lines,
+    with their exceptions), then its last lines, where ``dmask serve`` prints the reason of a
+    failed start. Native libraries (mediapipe) log many lines of their own; the record that
+    matters would be lost among them in a plain tail."""
+    errors = []
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("level") in ("ERROR", "CRITICAL"):
+            errors.append(f"{record['level']} {record.get('logger', '')}: {record.get('message', '')}"
+                          + (f"\n{record['exception']}" if record.get("exception") else ""))
+    tail = "\n".join(line[:500] for line in log.splitlines()[-tail_lines:])
+    return "\n".join(["error records:", *(errors or ["(none)"]), "last lines of the log:", tail])
 
 
 def gateway_settings(folder: Path, destinations: dict[str, Any],

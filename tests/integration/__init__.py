@@ -1,0 +1,1 @@
+"""Tests against real peers: Orthanc, dcmtk and ``dmask serve`` as separate processes."""
