@@ -60,7 +60,9 @@ class StowPeer:
         self.upstream_auth = upstream_auth
         self.expected_token: str | None = None
         self.unavailable_until = 0.0
-        self.fail_once: dict[str, int] = {}
+        #: SOP Instance UID (or InstanceNumber, which de-identification keeps) -> FailureReason
+        #: to answer once for that instance.
+        self.fail_once: dict[str | int, int] = {}
         self.requests: list[list[str]] = []  # SOP Instance UIDs of each request that got through
         self.statuses: list[int] = []
         self.authorizations: list[str | None] = []
@@ -100,8 +102,9 @@ class StowPeer:
                  split_multipart(headers["Content-Type"], body)]
         with self.lock:
             self.requests.append([str(ds.SOPInstanceUID) for ds in parts])
-            refused = {str(ds.SOPInstanceUID): self.fail_once.pop(str(ds.SOPInstanceUID))
-                       for ds in parts if str(ds.SOPInstanceUID) in self.fail_once}
+            refused = {str(ds.SOPInstanceUID): self.fail_once.pop(key) for ds in parts
+                       for key in (str(ds.SOPInstanceUID), int(ds.get("InstanceNumber") or 0))
+                       if key in self.fail_once}
         if self.upstream is not None and not refused:
             return self._forward(headers["Content-Type"], body)
         response: dict[str, Any] = {}
