@@ -30,6 +30,7 @@ import logging
 import re
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -177,7 +178,8 @@ class StowReceiver:
         return str(host), int(port)
 
     def stop(self) -> None:
-        """Stop accepting requests (those being served finish on their own threads)."""
+        """Stop accepting requests and wait (up to ``request_timeout``) for those being served,
+        so that none is admitting into a spool the serve loop is about to close."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -185,6 +187,11 @@ class StowReceiver:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        deadline = time.monotonic() + self.settings.request_timeout
+        held = sum(self.request_slots.acquire(timeout=max(0.0, deadline - time.monotonic()))
+                   for _ in range(self.settings.max_concurrent_requests))
+        for _ in range(held):
+            self.request_slots.release()
 
     def study_in(self, path: str) -> tuple[bool, str | None]:
         """Whether ``path`` is the studies resource, and the Study Instance UID it names."""
