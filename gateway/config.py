@@ -18,6 +18,7 @@ import ipaddress
 import os
 import re
 import types
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -249,7 +250,138 @@ class FolderDestination(_Model):
     path: Path = Field(description="folder the results are written under (created 0700)")
 
 
-Destination = Annotated[DicomDestination | FolderDestination, Field(discriminator="type")]
+class CredentialSource(_Model):
+    """A password or token kept outside the YAML: a file (read again at each use) or an
+    environment variable."""
+
+    file: Path | None = Field(
+        default=None, description="file holding the credential; read again each time it is used"
+    )
+    env: str | None = Field(default=None, description="environment variable holding the credential")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CredentialSource:
+        if (self.file is None) == (self.env is None):
+            raise ValueError("give exactly one of 'file' or 'env'")
+        return self
+
+    def read(self, environ: Mapping[str, str] | None = None) -> str:
+        """The credential, stripped; raise ValueError naming the source (never the value)."""
+        environ = os.environ if environ is None else environ
+        if self.file is not None:
+            try:
+                value = self.file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"cannot read credential file '{self.file}': {exc}") from None
+            where = f"credential file '{self.file}'"
+        else:
+            assert self.env is not None
+            value = environ.get(self.env, "").strip()
+            where = f"environment variable {self.env}"
+        if not value:
+            raise ValueError(f"{where} is missing or empty")
+        return value
+
+
+class NoAuth(_Model):
+    """No Authorization header (a peer on a trusted network, or one that trusts the client certificate)."""
+
+    type: Literal["none"] = Field(description="send no credentials")
+
+
+class BasicAuth(_Model):
+    """HTTP basic authentication; the password is never part of the YAML."""
+
+    type: Literal["basic"] = Field(description="user name and password (RFC 7617)")
+    username: str = Field(min_length=1, description="user name sent to the DICOMweb server")
+    password: CredentialSource = Field(description="where the password is read from")
+
+
+class BearerAuth(_Model):
+    """A bearer token (RFC 6750) read from a file that an outside refresher may rewrite, or
+    printed by a command."""
+
+    type: Literal["bearer"] = Field(description="an OAuth-style bearer token")
+    token_file: Path | None = Field(
+        default=None, description="file holding the token; read again whenever it changes"
+    )
+    token_command: list[str] | None = Field(
+        default=None,
+        description="command (no shell) whose standard output is the token; run again when it expires",
+    )
+    token_lifetime: Seconds = Field(
+        default=300, description="how long a token printed by token_command is used before it is run again"
+    )
+    command_timeout: Seconds = Field(default=30, description="longest time token_command may take")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BearerAuth:
+        if (self.token_file is None) == (not self.token_command):
+            raise ValueError("give exactly one of 'token_file' or 'token_command'")
+        return self
+
+
+HttpAuth = Annotated[NoAuth | BasicAuth | BearerAuth, Field(discriminator="type")]
+
+
+class HttpsClientTLS(_Model):
+    """TLS towards an HTTPS server: the CA that signs it and, for mutual TLS, our certificate."""
+
+    ca_certificates: Path | None = Field(
+        default=None, description="PEM CA bundle that signs the server's certificate; none = system CAs"
+    )
+    certificate: Path | None = Field(default=None, description="PEM client certificate, for mutual TLS")
+    private_key: Path | None = Field(default=None, description="PEM private key of the client certificate")
+
+    @model_validator(mode="after")
+    def _pair_and_readable(self) -> HttpsClientTLS:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("give both 'certificate' and 'private_key', or neither")
+        for name in ("ca_certificates", "certificate", "private_key"):
+            path = getattr(self, name)
+            if path is not None and not os.access(path, os.R_OK):
+                raise ValueError(f"{name}: file '{path}' does not exist or is not readable")
+        return self
+
+
+class DicomWebDestination(_Model):
+    """A DICOMweb server that takes instances by STOW-RS (PS3.18 10.5)."""
+
+    type: Literal["dicomweb"] = Field(description="STOW-RS to a DICOMweb server")
+    url: str = Field(
+        description="base URL of the DICOMweb service; instances are POSTed to <url>/studies"
+    )
+    tls: HttpsClientTLS | None = Field(default=None, description="TLS settings for an https URL")
+    auth: HttpAuth = Field(default_factory=lambda: NoAuth(type="none"),
+                           description="how the gateway authenticates: none, basic or bearer")
+    connect_timeout: Seconds = Field(default=10, description="how long to wait for the TCP and TLS connection")
+    read_timeout: Seconds = Field(
+        default=120, description="how long the server may be silent while it takes a request and answers"
+    )
+    max_instances_per_request: int = Field(
+        default=16, ge=1, le=1000, description="most instances one STOW-RS request carries"
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query or a fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _tls_only_for_https(self) -> DicomWebDestination:
+        if self.tls is not None and not self.url.startswith("https://"):
+            raise ValueError("'tls' is set but the url is not https://")
+        return self
+
+
+Destination = Annotated[DicomDestination | FolderDestination | DicomWebDestination,
+                        Field(discriminator="type")]
 
 
 class Profile(_Model):
@@ -390,10 +522,78 @@ class SecretSource(_Model):
         return key
 
 
+class StowClient(_Model):
+    """A sender allowed to store by STOW-RS, known by a bearer token or a client certificate."""
+
+    name: AETitle = Field(
+        description="calling identity of the client: routes match it as a calling AE title"
+    )
+    token: CredentialSource | None = Field(
+        default=None, description="where the client's bearer token is read from (file or environment)"
+    )
+    certificate_common_name: str | None = Field(
+        default=None, min_length=1,
+        description="common name (CN) of the client's TLS certificate that identifies it (mutual TLS)",
+    )
+
+    @model_validator(mode="after")
+    def _identified(self) -> StowClient:
+        if self.token is None and self.certificate_common_name is None:
+            raise ValueError("give a 'token', a 'certificate_common_name', or both")
+        return self
+
+
+class StowListener(_Model):
+    """The STOW-RS endpoint (PS3.18 10.5): POST /studies over HTTP(S) into the same spool."""
+
+    host: str = Field(default="0.0.0.0", description="address the STOW-RS endpoint binds")
+    port: Port = Field(default=8080, description="TCP port of the STOW-RS endpoint")
+    base_path: str = Field(
+        default="", description="path before /studies, e.g. /dicomweb; empty = /studies at the root"
+    )
+    tls: TLSSettings | None = Field(
+        default=None, description="HTTPS on the STOW-RS endpoint; none = plain HTTP"
+    )
+    clients: list[StowClient] = Field(
+        min_length=1, description="clients that may store; any other request is answered 401"
+    )
+    called_ae_title: AETitle | None = Field(
+        default=None, description="called AE title that routes see for STOW-RS instances; none = the listener's"
+    )
+    max_request_bytes: int = Field(
+        default=1 << 30, gt=0, description="largest request body taken; a larger one is answered 413"
+    )
+    max_concurrent_requests: int = Field(
+        default=8, ge=1, le=1000, description="requests served at once; more are answered 503"
+    )
+    request_timeout: Seconds = Field(
+        default=60, description="a client silent this long while sending its request is disconnected"
+    )
+
+    @field_validator("base_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and (not value.startswith("/") or any(c in value for c in "?#% ")):
+            raise ValueError("must start with '/' and hold no query, fragment, escape or space")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_clients(self) -> StowListener:
+        names = [client.name for client in self.clients]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"clients lists {', '.join(duplicates)} more than once")
+        return self
+
+
 class GatewayConfig(_Model):
     """The whole gateway configuration."""
 
     listener: Listener
+    stow: StowListener | None = Field(
+        default=None, description="the STOW-RS (DICOMweb) endpoint; none = DICOM listener only"
+    )
     spool: Spool = Field(default_factory=Spool)
     destinations: dict[str, Destination] = Field(
         min_length=1, description="named destinations that routes send results to"
@@ -416,6 +616,9 @@ class GatewayConfig(_Model):
 
 
 # --- loading -------------------------------------------------------------------------------
+
+#: Parts of a pydantic error location that name a union member, not a YAML key.
+_UNION_TAGS = ("dicom", "folder", "dicomweb", "none", "basic", "bearer", "[key]")
 
 KeyPath = tuple[str | int, ...]
 """A position in the YAML document: keys and list indices from the top, e.g. ("routes", 0, "profile")."""
@@ -575,7 +778,7 @@ def parse_config(text: str, source: str = "<config>", environ: Mapping[str, str]
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors():
-            path = tuple(part for part in error["loc"] if part not in ("dicom", "folder", "[key]"))
+            path = tuple(part for part in error["loc"] if part not in _UNION_TAGS)
             if error["type"] == "union_tag_invalid":
                 path += (str(error["ctx"]["discriminator"]).strip("'"),)
             messages.append(_format(source, lines, origins, path, _pydantic_message(error)))

@@ -119,3 +119,10 @@ class ForwardError(DmaskError):
 
     reason = "forward-failed"
 
+
+
+class MultipartError(DmaskError):
+    """A multipart/related body (a STOW-RS request) is malformed or ends before its closing
+    boundary; the whole request is refused (HTTP 400) and nothing of it is admitted."""
+
+    reason = "multipart"

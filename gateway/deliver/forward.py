@@ -1,4 +1,5 @@
-"""Deliver processed instances to destinations: C-STORE to a PACS, or files in a folder.
+"""Deliver processed instances to destinations: C-STORE to a PACS, STOW-RS to a DICOMweb
+server (:mod:`gateway.deliver.dicomweb`), or files in a folder.
 
 Each worker process owns one :class:`Forwarder`; it keeps one association per DICOM destination
 open between instances (opening an association costs more than sending a small object) and
@@ -13,7 +14,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
@@ -21,7 +21,9 @@ from typing import BinaryIO
 from pydicom import dcmread
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from gateway.config import DicomDestination, FolderDestination, RetryPolicy
+from gateway.config import DicomDestination, DicomWebDestination, FolderDestination, RetryPolicy
+from gateway.deliver.dicomweb import StowSender
+from gateway.deliver.outgoing import Outgoing
 from gateway.deliver.store_scu import ProposedContext, StoreAssociation
 from gateway.dicom.part10 import HEAD_LENGTH, data_set_offset
 from gateway.dicom.transport import ssl_context
@@ -33,16 +35,6 @@ _MAX_CONTEXTS = 128
 _STORED = {0x0000, 0xB000, 0xB006, 0xB007}
 #: Reuse an idle association only this long; PACS (Orthanc: 30 s) drop silent ones.
 _IDLE_REUSE_S = 20.0
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A processed instance on disk and what a destination needs to know to take it."""
-
-    path: Path
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax_uid: str
 
 
 def next_attempt(policy: RetryPolicy, attempts: int, first_failure_at: float,
@@ -214,11 +206,11 @@ def _uncompressed(path: Path, syntax: str) -> bytes:
 class Forwarder:
     """Sends to destinations by name; owns one sender (and association) per destination."""
 
-    def __init__(self, destinations: Mapping[str, DicomDestination | FolderDestination],
+    def __init__(self, destinations: Mapping[str, DicomDestination | FolderDestination | DicomWebDestination],
                  calling_ae_title: str) -> None:
         self.destinations = dict(destinations)
         self.calling_ae_title = calling_ae_title
-        self._senders: dict[str, FolderSender | DicomSender] = {}
+        self._senders: dict[str, FolderSender | DicomSender | StowSender] = {}
 
     def send(self, name: str, outgoing: Outgoing) -> None:
         """Deliver ``outgoing`` to the destination called ``name`` (raises ForwardError)."""
@@ -227,13 +219,19 @@ class Forwarder:
             destination = self.destinations.get(name)
             if destination is None:  # removed from the configuration since the job was routed
                 raise ForwardError("the destination is no longer configured")
-            sender = FolderSender(destination) if isinstance(destination, FolderDestination) \
-                else DicomSender(destination, self.calling_ae_title)
-            self._senders[name] = sender
+            self._senders[name] = sender = self._sender(destination)
         sender.send(outgoing)
 
+    def _sender(self, destination: DicomDestination | FolderDestination | DicomWebDestination
+                ) -> FolderSender | DicomSender | StowSender:
+        if isinstance(destination, FolderDestination):
+            return FolderSender(destination)
+        if isinstance(destination, DicomWebDestination):
+            return StowSender(destination)
+        return DicomSender(destination, self.calling_ae_title)
+
     def close(self) -> None:
-        """Release every open association."""
+        """Release every open association and connection."""
         for sender in self._senders.values():
             sender.close()
         self._senders.clear()

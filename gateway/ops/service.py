@@ -23,10 +23,11 @@ from pathlib import Path
 from types import FrameType
 
 from gateway.codec.pixels import DECODABLE_TRANSFER_SYNTAXES
-from gateway.config import DicomDestination, GatewayConfig, RetryPolicy, load_config
+from gateway.config import DicomDestination, DicomWebDestination, GatewayConfig, RetryPolicy, load_config
 from gateway.deliver.forward import next_attempt
 from gateway.errors import ConfigError, SpoolFull, StartupError
 from gateway.ingest.listener import Receiver
+from gateway.ingest.stow import StowReceiver
 from gateway.ops.audit_trail import InstanceEvent, InstanceRecord, audit
 from gateway.ops.audit_trail import Outcome as AuditOutcome
 from gateway.ops.logs import NativeOutput, configure_logging
@@ -76,6 +77,7 @@ class Gateway:
         self._crashes: dict[int, int] = {}
         self._pool: WorkerPool | None = None
         self._receiver: Receiver | None = None
+        self._stow: StowReceiver | None = None
         self._listening = False
 
     # -- readiness and signals --------------------------------------------------------------
@@ -119,7 +121,21 @@ class Gateway:
         self._receiver = Receiver(self.config.listener, self.spool, DECODABLE_TRANSFER_SYNTAXES,
                                   on_admitted=self._admitted, on_refused=self._refused)
         self._receiver.start()
+        if self.config.stow is not None:
+            self._stow = StowReceiver(self.config.stow, self.spool, self.config.listener.sop_classes,
+                                      DECODABLE_TRANSFER_SYNTAXES,
+                                      self.config.stow.called_ae_title or self.config.listener.ae_title,
+                                      on_admitted=self._admitted, on_refused=self._refused)
+            self._stow.start()
         self._listening = True
+
+    def _stop_receivers(self) -> None:
+        self._listening = False
+        if self._receiver is not None:
+            self._receiver.stop()
+        if self._stow is not None:
+            self._stow.stop()
+            self._stow = None
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -181,9 +197,7 @@ class Gateway:
     def _drain(self) -> None:
         """Stop receiving, finish the jobs the workers have, stop the workers."""
         log.info("stopping: draining in-flight work", extra={"jobs": len(self._inflight)})
-        self._listening = False
-        if self._receiver is not None:
-            self._receiver.stop()
+        self._stop_receivers()
         while self._inflight:
             self._wake.wait(0.5)
             self._wake.clear()
@@ -262,7 +276,7 @@ class Gateway:
 
     def _retry_policy(self, destination: str) -> RetryPolicy:
         settings = self.config.destinations.get(destination)
-        return settings.retry if isinstance(settings, DicomDestination) else RetryPolicy()
+        return settings.retry if isinstance(settings, (DicomDestination, DicomWebDestination)) else RetryPolicy()
 
     def _next_round(self, job: Job, failed: dict[str, str]) -> tuple[float | None, dict[str, str]]:
         """When to retry the failed deliveries, or (None, expired reasons) for a dead letter."""
@@ -333,13 +347,12 @@ class Gateway:
         old_pool, self._pool = self._pool, WorkerPool(config, secret, partial(configure_logging, config.logging))
         if old_pool is not None:
             old_pool.shutdown(wait=False)
-        listener_changed = config.listener != self.config.listener
+        listener_changed = config.listener != self.config.listener or config.stow != self.config.stow
         if config.spool != self.config.spool:
             log.warning("spool settings change only on restart")
         self.config, self.secret = config, secret
         configure_logging(config.logging)
         if listener_changed and self._receiver is not None:
-            self._listening = False
-            self._receiver.stop()
+            self._stop_receivers()
             self._start_receiver()
         log.info("configuration reloaded", extra={"listener_restarted": listener_changed})

@@ -7,6 +7,7 @@ folder, and stops it by its process id. Orthanc, storescu and echoscu run with `
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -30,6 +31,8 @@ from tests.support.loopback import free_port
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 STORESCU = shutil.which("storescu")
 ECHOSCU = shutil.which("echoscu")
+#: The DICOMweb plugin of the Debian package orthanc-dicomweb.
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 PEER_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
@@ -49,8 +52,12 @@ class Orthanc:
 
     AE_TITLE = "RESEARCH"
 
-    def __init__(self, folder: Path, extra: dict[str, Any] | None = None) -> None:
+    def __init__(self, folder: Path, extra: dict[str, Any] | None = None,
+                 dicomweb_user: tuple[str, str] | None = None) -> None:
+        """``dicomweb_user`` (name, password) loads the DICOMweb plugin (STOW-RS at
+        ``dicomweb_url``) and makes every HTTP request need that user's basic credentials."""
         self.folder = folder
+        self.authorization: str | None = None
         self.dicom_port = free_port()
         self.http_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -65,6 +72,14 @@ class Orthanc:
             "DicomModalities": {"dmask": ["DMASK", "127.0.0.1", 104]},
             "StableAge": 1, "LogExportedResources": False, "SaveJobs": False,
         }
+        if dicomweb_user is not None:
+            if not DICOMWEB_PLUGIN.exists():
+                pytest.skip("the Orthanc DICOMweb plugin (orthanc-dicomweb) is not installed")
+            settings.update({"Plugins": [str(DICOMWEB_PLUGIN)],
+                             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+                             "AuthenticationEnabled": True,
+                             "RegisteredUsers": {dicomweb_user[0]: dicomweb_user[1]}})
+            self.authorization = "Basic " + base64.b64encode(":".join(dicomweb_user).encode()).decode()
         settings.update(extra or {})
         self.config = folder / "orthanc.json"
         self.config.write_text(json.dumps(settings, indent=1))
@@ -94,8 +109,15 @@ class Orthanc:
         except (urllib.error.URLError, ConnectionError):
             return False
 
+    @property
+    def dicomweb_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/dicom-web"
+
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=10) as r:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}")
+        if self.authorization is not None:
+            request.add_header("Authorization", self.authorization)
+        with urllib.request.urlopen(request, timeout=10) as r:
             body = r.read()
         return json.loads(body) if r.headers.get_content_type() == "application/json" else body
 
