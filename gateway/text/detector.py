@@ -113,7 +113,7 @@ def _mean_inside(probability: np.ndarray, contour: np.ndarray) -> float:
     """Mean probability inside ``contour`` (DB's box score)."""
     x, y, w, h = cv2.boundingRect(contour)
     mask = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(mask, [contour - np.array([x, y])], 1)
+    cv2.fillPoly(mask, [contour - np.array([x, y])], (1,))
     return float(cv2.mean(probability[y:y + h, x:x + w], mask)[0])
 
 

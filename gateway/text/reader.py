@@ -56,8 +56,8 @@ class TextReader:
 def _straightened(image: np.ndarray, corners: np.ndarray) -> np.ndarray:
     """The crop of a rotated rectangle, turned so that its long side is horizontal."""
     ordered = _clockwise_from_top_left(corners.astype(np.float32))
-    width = int(max(np.linalg.norm(ordered[0] - ordered[1]), np.linalg.norm(ordered[2] - ordered[3]), 1))
-    height = int(max(np.linalg.norm(ordered[0] - ordered[3]), np.linalg.norm(ordered[1] - ordered[2]), 1))
+    width = max(int(np.linalg.norm(ordered[0] - ordered[1])), int(np.linalg.norm(ordered[2] - ordered[3])), 1)
+    height = max(int(np.linalg.norm(ordered[0] - ordered[3])), int(np.linalg.norm(ordered[1] - ordered[2])), 1)
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
     crop = cv2.warpPerspective(image, cv2.getPerspectiveTransform(ordered, target), (width, height),
                                borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)

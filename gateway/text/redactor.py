@@ -86,7 +86,8 @@ class TextRedactor:
         polygons = tuple([grown(line, self.settings.margin) for line in lines] + self.device_boxes(attributes))
         if not polygons:
             return Redaction(list(frames), (), 0, allowed, text_left=False)
-        mask = fill_mask(polygons, frames[0].shape[:2])
+        height, width = frames[0].shape[:2]
+        mask = fill_mask(polygons, (height, width))
         output = [_filled(frame, mask, self.settings.fill_color) for frame in frames]
         text_left = any(self.find(output[index])[0] for index in examined)
         return Redaction(output, polygons, len(lines), allowed, text_left)

@@ -30,5 +30,5 @@ def fill_mask(polygons: Iterable[np.ndarray], shape: tuple[int, int]) -> np.ndar
     """A boolean ``shape`` mask of the pixels inside any of ``polygons``."""
     mask = np.zeros(shape, np.uint8)
     for polygon in polygons:
-        cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
+        cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], (1,))
     return mask.astype(bool)
