@@ -67,6 +67,8 @@ class DeidentifiedInstance:
     #: What the burned-in text step did: ``kept`` (the profile keeps text), ``none found``, or
     #: ``redacted N`` (text lines), with ``, text left`` when the verification still finds text.
     burned_in_text: str = "kept"
+    #: The polygons the text step filled (for previews).
+    text_polygons: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,9 +162,11 @@ def text_redactor(settings: TextSettings) -> TextRedactor:
     return TextRedactor(settings)
 
 
-def _redact_text(ds: Dataset, frames: list[np.ndarray], settings: TextSettings) -> Redaction:
-    """Run the text step on the output frames; a refusing profile stops at the first text."""
-    attributes = {keyword: ds.get(keyword) for keyword in DEVICE_KEYWORDS}
+def redact_text(frames: list[np.ndarray], settings: TextSettings, attributes: Mapping[str, object]) -> Redaction:
+    """Run the text step on output frames; a refusing profile stops when text was found.
+
+    ``attributes`` are the instance's values by keyword for the device rules (none for photos).
+    """
     redaction = text_redactor(settings).redact(frames, attributes)
     if settings.action == TextAction.REFUSE and redaction.lines:
         raise BurnedInText(f"{redaction.lines} text line(s) found in the pixels")
@@ -253,7 +257,7 @@ def apply_profile(ds: Dataset, profile: Profile, secret: bytes, *, profile_name:
         # After the mask, on the whole output: a sequence is held decoded here, since the union
         # of its text regions over time is known only once every sampled frame was seen.
         with _timed(stages, "text"):
-            redaction = _redact_text(ds, list(output), text)
+            redaction = redact_text(list(output), text, {k: ds.get(k) for k in DEVICE_KEYWORDS})
         if masked or redaction.filled:  # untouched pixels of a tags-only profile keep their encoding
             encode_frames(ds, redaction.frames)
     text_cleaned = None if redaction is None else not redaction.text_left
@@ -269,4 +273,5 @@ def apply_profile(ds: Dataset, profile: Profile, secret: bytes, *, profile_name:
         study_instance_uid=str(ds.get("StudyInstanceUID", "")),
         patient_id=str(ds.get("PatientID", "")),
         transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID), masked=masked,
-        stage_seconds=stages, burned_in_text=_text_summary(redaction))
+        stage_seconds=stages, burned_in_text=_text_summary(redaction),
+        text_polygons=redaction.polygons if redaction is not None else ())

@@ -21,7 +21,7 @@ DETECTION_MODEL = "models/ch_PP-OCRv4_det_infer.onnx"
 STRIDE = 32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TextRegion:
     """One text line: the four corners of its rotated rectangle (x, y) in image pixels."""
 
@@ -46,7 +46,7 @@ class DetectorSettings:
     """
 
     pixel_budget: int = 600_000
-    min_side: int = 480
+    min_side: int = 320
     threshold: float = 0.3
     box_threshold: float = 0.5
     unclip: float = 1.6

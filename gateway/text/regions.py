@@ -21,9 +21,10 @@ def grown(region: TextRegion, margin: float) -> np.ndarray:
 
 
 def box_corners(box: tuple[int, int, int, int]) -> np.ndarray:
-    """The four corners of an ``(x, y, width, height)`` box."""
+    """The corners of the outermost pixels of an ``(x, y, width, height)`` box (filling is inclusive)."""
     x, y, w, h = box
-    return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float32)
+    right, bottom = x + w - 1, y + h - 1
+    return np.array([[x, y], [right, y], [right, bottom], [x, bottom]], np.float32)
 
 
 def fill_mask(polygons: Iterable[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
