@@ -66,6 +66,7 @@ bench: install
 	$(BIN)/python bench/mask.py $(BENCH_ARGS)
 	$(BIN)/python bench/video.py $(BENCH_ARGS)
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
+	$(BIN)/python bench/text.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(STAMPS) $(VENV) var

@@ -206,3 +206,21 @@ def test_text_free_pixels_keep_their_encoding() -> None:
     out = dcmread(BytesIO(result.encoded))
     assert out.PixelData == ds.PixelData and result.burned_in_text == "none found"
     assert out.BurnedInAnnotation == "NO" and "113101" in _codes(out)
+
+
+def test_audit_text_finds_text_left_and_not_the_fills(tmp_path: Path, redactor: TextRedactor) -> None:
+    """``dmask audit text``: an unredacted output has findings of both engines, a redacted one none."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    rgb = cv2.resize(_rgb(Path(skimage.__file__).parent / "data" / "retina.jpg"), (700, 700))
+    planted = plant(rgb, np.random.default_rng(3), 5, sizes=(16, 36)).rgb
+    for folder, image in (("in", planted), ("kept", planted), ("out", redactor.redact([planted], {}).frames[0])):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "a.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    runner = CliRunner()
+    kept = runner.invoke(app, ["audit", "text", str(tmp_path / "in"), str(tmp_path / "kept")])
+    assert kept.exit_code == 1 and "detector" in kept.output and "tesseract" in kept.output
+    redacted = runner.invoke(app, ["audit", "text", str(tmp_path / "in"), str(tmp_path / "out")])
+    assert redacted.exit_code == 0, redacted.output
