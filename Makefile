@@ -8,7 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/gateway.yaml
 APT_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0 \
-	orthanc orthanc-dicomweb dcmtk dicom3tools openssl python3 python3-venv
+	orthanc orthanc-dicomweb dcmtk dicom3tools openssl python3 python3-venv \
+	tesseract-ocr tesseract-ocr-eng fonts-dejavu-core fonts-liberation
 STAMPS := .make
 
 .PHONY: run test lint install apt venv bench clean
@@ -66,6 +67,7 @@ bench: install
 	$(BIN)/python -m bench.mask $(BENCH_ARGS)
 	$(BIN)/python -m bench.video $(BENCH_ARGS)
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+	$(BIN)/python -m bench.text $(BENCH_ARGS)
 
 clean:
 	rm -rf $(STAMPS) $(VENV) var

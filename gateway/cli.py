@@ -262,6 +262,42 @@ def audit_phi(
         raise typer.Exit(1)
 
 
+@audit_app.command("text")
+def audit_text(
+    original: Path = typer.Argument(..., exists=True, help="Input file (or folder)."),
+    output: Path = typer.Argument(..., exists=True, help="Its output (or folder), as dmask mask/deid wrote it."),
+    show_text: bool = typer.Option(False, help="Print the words read (they may be patient data!)."),
+) -> None:
+    """Report burned-in text of ORIGINAL that the text detector or Tesseract still reads in OUTPUT.
+
+    Photos and DICOM files (first, middle and last frame) are compared file by file at the same
+    relative paths. Exit status 1 on any finding, 2 when the files cannot be read.
+    """
+    from gateway.audit.phi import pair_files
+    from gateway.audit.text import audit_text as audit_pair
+    from gateway.errors import DmaskError
+    from gateway.text.detector import TextDetector
+
+    pairs, unpaired = pair_files(original, output)
+    for source in unpaired:
+        typer.echo(f"{source}: no output counterpart, not compared", err=True)
+    detector = TextDetector()
+    total = 0
+    for source, target in pairs:
+        try:
+            findings = audit_pair(source, target, detector)
+        except DmaskError as exc:
+            typer.echo(f"audit text: {source}: {exc}", err=True)
+            raise typer.Exit(EXIT_CONFIG_ERROR) from None
+        for finding in findings:
+            what = finding.what if show_text or finding.engine == "detector" else "a word of the input"
+            typer.echo(f"{target}: frame {finding.frame}: {finding.engine}: {what}")
+        total += len(findings)
+    typer.echo(f"{total} finding(s) in {len(pairs)} file pair(s)")
+    if total:
+        raise typer.Exit(1)
+
+
 def _exit_on_spool_error(error: SpoolSchemaError) -> NoReturn:
     """Print why the spool cannot be used (its database, what was found) and exit with status 2."""
     typer.echo(f"{error.reason}: {error}", err=True)

@@ -35,6 +35,7 @@ from pydicom.uid import UID_dictionary
 from gateway.deid.settings import DeidSettings
 from gateway.errors import ConfigError
 from gateway.mask.settings import MaskSettings
+from gateway.text.settings import TextSettings
 
 ENV_PREFIX = "DMASK__"
 MIN_SECRET_BYTES = 16
@@ -385,13 +386,18 @@ Destination = Annotated[DicomDestination | FolderDestination | DicomWebDestinati
 
 
 class Profile(_Model):
-    """What happens to an instance: pixel masking (or none) and attribute de-identification."""
+    """What happens to an instance: pixel masking (or none), burned-in text and attribute de-identification."""
 
     mask: MaskSettings | None = Field(
         default_factory=MaskSettings,
         description="digital mask settings; null = tags only (pixels untouched)",
     )
     deid: DeidSettings = Field(default_factory=DeidSettings)
+    burned_in_text: TextSettings = Field(
+        default_factory=TextSettings,
+        description="text burned into the pixels (names, IDs, dates): found after the mask, on the whole "
+        "output, and redacted, refused or kept",
+    )
 
 
 def _check_tag_key(value: str) -> str:

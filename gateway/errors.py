@@ -71,6 +71,12 @@ class ResidualFace(DmaskError):
     reason = "residual-face"
 
 
+class BurnedInText(DmaskError):
+    """The profile refuses instances with text in the pixels, and text was found."""
+
+    reason = "burned-in-text"
+
+
 class TrackingGap(DmaskError):
     """In a frame sequence the face was lost for longer than the tolerated gap."""
 

@@ -62,8 +62,8 @@ def test_applying_the_routed_profile_gives_the_routed_bytes() -> None:
     applied = apply_profile(parse(data), _config().profiles["tags-only"], SECRET,
                             profile_name="tags-only", masker=None)
     assert applied.encoded == routed.encoded and applied.patient_id == routed.patient_id
-    assert set(applied.stage_seconds) == {"check", "scrub", "encode"}
-    assert set(routed.stage_seconds) == {"parse", "check", "scrub", "encode"}
+    assert set(applied.stage_seconds) == {"check", "text", "scrub", "encode"}
+    assert set(routed.stage_seconds) == {"parse", "check", "text", "scrub", "encode"}
     ct = part10_bytes(_instance(modality="CT"))  # a route rejects it; a profile alone does not route
     assert apply_profile(parse(ct), _config().profiles["tags-only"], SECRET, profile_name="tags-only",
                          masker=None).encoded

@@ -3,7 +3,8 @@
 They tell the research PACS and its users what they may rely on: that identity was removed and
 how (code per option, CID 7050), whether dates were shifted, and whether the pixels may still
 show a face or text. Recognizable Visual Features says NO only when the pixel pipeline masked
-the faces; nothing else here may claim the pixels are clean.
+the faces, Burned In Annotation NO only when the text step verified its output; nothing else
+here may claim the pixels are clean.
 """
 
 from __future__ import annotations
@@ -11,15 +12,23 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 
 from gateway import __version__
-from gateway.deid.options import BASIC_PROFILE, CLEAN_RECOGNIZABLE_VISUAL_FEATURES, MethodCode, Option
+from gateway.deid.options import (
+    BASIC_PROFILE,
+    CLEAN_PIXEL_DATA,
+    CLEAN_RECOGNIZABLE_VISUAL_FEATURES,
+    MethodCode,
+    Option,
+)
 from gateway.deid.plan import ScrubPlan
 
 
-def method_codes(plan: ScrubPlan, *, pixels_masked: bool) -> list[MethodCode]:
+def method_codes(plan: ScrubPlan, *, pixels_masked: bool, text_step_ran: bool = False) -> list[MethodCode]:
     """CID 7050 codes of the profile and every option applied, in code order."""
     codes = [BASIC_PROFILE, *(option.code for option in plan.options)]
     if pixels_masked:
         codes.append(CLEAN_RECOGNIZABLE_VISUAL_FEATURES)
+    if text_step_ran:
+        codes.append(CLEAN_PIXEL_DATA)
     return sorted(set(codes))
 
 
@@ -39,6 +48,7 @@ def mark(
     *,
     pixels_masked: bool,
     profile_name: str | None,
+    text_cleaned: bool | None = None,
 ) -> None:
     """Set the de-identification marking attributes of ``ds`` (the scrubbed output).
 
@@ -54,6 +64,10 @@ def mark(
         Whether the faces in the pixel data were replaced by the digital mask.
     profile_name
         Name of the profile in the configuration, when known.
+    text_cleaned
+        The burned-in text step: None when it did not run (tags only, or the profile keeps
+        text), True when it ran and a verification pass on the output found no text, False
+        when text is still found.
     """
     ds.PatientIdentityRemoved = "YES"
     method = [f"dmask {__version__}", f"PS3.15 Table E.1-1 {plan.table.edition}"]
@@ -61,9 +75,11 @@ def mark(
         method.append(f"profile {profile_name}"[:64])
     method.append(f"settings {plan.digest}")
     method.append("faces masked" if pixels_masked else "pixels not masked")
-    ds.DeidentificationMethod = method
     items = []
-    for code in method_codes(plan, pixels_masked=pixels_masked):
+    if text_cleaned is not None:
+        method.append("burned-in text removed" if text_cleaned else "burned-in text redacted, some still found")
+    ds.DeidentificationMethod = method
+    for code in method_codes(plan, pixels_masked=pixels_masked, text_step_ran=text_cleaned is not None):
         item = Dataset()
         item.CodeValue = code.value
         item.CodingSchemeDesignator = "DCM"
@@ -71,10 +87,13 @@ def mark(
         items.append(item)
     ds.DeidentificationMethodCodeSequence = items
     ds.LongitudinalTemporalInformationModified = longitudinal_temporal_information(plan)
-    # Masking a face adds no text and removes none: what the source said about burned-in text
-    # still holds; when it said nothing, the output may not claim there is none.
+    # Without the text step, masking a face adds no text and removes none: what the source said
+    # about burned-in text still holds; when it said nothing, the output may not claim there is none.
     burned_in = str(source.get("BurnedInAnnotation", "") or "").strip().upper()
-    ds.BurnedInAnnotation = burned_in if burned_in in ("YES", "NO") else "YES"
+    if text_cleaned is not None:
+        ds.BurnedInAnnotation = "NO" if text_cleaned else "YES"
+    else:
+        ds.BurnedInAnnotation = burned_in if burned_in in ("YES", "NO") else "YES"
     if pixels_masked:
         ds.RecognizableVisualFeatures = "NO"
     elif "RecognizableVisualFeatures" in source:

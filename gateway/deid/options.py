@@ -20,6 +20,7 @@ class MethodCode(NamedTuple):
 
 
 BASIC_PROFILE = MethodCode("113100", "Basic Application Confidentiality Profile")
+CLEAN_PIXEL_DATA = MethodCode("113101", "Clean Pixel Data Option")
 CLEAN_RECOGNIZABLE_VISUAL_FEATURES = MethodCode(
     "113102", "Clean Recognizable Visual Features Option"
 )

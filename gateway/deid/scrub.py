@@ -58,6 +58,7 @@ def scrub(
     *,
     pixels_masked: bool,
     profile_name: str | None = None,
+    text_cleaned: bool | None = None,
 ) -> Dataset:
     """Return the de-identified copy of ``ds``.
 
@@ -74,6 +75,9 @@ def scrub(
         Recognizable Visual Features NO.
     profile_name
         Name of the profile, recorded in DeidentificationMethod.
+    text_cleaned
+        Whether the burned-in text step ran and its verification found no text left (True), ran
+        and still finds text (False), or did not run (None); see :func:`gateway.deid.marking.mark`.
 
     Returns
     -------
@@ -95,7 +99,7 @@ def scrub(
     out = walk.dataset(ds, "", _Mode.NORMAL)
     if Option.RETAIN_PATIENT_CHARACTERISTICS in plan.options and "PatientAge" not in out:
         walk.add_patient_age(out)
-    mark(out, ds, plan, pixels_masked=pixels_masked, profile_name=profile_name)
+    mark(out, ds, plan, pixels_masked=pixels_masked, profile_name=profile_name, text_cleaned=text_cleaned)
     out.file_meta = walk.file_meta(out)
     if getattr(ds, "preamble", None) is not None:
         out.preamble = b"\x00" * 128

@@ -5,7 +5,9 @@ through the gateway's own steps with the chosen profile
 (``gateway.process.pipeline.apply_profile``: no routing), so what comes out is what the gateway
 would forward: masked and de-identified. Each input gives one output at the same relative path
 under the output folder; a refused file is reported with its reason and the batch goes on.
-``--preview`` adds a side-by-side PNG (input left, output right) next to each output. Plain
+Burned-in text is redacted after the mask as the profile (or the default) says.
+``--preview`` adds a side-by-side PNG (input left, output right, the redacted text boxes
+outlined) next to each output. Plain
 video files (.mp4, .mov) are masked frame by frame with tracking (``gateway.files.video_file``);
 their preview is a contact sheet of frames.
 """
@@ -25,6 +27,8 @@ from gateway.files.plan import FileJob, plan_files
 from gateway.files.video_file import VIDEO_SUFFIXES, mask_video_file
 from gateway.mask.masker import FaceMasker
 from gateway.mask.settings import MaskSettings
+from gateway.text.redactor import outlined
+from gateway.text.settings import TextAction, TextSettings
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 JPEG_QUALITY = 95
@@ -144,11 +148,18 @@ class MaskBatch:
                 yield MaskOutcome(job)
 
     def _mask_photo(self, job: FileJob) -> None:
+        from gateway.process.pipeline import redact_text
+
         rgb = read_image(job.source)
         masked = self._masker.mask_image(rgb)
+        text = self._profile.profile.burned_in_text if self._profile.profile is not None else TextSettings()
+        polygons: tuple[np.ndarray, ...] = ()
+        if text.action != TextAction.KEEP:
+            redaction = redact_text([masked], text, {})
+            masked, polygons = redaction.frames[0], redaction.polygons
         write_image(job.target, masked)
         if self._preview:
-            write_image(preview_path(job.target), side_by_side(rgb, masked))
+            write_image(preview_path(job.target), side_by_side(rgb, outlined(masked, polygons)))
 
     def _mask_video(self, job: FileJob) -> None:
         job.target.parent.mkdir(parents=True, exist_ok=True)
@@ -170,7 +181,7 @@ class MaskBatch:
         if self._preview:
             before = next(iter(decode_frames(parse(data))))
             after = next(iter(decode_frames(parse(processed.encoded))))
-            write_image(preview_path(job.target), side_by_side(before, after))
+            write_image(preview_path(job.target), side_by_side(before, outlined(after, processed.text_polygons)))
 
 
 def plan_mask_files(inputs: list[Path], output: Path) -> list[FileJob]:

@@ -1,4 +1,4 @@
-"""One instance through the gateway: parse -> route -> mask -> scrub -> encode.
+"""One instance through the gateway: parse -> route -> mask -> burned-in text -> scrub -> encode.
 
 This is the only module that knows the order of the steps, and the only one that turns errors
 into quarantine reasons (:func:`quarantine_reason`). It is a pure function of the received bytes,
@@ -6,7 +6,8 @@ the configuration and the pseudonym key: no network, no spool, no clock. The sam
 give byte-identical output, so a retried or re-sent instance is idempotent at the PACS.
 
 :func:`process_instance` is what the gateway runs on a received instance: it picks the route,
-then :func:`apply_profile` masks, scrubs and encodes. A DICOM file masked from the command line
+then :func:`apply_profile` masks, redacts burned-in text (after the mask, on the whole output),
+scrubs and encodes. A DICOM file masked from the command line
 (``dmask mask``) has a profile but no route, and goes through :func:`apply_profile` alone.
 """
 
@@ -16,9 +17,11 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from io import BytesIO
 from typing import Protocol
 
+import numpy as np
 from pydicom import dcmread
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
@@ -30,9 +33,14 @@ from gateway.codec.pixels import decode_frames, encode_frames
 from gateway.codec.video import frame_rate
 from gateway.config import GatewayConfig, Profile
 from gateway.deid.scrub import scrub
-from gateway.errors import DmaskError, InvalidDataset, PixelDataError
+from gateway.errors import BurnedInText, DmaskError, InvalidDataset, PixelDataError
 from gateway.mask.interface import ClipMasker, StillMasker
 from gateway.process.routing import select_route
+from gateway.text.redactor import Redaction, TextRedactor
+from gateway.text.settings import TextAction, TextSettings
+
+#: The attributes that device rules of the text step match on.
+DEVICE_KEYWORDS = ("Manufacturer", "ManufacturerModelName", "Rows", "Columns", "SOPClassUID")
 
 
 class Masker(StillMasker, ClipMasker, Protocol):
@@ -56,6 +64,11 @@ class DeidentifiedInstance:
     transfer_syntax_uid: str
     masked: bool
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: What the burned-in text step did: ``kept`` (the profile keeps text), ``none found``, or
+    #: ``redacted N`` (text lines), with ``, text left`` when the verification still finds text.
+    burned_in_text: str = "kept"
+    #: The polygons the text step filled (for previews).
+    text_polygons: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,8 +137,8 @@ def _check_vr(element: DataElement) -> None:
         raise InvalidDataset(f"attribute {element.tag} has VR {element.VR}, the standard says {allowed}")
 
 
-def _mask_pixels(ds: Dataset, masker: Masker) -> None:
-    """Replace the faces in every frame; multi-frame instances go through the tracker."""
+def _masked_frames(ds: Dataset, masker: Masker) -> Iterator[np.ndarray]:
+    """Every frame with its faces replaced; multi-frame instances go through the tracker."""
     frames = decode_frames(ds)
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         from gateway.mask.video import mask_frames  # the tracker; stills never load it
@@ -134,14 +147,38 @@ def _mask_pixels(ds: Dataset, masker: Masker) -> None:
             timing = {"frame_rate": float(frame_rate(ds))}
         except PixelDataError:
             timing = {}  # a multi-frame stack with no timing: the tracker's default rate
-        encode_frames(ds, mask_frames(masker, frames, **timing))
-    else:
-        encode_frames(ds, (masker.mask_image(frame) for frame in frames))
+        return mask_frames(masker, frames, **timing)
+    return (masker.mask_image(frame) for frame in frames)
 
 
 def _check_pixels(ds: Dataset) -> None:
     """Tags-only profiles still refuse pixel data that does not decode (its first frame)."""
     next(iter(decode_frames(ds)))
+
+
+@lru_cache(maxsize=8)
+def text_redactor(settings: TextSettings) -> TextRedactor:
+    """The redactor of a profile's text settings, made once per process (it holds the models)."""
+    return TextRedactor(settings)
+
+
+def redact_text(frames: list[np.ndarray], settings: TextSettings, attributes: Mapping[str, object]) -> Redaction:
+    """Run the text step on output frames; a refusing profile stops when text was found.
+
+    ``attributes`` are the instance's values by keyword for the device rules (none for photos).
+    """
+    redaction = text_redactor(settings).redact(frames, attributes)
+    if settings.action == TextAction.REFUSE and redaction.lines:
+        raise BurnedInText(f"{redaction.lines} text line(s) found in the pixels")
+    return redaction
+
+
+def _text_summary(redaction: Redaction | None) -> str:
+    if redaction is None:
+        return "kept"
+    if not redaction.filled:
+        return "none found"
+    return f"redacted {len(redaction.polygons)}" + (", text left" if redaction.text_left else "")
 
 
 def process_instance(data: bytes, config: GatewayConfig, secret: bytes, *, calling_ae: str,
@@ -181,7 +218,7 @@ def process_instance(data: bytes, config: GatewayConfig, secret: bytes, *, calli
 
 def apply_profile(ds: Dataset, profile: Profile, secret: bytes, *, profile_name: str,
                   masker: Masker | None) -> DeidentifiedInstance:
-    """Mask (or check) the pixels, scrub the attributes and encode a parsed instance.
+    """Mask (or check) the pixels, redact burned-in text, scrub the attributes and encode.
 
     Parameters
     ----------
@@ -203,15 +240,30 @@ def apply_profile(ds: Dataset, profile: Profile, secret: bytes, *, profile_name:
     """
     stages: dict[str, float] = {}
     masked = profile.mask is not None
+    text = profile.burned_in_text
+    redaction: Redaction | None = None
     with _timed(stages, "mask" if masked else "check"):
         if masked:
             if masker is None:
                 raise ValueError(f"profile {profile_name!r} masks pixels and no masker was given")
-            _mask_pixels(ds, masker)
-        else:
+            output = _masked_frames(ds, masker)
+            if text.action == TextAction.KEEP:
+                encode_frames(ds, output)
+        elif text.action == TextAction.KEEP:
             _check_pixels(ds)
+        else:
+            output = decode_frames(ds)
+    if text.action != TextAction.KEEP:
+        # After the mask, on the whole output: a sequence is held decoded here, since the union
+        # of its text regions over time is known only once every sampled frame was seen.
+        with _timed(stages, "text"):
+            redaction = redact_text(list(output), text, {k: ds.get(k) for k in DEVICE_KEYWORDS})
+        if masked or redaction.filled:  # untouched pixels of a tags-only profile keep their encoding
+            encode_frames(ds, redaction.frames)
+    text_cleaned = None if redaction is None else not redaction.text_left
     with _timed(stages, "scrub"):
-        ds = scrub(ds, profile.deid, secret, pixels_masked=masked, profile_name=profile_name)
+        ds = scrub(ds, profile.deid, secret, pixels_masked=masked, profile_name=profile_name,
+                   text_cleaned=text_cleaned)
     with _timed(stages, "encode"):  # scrub wrote the file meta of the remapped SOP instance
         buffer = BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
@@ -221,4 +273,5 @@ def apply_profile(ds: Dataset, profile: Profile, secret: bytes, *, profile_name:
         study_instance_uid=str(ds.get("StudyInstanceUID", "")),
         patient_id=str(ds.get("PatientID", "")),
         transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID), masked=masked,
-        stage_seconds=stages)
+        stage_seconds=stages, burned_in_text=_text_summary(redaction),
+        text_polygons=redaction.polygons if redaction is not None else ())

@@ -1,0 +1,124 @@
+"""Where text is in an image: the PP-OCRv4 detection network, run offline with onnxruntime.
+
+The network (a DB text detector) ships inside the ``rapidocr-onnxruntime`` wheel, so nothing is
+downloaded at run time. It gives a text probability for every pixel of a resized image; pixels
+above a threshold form regions, and each region's rotated rectangle, grown by the DB "unclip"
+distance, is one text line. Small or thin text survives only if the image is not shrunk too
+much: ``pixel_budget`` is the trade-off between speed and the smallest text found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+import cv2
+import numpy as np
+
+MODEL_PACKAGE = "rapidocr_onnxruntime"
+DETECTION_MODEL = "models/ch_PP-OCRv4_det_infer.onnx"
+#: The network's input sides must be multiples of this.
+STRIDE = 32
+
+
+@dataclass(frozen=True, eq=False)
+class TextRegion:
+    """One text line: the four corners of its rotated rectangle (x, y) in image pixels."""
+
+    corners: np.ndarray
+    score: float
+
+    def bounds(self) -> tuple[int, int, int, int]:
+        """The axis-aligned box ``(x0, y0, x1, y1)`` around the corners (exclusive end)."""
+        x0, y0 = np.floor(self.corners.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(self.corners.max(axis=0)).astype(int)
+        return int(x0), int(y0), int(x1) + 1, int(y1) + 1
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """How the detector reads the network's probability map.
+
+    ``pixel_budget`` caps the pixels the network sees (larger images are shrunk to it; smaller
+    ones are enlarged until their short side is ``min_side``). ``threshold`` makes a pixel text,
+    ``box_threshold`` keeps a region whose mean probability reaches it, ``unclip`` grows each
+    region as DB training shrank it.
+    """
+
+    pixel_budget: int = 600_000
+    min_side: int = 320
+    threshold: float = 0.3
+    box_threshold: float = 0.5
+    unclip: float = 1.6
+    min_size: float = 3.0
+    threads: int = 1
+
+
+class TextDetector:
+    """Finds text lines in ``H x W x 3`` ``uint8`` RGB images.
+
+    One instance holds one onnxruntime session; it is not thread-safe (make one per worker).
+    """
+
+    def __init__(self, settings: DetectorSettings | None = None) -> None:
+        import onnxruntime
+
+        self.settings = settings or DetectorSettings()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.settings.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        model = resources.files(MODEL_PACKAGE).joinpath(DETECTION_MODEL).read_bytes()
+        self._session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+
+    def network_size(self, height: int, width: int) -> tuple[int, int]:
+        """The ``(height, width)`` the network sees for an image of this size."""
+        scale = min(1.0, (self.settings.pixel_budget / (height * width)) ** 0.5)
+        scale = max(scale, self.settings.min_side / min(height, width)) if scale >= 1.0 else scale
+        return (max(STRIDE, round(height * scale / STRIDE) * STRIDE),
+                max(STRIDE, round(width * scale / STRIDE) * STRIDE))
+
+    def probability(self, rgb: np.ndarray) -> np.ndarray:
+        """The network's text probability per pixel, at :meth:`network_size`."""
+        height, width = self.network_size(*rgb.shape[:2])
+        resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA
+                             if height < rgb.shape[0] else cv2.INTER_LINEAR)
+        bgr = resized[:, :, ::-1]  # the network was trained on BGR images
+        tensor = (bgr.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]
+        return np.asarray(self._session.run(None, {self._input: tensor})[0][0, 0])
+
+    def detect(self, rgb: np.ndarray) -> list[TextRegion]:
+        """Every text line in ``rgb``, as rotated rectangles in its pixels."""
+        probability = self.probability(rgb)
+        scale = np.array([rgb.shape[1] / probability.shape[1], rgb.shape[0] / probability.shape[0]])
+        bitmap = cv2.dilate((probability > self.settings.threshold).astype(np.uint8), np.ones((2, 2), np.uint8))
+        contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        regions = []
+        for contour in contours:
+            score = _mean_inside(probability, contour)
+            if score < self.settings.box_threshold:
+                continue
+            rect = _unclipped(cv2.minAreaRect(contour), self.settings.unclip)
+            if min(rect[1]) < self.settings.min_size:
+                continue
+            corners = cv2.boxPoints(rect) * scale
+            corners[:, 0] = corners[:, 0].clip(0, rgb.shape[1] - 1)
+            corners[:, 1] = corners[:, 1].clip(0, rgb.shape[0] - 1)
+            regions.append(TextRegion(corners.astype(np.float32), score))
+        return regions
+
+
+def _mean_inside(probability: np.ndarray, contour: np.ndarray) -> float:
+    """Mean probability inside ``contour`` (DB's box score)."""
+    x, y, w, h = cv2.boundingRect(contour)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [contour - np.array([x, y])], (1,))
+    return float(cv2.mean(probability[y:y + h, x:x + w], mask)[0])
+
+
+def _unclipped(rect: tuple, ratio: float) -> tuple:
+    """Grow a rotated rectangle by DB's unclip distance (area x ratio / perimeter) on every side."""
+    (cx, cy), (w, h), angle = rect
+    distance = w * h * ratio / max(2 * (w + h), 1e-6)
+    return (cx, cy), (w + 2 * distance, h + 2 * distance), angle

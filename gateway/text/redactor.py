@@ -1,0 +1,128 @@
+"""Burned-in text out of stills and frame sequences: find, fill, verify.
+
+A still is examined whole. A frame sequence is examined on sampled frames (every
+``sample_every``-th, the last, and every frame whose scene changed since the last one examined),
+and the union of all regions found is filled in every frame: an overlay that a detector misses
+in one frame is caught in another, and a date that moves or blinks is covered wherever it was
+seen. After filling, the same frames of the output are examined again; only when that finds
+nothing may the output claim to be free of burned-in text. The verification looks at the output
+with its fills painted over from their surroundings: flat boxes side by side look like a line of
+text to the detector, and what it must find is text left around them, not the fills.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from gateway.text.detector import DetectorSettings, TextDetector, TextRegion
+from gateway.text.reader import TextReader
+from gateway.text.regions import box_corners, fill_mask, grown
+from gateway.text.settings import TextSettings
+
+#: Size of the grey thumbnails compared to find scene changes.
+THUMBNAIL = (32, 24)
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """What the text step did to an image or a frame sequence.
+
+    ``frames`` are the output; ``polygons`` what was filled (grown text lines, then device
+    boxes); ``lines`` how many text lines were found (not counting allowed ones); ``allowed``
+    how many the allow-list kept; ``text_left`` whether the verification pass still finds text.
+    """
+
+    frames: list[np.ndarray]
+    polygons: tuple[np.ndarray, ...]
+    lines: int
+    allowed: int
+    text_left: bool
+
+    @property
+    def filled(self) -> bool:
+        """Whether any pixel was changed."""
+        return bool(self.polygons)
+
+
+class TextRedactor:
+    """Runs one profile's text settings on images; holds the detector (one per worker)."""
+
+    def __init__(self, settings: TextSettings, detector: TextDetector | None = None,
+                 reader: TextReader | None = None) -> None:
+        self.settings = settings
+        self._detector = detector or TextDetector(DetectorSettings(pixel_budget=settings.detection_pixels))
+        self._allow = re.compile(settings.allow) if settings.allow is not None else None
+        self._reader = reader if reader is not None or self._allow is None else TextReader()
+
+    def find(self, rgb: np.ndarray) -> tuple[list[TextRegion], int]:
+        """The text lines of ``rgb`` that must go, and how many the allow-list kept."""
+        regions = self._detector.detect(rgb)
+        if self._allow is None or self._reader is None or not regions:
+            return regions, 0
+        kept = [line.region for line in self._reader.read(rgb, regions)
+                if line.confidence >= self.settings.allow_confidence and self._allow.fullmatch(line.text.strip())]
+        return [region for region in regions if region not in kept], len(kept)
+
+    def device_boxes(self, attributes: Mapping[str, object]) -> list[np.ndarray]:
+        """The fixed boxes of every device rule the attributes match."""
+        return [box_corners(box) for rule in self.settings.device_regions if rule.matches(attributes)
+                for box in rule.boxes]
+
+    def redact(self, frames: Sequence[np.ndarray], attributes: Mapping[str, object]) -> Redaction:
+        """Fill the text of a still (one frame) or a sequence, and verify the output.
+
+        ``attributes`` are the instance's values by keyword, for the device rules.
+        """
+        examined = examined_frames(frames, self.settings.sample_every, self.settings.scene_change)
+        lines: list[TextRegion] = []
+        allowed = 0
+        for index in examined:
+            found, kept = self.find(frames[index])
+            lines.extend(found)
+            allowed += kept
+        polygons = tuple([grown(line, self.settings.margin) for line in lines] + self.device_boxes(attributes))
+        if not polygons:
+            return Redaction(list(frames), (), 0, allowed, text_left=False)
+        height, width = frames[0].shape[:2]
+        mask = fill_mask(polygons, (height, width))
+        output = [_filled(frame, mask, self.settings.fill_color) for frame in frames]
+        text_left = any(self.find(without_fills(output[index], mask))[0] for index in examined)
+        return Redaction(output, polygons, len(lines), allowed, text_left)
+
+
+def examined_frames(frames: Sequence[np.ndarray], every: int, scene_change: float) -> list[int]:
+    """Indices of the frames to examine: every ``every``-th, the last, and each scene change."""
+    chosen: list[int] = []
+    reference: np.ndarray | None = None
+    for index, frame in enumerate(frames):
+        thumbnail = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), THUMBNAIL,
+                               interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        changed = reference is not None and float(np.abs(thumbnail - reference).mean()) >= scene_change
+        if index % every == 0 or index == len(frames) - 1 or changed:
+            chosen.append(index)
+            reference = thumbnail
+    return chosen
+
+
+def without_fills(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``frame`` with the ``mask`` pixels painted from their surroundings (for verification only)."""
+    return cv2.inpaint(frame, mask.astype(np.uint8), 3, cv2.INPAINT_TELEA)
+
+
+def _filled(frame: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    out = frame.copy()
+    out[mask] = colour
+    return out
+
+
+def outlined(rgb: np.ndarray, polygons: Sequence[np.ndarray],
+             colour: tuple[int, int, int] = (255, 0, 255)) -> np.ndarray:
+    """``rgb`` with the outline of every filled polygon drawn on it (for previews)."""
+    out = np.ascontiguousarray(rgb.copy())
+    cv2.polylines(out, [np.round(p).astype(np.int32) for p in polygons], True, colour, 2)
+    return out

@@ -1,0 +1,227 @@
+"""Burned-in text: real models on real images with planted text, the pipeline step and its marking."""
+
+from __future__ import annotations
+
+import glob
+import os
+from io import BytesIO
+from pathlib import Path
+
+import cv2
+import matplotlib
+import numpy as np
+import pytest
+import skimage
+from pydicom import dcmread
+
+from gateway.audit.text import tesseract_words
+from gateway.codec.pixels import decode_frames
+from gateway.config import Profile
+from gateway.errors import BurnedInText
+from gateway.process.pipeline import apply_profile, parse
+from gateway.text.detector import TextDetector
+from gateway.text.redactor import TextRedactor, examined_frames
+from gateway.text.regions import fill_mask
+from gateway.text.settings import DeviceRegions, TextSettings
+from tests.support.instances import rgb_instance
+from tests.support.planted_text import PlantedImage, coverage, plant
+
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+SAMPLES = SHARED_DATA / "dicom-samples"
+FACES = SHARED_DATA / "faces-dev"
+SECRET = b"k" * 32
+BLACK = np.array([0, 0, 0])
+
+
+def _rgb(path: str | Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _sample(name: str) -> np.ndarray:
+    return next(iter(decode_frames(dcmread(SAMPLES / name, force=True))))
+
+
+def _bases() -> dict[str, np.ndarray]:
+    data = Path(skimage.__file__).parent / "data"
+    faces = sorted(glob.glob(str(FACES / "*" / "*.jpg")))[:3]
+    bases = {"retina": _rgb(data / "retina.jpg"), "astronaut": _rgb(data / "astronaut.png"),
+             "hopper": _rgb(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")}
+    if SAMPLES.is_dir():
+        bases["VL6"] = _sample("VL6_RLE.dcm")
+    bases.update({os.path.basename(path): _rgb(path) for path in faces})
+    return bases
+
+
+@pytest.fixture(scope="module")
+def redactor() -> TextRedactor:
+    return TextRedactor(TextSettings())
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[PlantedImage]:
+    rng = np.random.default_rng(7)
+    return [plant(rgb, rng, 6, name=name) for name, rgb in _bases().items()]
+
+
+@pytest.fixture(scope="module")
+def redacted(redactor: TextRedactor, corpus: list[PlantedImage]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every corpus image's output and the mask of its filled pixels."""
+    outputs = []
+    for image in corpus:
+        redaction = redactor.redact([image.rgb], {})
+        outputs.append((redaction.frames[0], fill_mask(redaction.polygons, image.rgb.shape[:2])))
+    return outputs
+
+
+def test_planted_text_is_covered(corpus: list[PlantedImage], redacted: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Names, IDs, dates and times of 8-40 px in many styles: each box at least 90% filled."""
+    scores = [coverage(token, mask) for image, (_, mask) in zip(corpus, redacted, strict=True)
+              for token in image.tokens]
+    assert len(scores) >= 40
+    assert np.mean(np.array(scores) >= 0.9) >= 0.97
+
+
+def test_tesseract_reads_no_planted_token_in_outputs(corpus: list[PlantedImage],
+                                                     redacted: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """An independent engine reads the planted text in the inputs and none of it in the outputs."""
+    read_in_inputs = read_in_outputs = 0
+    for image, (output, _) in list(zip(corpus, redacted, strict=True))[:4]:
+        words = {part for token in image.tokens for part in _words(token.text)}
+        read_in_inputs += len(words & tesseract_words(image.rgb))
+        read_in_outputs += len(words & tesseract_words(output))
+    assert read_in_inputs > 0
+    assert read_in_outputs == 0
+
+
+def _words(text: str) -> set[str]:
+    return {word for word in "".join(c if c.isalnum() else " " for c in text.upper()).split() if len(word) >= 3}
+
+
+#: Bases with text of their own (a mission patch, a name badge): planted on, not text-free.
+WITH_TEXT = ("astronaut", "hopper")
+
+
+def test_text_free_images_are_barely_touched(redactor: TextRedactor) -> None:
+    """False redaction on photos without text: at most 1% of the image area on average."""
+    text_free = [rgb for name, rgb in _bases().items() if name not in WITH_TEXT]
+    text_free += [_rgb(path) for path in sorted(glob.glob(str(FACES / "*" / "*.jpg")))[3:13]]
+    areas = []
+    for rgb in text_free:
+        redaction = redactor.redact([rgb], {})
+        areas.append(fill_mask(redaction.polygons, rgb.shape[:2]).mean() if redaction.polygons else 0.0)
+    assert np.mean(areas) <= 0.01
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="needs the shared DICOM samples")
+def test_real_endoscope_overlay_is_found_and_verified(redactor: TextRedactor) -> None:
+    rgb = _sample("VL3_RLE.dcm")
+    redaction = redactor.redact([rgb], {})
+    assert redaction.lines >= 5 and not redaction.text_left
+    assert TextDetector().detect(redaction.frames[0]) == []
+
+
+def test_device_regions_are_filled_whatever_is_found(redactor: TextRedactor) -> None:
+    blank = np.full((120, 160, 3), 90, np.uint8)
+    rules = TextSettings(device_regions=(DeviceRegions(manufacturer="ACME.*", rows=120, boxes=((0, 0, 40, 20),)),))
+    device = TextRedactor(rules)
+    filled = device.redact([blank], {"Manufacturer": "ACME Optics", "Rows": 120})
+    assert (filled.frames[0][:20, :40] == 0).all() and (filled.frames[0][20:] == 90).all()
+    assert device.redact([blank], {"Manufacturer": "Other", "Rows": 120}).polygons == ()
+    assert redactor.redact([blank], {}).frames[0] is not None
+
+
+def test_allow_list_keeps_only_text_the_recogniser_is_sure_of() -> None:
+    rgb = np.full((200, 480, 3), 40, np.uint8)
+    cv2.putText(rgb, "OD", (30, 80), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (255, 255, 255), 4)
+    cv2.putText(rgb, "MUELLER ANNA", (30, 170), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255, 255, 255), 3)
+    allowing = TextRedactor(TextSettings(allow=r"O[DS]"))
+    redaction = allowing.redact([rgb], {})
+    assert redaction.allowed == 1 and redaction.lines == 1
+    assert (redaction.frames[0][40:85, 30:110] == 255).any()  # the eye label stays
+    assert not (redaction.frames[0][130:175, 30:300] == 255).any()  # the name goes
+
+
+def test_a_sequence_is_filled_with_the_union_over_time() -> None:
+    """A date shown only in frames 12-14 (not a sampled frame) is caught by its scene change and
+    filled in every frame; text that moves is filled wherever it was seen."""
+    base = cv2.resize(_rgb(Path(skimage.__file__).parent / "data" / "astronaut.png"), (320, 240))
+    frames = [base.copy() for _ in range(20)]
+    for index in range(12, 15):
+        cv2.rectangle(frames[index], (0, 0), (320, 240), (20, 20, 20), -1)
+        cv2.putText(frames[index], "1957-03-14", (60, 130), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
+    for index in range(8):
+        cv2.putText(frames[index], "ID 4821", (10 + 10 * index, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 0), 2)
+    assert 12 in examined_frames(frames, 10, 0.12)
+    redaction = TextRedactor(TextSettings()).redact(frames, {})
+    assert not redaction.text_left
+    assert all((frame[120:128, 100:200] == 0).all() for frame in redaction.frames)
+    assert all((frame[22:30, 20:80] == 0).all() for frame in redaction.frames)
+
+
+def _text_instance(burned_in: str | None = None) -> bytes:
+    rgb = np.full((240, 320, 3), 70, np.uint8)
+    cv2.putText(rgb, "DOE^JOHN 1957-03-14", (10, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
+    ds = rgb_instance(rgb[None])
+    ds.PatientID = "PID1"
+    if burned_in is not None:
+        ds.BurnedInAnnotation = burned_in
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _applied(profile: dict, data: bytes):
+    return apply_profile(parse(data), Profile.model_validate(profile), SECRET, profile_name="p", masker=None)
+
+
+def _codes(ds) -> set[str]:
+    return {item.CodeValue for item in ds.DeidentificationMethodCodeSequence}
+
+
+def test_the_pipeline_redacts_by_default_and_marks_clean_pixel_data() -> None:
+    result = _applied({"mask": None}, _text_instance())
+    out = dcmread(BytesIO(result.encoded))
+    pixels = next(iter(decode_frames(out)))
+    assert (pixels[15:45, 10:300] == BLACK).all(axis=-1).mean() > 0.8
+    assert "113101" in _codes(out) and out.BurnedInAnnotation == "NO"
+    assert result.burned_in_text.startswith("redacted") and result.text_polygons
+    assert "text" in result.stage_seconds
+
+
+def test_refuse_quarantines_text_and_keep_forwards_it() -> None:
+    with pytest.raises(BurnedInText) as refused:
+        _applied({"mask": None, "burned_in_text": {"action": "refuse"}}, _text_instance())
+    assert refused.value.reason == "burned-in-text"
+    data = _text_instance("YES")
+    kept = _applied({"mask": None, "burned_in_text": {"action": "keep"}}, data)
+    out = dcmread(BytesIO(kept.encoded))
+    assert out.PixelData == dcmread(BytesIO(data)).PixelData
+    assert out.BurnedInAnnotation == "YES" and "113101" not in _codes(out) and kept.burned_in_text == "kept"
+
+
+def test_text_free_pixels_keep_their_encoding() -> None:
+    ds = rgb_instance(np.full((1, 120, 160, 3), 90, np.uint8))
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    result = _applied({"mask": None}, buffer.getvalue())
+    out = dcmread(BytesIO(result.encoded))
+    assert out.PixelData == ds.PixelData and result.burned_in_text == "none found"
+    assert out.BurnedInAnnotation == "NO" and "113101" in _codes(out)
+
+
+def test_audit_text_finds_text_left_and_not_the_fills(tmp_path: Path, redactor: TextRedactor) -> None:
+    """``dmask audit text``: an unredacted output has findings of both engines, a redacted one none."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    rgb = cv2.resize(_rgb(Path(skimage.__file__).parent / "data" / "retina.jpg"), (700, 700))
+    planted = plant(rgb, np.random.default_rng(3), 5, sizes=(16, 36)).rgb
+    for folder, image in (("in", planted), ("kept", planted), ("out", redactor.redact([planted], {}).frames[0])):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "a.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    runner = CliRunner()
+    kept = runner.invoke(app, ["audit", "text", str(tmp_path / "in"), str(tmp_path / "kept")])
+    assert kept.exit_code == 1 and "detector" in kept.output and "tesseract" in kept.output
+    redacted = runner.invoke(app, ["audit", "text", str(tmp_path / "in"), str(tmp_path / "out")])
+    assert redacted.exit_code == 0, redacted.output
