@@ -6,6 +6,9 @@ quarantined) in the spool, the metrics and the audit trail. It is the spool's on
 
 Signals: SIGHUP reloads the configuration, refusing a broken one and keeping the running one;
 SIGTERM (and SIGINT) stop accepting associations, let the in-flight jobs finish and exit.
+
+A full spool disk never ends the process (:mod:`gateway.ops.spool_space`): it opens, recovers,
+receives and records as soon as space is freed, and is not ready meanwhile.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 
 from gateway.codec.pixels import DECODABLE_TRANSFER_SYNTAXES
-from gateway.config import DicomDestination, GatewayConfig, RetryPolicy, load_config
+from gateway.config import DicomDestination, GatewayConfig, Listener, RetryPolicy, load_config
 from gateway.deliver.forward import next_attempt
 from gateway.errors import ConfigError, SpoolFull
 from gateway.ingest.listener import Receiver
@@ -30,6 +33,7 @@ from gateway.ops.audit_trail import InstanceEvent, InstanceRecord, audit
 from gateway.ops.audit_trail import Outcome as AuditOutcome
 from gateway.ops.logs import NativeOutput, configure_logging
 from gateway.ops.metrics import GatewayMetrics, serve_metrics
+from gateway.ops.spool_space import LONGEST_PAUSE_S, SpoolSpace
 from gateway.process.workers import Outcome, Ticket, WorkerPool
 from gateway.store.backends import open_spool
 from gateway.store.queue import Job, JobState, Spool
@@ -42,6 +46,11 @@ MAX_WORKER_CRASHES = 3
 _HOUSEKEEPING_S = 5.0
 _GIL_SWITCH_INTERVAL_S = 0.0005
 _EXPIRED = "forward-expired"
+
+
+def _why(error: OSError) -> str:
+    """An OS error as a log says it: its kind and the system's words (never a path or data)."""
+    return f"{type(error).__name__}: {error.strerror or error}"
 
 
 class Gateway:
@@ -64,10 +73,11 @@ class Gateway:
         self.config_path = Path(config_path)
         self.config: GatewayConfig = load_config(self.config_path)
         self.secret = self.config.load_secret()
-        self.spool: Spool = open_spool(self.config.spool)
         self._native_output = NativeOutput()
         configure_logging(self.config.logging)
+        self.spool: Spool = self._open_spool()
         self.metrics = GatewayMetrics()
+        self._space = SpoolSpace(self.metrics)
         self._wake = threading.Event()
         self._stopping = False
         self._reload_requested = False
@@ -76,6 +86,21 @@ class Gateway:
         self._pool: WorkerPool | None = None
         self._receiver: Receiver | None = None
         self._listening = False
+
+    def _open_spool(self) -> Spool:
+        """Open the spool as its receiver; while its disk is too full for that, wait and retry.
+
+        Nothing listens yet, so probes find the gateway not ready; SIGTERM ends the wait.
+        """
+        pause = 1.0
+        while True:
+            try:
+                return open_spool(self.config.spool, receiver=True)
+            except SpoolFull as exc:
+                log.error("the spool cannot open: %s; trying again", exc,
+                          extra={"retry_in_s": pause})
+                time.sleep(pause)
+                pause = min(2 * pause, LONGEST_PAUSE_S)
 
     # -- readiness and signals --------------------------------------------------------------
 
@@ -114,10 +139,20 @@ class Gateway:
     def _refused(self, status: int) -> None:
         self.metrics.refused.labels(f"0x{status:04X}").inc()
 
+    def _new_receiver(self, listener: Listener) -> Receiver:
+        return Receiver(listener, self.spool, DECODABLE_TRANSFER_SYNTAXES,
+                        on_admitted=self._admitted, on_refused=self._refused)
+
     def _start_receiver(self) -> None:
-        self._receiver = Receiver(self.config.listener, self.spool, DECODABLE_TRANSFER_SYNTAXES,
-                                  on_admitted=self._admitted, on_refused=self._refused)
-        self._receiver.start()
+        """Listen with the running configuration; on failure, say why and try again later
+        (housekeeping), without a listener meanwhile (not ready)."""
+        receiver = self._new_receiver(self.config.listener)
+        try:
+            receiver.start()
+        except OSError as exc:
+            log.error("the listener cannot start; trying again", extra={"error": _why(exc)})
+            return
+        self._receiver = receiver
         self._listening = True
 
     # -- the loop ---------------------------------------------------------------------------
@@ -127,24 +162,23 @@ class Gateway:
         # The association threads answer C-STOREs while this thread keeps the books; with the
         # default 5 ms GIL switch interval a response can wait that long for the interpreter.
         sys.setswitchinterval(_GIL_SWITCH_INTERVAL_S)
-        recovered = self.spool.recover()
-        if recovered:
-            log.info("jobs left in processing were put back", extra={"jobs": recovered})
-        self._pool = WorkerPool(self.config, self.secret, partial(configure_logging, self.config.logging))
         http = None
         if self.config.metrics.enabled:
             http = serve_metrics(self.metrics, self.config.metrics.host, self.config.metrics.port,
                                  self.ready)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
-        self._start_receiver()
+        if self._recover():
+            self._pool = WorkerPool(self.config, self.secret,
+                                    partial(configure_logging, self.config.logging))
+            self._start_receiver()
         housekeeping = 0.0
         while not self._stopping:
             if self._reload_requested:
                 self._reload_requested = False
                 self._reload()
             self._dispatch()
-            self._wake.wait(0.5)
+            self._wake.wait(min(0.5, self._space.pause_seconds() or 0.5))
             self._wake.clear()
             self._collect()
             if time.monotonic() - housekeeping > _HOUSEKEEPING_S:
@@ -153,6 +187,25 @@ class Gateway:
         self._drain()
         if http is not None:
             http.shutdown()
+
+    def _recover(self) -> bool:
+        """Put back what an earlier run left in processing, before anything receives.
+
+        On a disk too full to commit that, wait (not ready) and try again rather than exit.
+        Return False when asked to stop meanwhile.
+        """
+        while not self._stopping:
+            try:
+                recovered = self.spool.recover()
+            except SpoolFull:
+                self._space.ran_out("recover")
+                self._wake.wait(self._space.pause_seconds())
+                self._wake.clear()
+                continue
+            if recovered:
+                log.info("jobs left in processing were put back", extra={"jobs": recovered})
+            return True
+        return False
 
     def _drain(self) -> None:
         """Stop receiving, finish the jobs the workers have, stop the workers."""
@@ -167,22 +220,30 @@ class Gateway:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self._housekeeping()
+        if self._space.unwritten():
+            log.warning("the spool's disk is full: jobs whose outcome could not be recorded run"
+                        " again after the restart", extra={"jobs": self._space.unwritten()})
         self.spool.close()
         log.info("stopped")
         self._native_output.close()
 
     def _dispatch(self) -> None:
-        assert self._pool is not None
+        if self._pool is None or not self._space.writable(self.spool):
+            return
         capacity = 2 * self._pool.count
         while len(self._inflight) < capacity and not self._stopping:
-            job = self.spool.claim()
+            try:
+                job = self.spool.claim()
+            except SpoolFull:
+                self._space.ran_out("claim")
+                return
             if job is None:
                 return
             try:
                 original = self.spool.original(job)
             except LookupError:
                 log.exception("a claimed job has no original", extra={"job": job.id})
-                self._quarantine(job, "internal-error")
+                self._space.write("quarantine", partial(self._quarantine, job, "internal-error"))
                 continue
             ticket = Ticket(job_id=job.id, original=original,
                             output=self.spool.output_path(job.id), calling_ae=job.calling_ae,
@@ -191,7 +252,7 @@ class Gateway:
             try:
                 future = self._pool.submit(ticket)
             except BrokenProcessPool:  # a worker died while the pool was idle
-                self.spool.release(job.id)
+                self._space.write("release", partial(self.spool.release, job.id))
                 self._replace_broken_pool()
                 return
             self._inflight[future] = (job, ticket)
@@ -211,7 +272,14 @@ class Gateway:
                 log.exception("a worker failed on a job", extra={"job": job.id})
                 self._worker_died(job)
                 continue
-            self._record(job, ticket, outcome)
+            self._crashes.pop(job.id, None)
+            if outcome.out_of_space:
+                self.spool.note_out_of_space()
+                self._space.ran_out("output")
+                if not outcome.destinations:  # nothing was written or sent: back to the queue
+                    self._space.write("release", partial(self.spool.release, job.id))
+                    continue
+            self._space.write("record", partial(self._record, job, ticket, outcome))
         if broken and not self._stopping:
             self._replace_broken_pool()
 
@@ -222,9 +290,9 @@ class Gateway:
     def _worker_died(self, job: Job) -> None:
         self._crashes[job.id] = self._crashes.get(job.id, 0) + 1
         if self._crashes[job.id] >= MAX_WORKER_CRASHES:
-            self._quarantine(job, "worker-crashed")
+            self._space.write("quarantine", partial(self._quarantine, job, "worker-crashed"))
         else:
-            self.spool.release(job.id)
+            self._space.write("release", partial(self.spool.release, job.id))
 
     # -- outcomes ---------------------------------------------------------------------------
 
@@ -251,17 +319,16 @@ class Gateway:
         return min(t for t in times if t is not None), failed
 
     def _record(self, job: Job, ticket: Ticket, outcome: Outcome) -> None:
-        self._crashes.pop(job.id, None)
+        """Record a worker's outcome in the spool, then count and audit it.
+
+        Raises
+        ------
+        SpoolFull
+            Nothing was recorded (nor counted): the job stays in processing.
+        """
         if outcome.quarantine_reason is not None:
             self._quarantine(job, outcome.quarantine_reason)
             return
-        record = InstanceRecord(job.id, outcome.sop_class_uid, outcome.study_instance_uid,
-                                outcome.patient_id)
-        gateway_ae = self.config.listener.ae_title
-        if not ticket.processed:
-            self.metrics.observe_stages(outcome.stage_seconds)
-            if outcome.masked:
-                audit(InstanceEvent.MASKED, record, source_ae=gateway_ae, destination=gateway_ae)
         next_at: float | None = None
         failed: dict[str, str] = {}
         if outcome.failed:
@@ -270,6 +337,13 @@ class Gateway:
             job.id, outcome.delivered, failed, next_at,
             output=None if ticket.processed else ticket.output,
             destinations=outcome.destinations)
+        record = InstanceRecord(job.id, outcome.sop_class_uid, outcome.study_instance_uid,
+                                outcome.patient_id)
+        gateway_ae = self.config.listener.ae_title
+        if not ticket.processed:
+            self.metrics.observe_stages(outcome.stage_seconds)
+            if outcome.masked:
+                audit(InstanceEvent.MASKED, record, source_ae=gateway_ae, destination=gateway_ae)
         for name in outcome.delivered:
             self.metrics.forwarded.labels(name).inc()
             audit(InstanceEvent.FORWARDED, record, source_ae=gateway_ae, destination=name)
@@ -285,7 +359,12 @@ class Gateway:
                   reason=_EXPIRED)
 
     def _housekeeping(self) -> None:
-        self.spool.purge()
+        if self._receiver is None and self._pool is not None and not self._stopping:
+            self._start_receiver()
+        try:
+            self.spool.purge()
+        except SpoolFull:
+            self._space.ran_out("purge")
         counts: dict[str, int] = {}
         for (state, _reason), count in self.spool.counts().items():
             counts[state] = counts.get(state, 0) + count
@@ -294,10 +373,12 @@ class Gateway:
     # -- reload -----------------------------------------------------------------------------
 
     def _reload(self) -> None:
-        """Apply a new configuration, or keep the running one if the new one is broken.
+        """Apply a new configuration entirely, or keep the running one entirely.
 
-        Workers are replaced (the old ones finish what they have); the listener restarts only
-        when its section changed. Spool settings need a restart.
+        What can fail comes first, while nothing running was touched: loading the file, then
+        the listener when its section changed (:meth:`_replace_receiver`). Only then are the
+        workers replaced (the old ones finish what they have) and the configuration swapped.
+        Spool settings need a restart.
         """
         try:
             config = load_config(self.config_path)
@@ -306,16 +387,55 @@ class Gateway:
             log.error("configuration reload refused; the running configuration stays",
                       extra={"error": str(exc)})
             return
+        listener_changed = config.listener != self.config.listener
+        if listener_changed and self._receiver is not None:
+            try:
+                self._replace_receiver(config.listener)
+            except OSError as exc:
+                log.error("configuration reload failed: the new listener cannot start; the"
+                          " running configuration stays", extra={"error": _why(exc)})
+                return
         old_pool, self._pool = self._pool, WorkerPool(config, secret, partial(configure_logging, config.logging))
         if old_pool is not None:
             old_pool.shutdown(wait=False)
-        listener_changed = config.listener != self.config.listener
         if config.spool != self.config.spool:
             log.warning("spool settings change only on restart")
         self.config, self.secret = config, secret
         configure_logging(config.logging)
-        if listener_changed and self._receiver is not None:
-            self._listening = False
-            self._receiver.stop()
-            self._start_receiver()
         log.info("configuration reloaded", extra={"listener_restarted": listener_changed})
+
+    def _replace_receiver(self, listener: Listener) -> None:
+        """Swap the listener for one with the new section; on failure the old one listens.
+
+        On a new address the new listener binds before the old one stops, so a port that is
+        taken (or TLS files that do not load) costs nothing. On the same address the port
+        cannot be bound twice: the old listener stops (finishing its associations), the new one
+        binds the freed port, and if that fails (TLS files, or another process took the port in
+        between) the old one is started again. SO_REUSEPORT would let both listen at once, but
+        it lets any process of the same user bind the port too and take a share of the
+        associations, and connections queued on the old socket are reset when it closes.
+
+        Raises
+        ------
+        OSError
+            The new listener did not start (the old one listens again, unless its port was
+            taken meanwhile: then housekeeping keeps trying).
+        """
+        old = self._receiver
+        assert old is not None
+        new = self._new_receiver(listener)
+        same_address = (old.listener.host, old.listener.port) == (listener.host, listener.port)
+        if same_address:
+            self._listening = False
+            old.stop()
+            self._receiver = None
+            try:
+                new.start()
+            except OSError:
+                self._start_receiver()
+                raise
+        else:
+            new.start()
+            old.stop()
+        self._receiver = new
+        self._listening = True
