@@ -103,6 +103,13 @@ class SpoolFull(DmaskError):
     reason = "spool-full"
 
 
+class DuplicateInstance(DmaskError):
+    """A folder destination already holds another instance with this SOP Instance UID and its
+    policy is to quarantine such a job rather than choose between them; not retried."""
+
+    reason = "duplicate-instance"
+
+
 class SpoolSchemaError(DmaskError):
     """The spool's state database has tables this dmask cannot use: a newer schema version, or
     an unversioned database that is not a spool's. The gateway refuses to start on it."""

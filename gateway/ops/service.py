@@ -27,7 +27,7 @@ from types import FrameType
 from gateway.codec.pixels import DECODABLE_TRANSFER_SYNTAXES
 from gateway.config import DicomDestination, GatewayConfig, Listener, RetryPolicy, load_config
 from gateway.deliver.forward import next_attempt
-from gateway.errors import ConfigError, SpoolFull
+from gateway.errors import ConfigError, DuplicateInstance, SpoolFull
 from gateway.ingest.listener import Receiver
 from gateway.ops.audit_trail import InstanceEvent, InstanceRecord, audit
 from gateway.ops.audit_trail import Outcome as AuditOutcome
@@ -309,7 +309,11 @@ class Gateway:
         return settings.retry if isinstance(settings, DicomDestination) else RetryPolicy()
 
     def _next_round(self, job: Job, failed: dict[str, str]) -> tuple[float | None, dict[str, str]]:
-        """When to retry the failed deliveries, or (None, expired reasons) for a dead letter."""
+        """When to retry the failed deliveries, or (None, reasons) for a dead letter: at once
+        for a duplicate a destination's policy quarantines (trying again changes nothing),
+        after ``max_age`` otherwise (reason ``forward-expired``)."""
+        if DuplicateInstance.reason in failed.values():
+            return None, failed
         now = time.time()
         first = job.first_failure_at or now
         times = [next_attempt(self._retry_policy(name), job.attempts + 1, first, now)
@@ -351,12 +355,17 @@ class Gateway:
             for name in failed:
                 self.metrics.retries.labels(name).inc()
         elif state is JobState.QUARANTINED:
-            self.metrics.quarantined.labels(_EXPIRED).inc()
+            reason = min(failed.values())  # the spool's reason for the job, too
+            self.metrics.quarantined.labels(reason).inc()
             log.error("delivery given up (dead letter)",
-                      extra={"job": job.id, "destinations": sorted(failed)})
+                      extra={"job": job.id, "destinations": sorted(failed), "reason": reason})
             audit(InstanceEvent.QUARANTINED, record, source_ae=gateway_ae,
                   destination=",".join(sorted(failed)), outcome=AuditOutcome.SERIOUS_FAILURE,
-                  reason=_EXPIRED)
+                  reason=reason)
+        for name, policy in outcome.duplicates.items():
+            self.metrics.duplicates.labels(policy).inc()
+            log.warning("the destination held another instance with this SOP Instance UID",
+                        extra={"job": job.id, "destination": name, "policy": policy})
 
     def _housekeeping(self) -> None:
         if self._receiver is None and self._pool is not None and not self._stopping:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from pydicom import dcmread
 
-from gateway.config import GatewayConfig
+from gateway.config import DuplicatePolicy, GatewayConfig
 from gateway.deliver.forward import Forwarder, Outgoing
-from gateway.errors import OUT_OF_SPACE_ERRNOS, DmaskError, SpoolFull
+from gateway.errors import OUT_OF_SPACE_ERRNOS, DmaskError, DuplicateInstance, SpoolFull
 from gateway.process.pipeline import Masker, process_instance, quarantine_reason
 
 log = logging.getLogger("dmask.workers")
@@ -198,10 +198,16 @@ def run(ticket: Ticket) -> Outcome:
         return Outcome(job_id=ticket.job_id, quarantine_reason=quarantine_reason(exc))
     delivered: list[str] = []
     failed: dict[str, str] = {}
+    duplicates: dict[str, str] = {}
     for name in pending:
         try:
-            _state.forwarder.send(name, outgoing)
+            applied = _state.forwarder.send(name, outgoing)
+            if applied is not None:
+                duplicates[name] = applied.value
             delivered.append(name)
+        except DuplicateInstance as exc:
+            duplicates[name] = DuplicatePolicy.QUARANTINE.value
+            failed[name] = exc.reason
         except DmaskError as exc:
             log.warning("delivery failed: %s", exc,
                         extra={"job": ticket.job_id, "destination": name})
@@ -220,7 +226,7 @@ def run(ticket: Ticket) -> Outcome:
                 raise
             out_of_space = True
     return Outcome(**{**outcome.__dict__, "delivered": tuple(delivered), "failed": failed,
-                      "out_of_space": out_of_space})
+                      "duplicates": duplicates, "out_of_space": out_of_space})
 
 
 class WorkerPool:
