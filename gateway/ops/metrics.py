@@ -42,8 +42,9 @@ class GatewayMetrics:
         self.queue_depth = Gauge("dmask_queue_depth", "Jobs in the spool by state", ["state"],
                                  registry=self.registry)
         self.spool_full = Gauge("dmask_spool_full",
-                                "1 while the spool's disk is full: new instances are refused and"
-                                " spool writes wait for space", registry=self.registry)
+                                "1 while the spool refuses new instances (0xA700): its disk ran"
+                                " out, is below its free-space floor or it holds its size cap",
+                                registry=self.registry)
         self.spool_full_writes = Counter("dmask_spool_full_writes",
                                          "Spool writes that failed for lack of space",
                                          ["operation"], registry=self.registry)

@@ -73,9 +73,13 @@ class Gateway:
         self.config_path = Path(config_path)
         self.config: GatewayConfig = load_config(self.config_path)
         self.secret = self.config.load_secret()
+        try:
+            opened: Spool | None = open_spool(self.config.spool, receiver=True)
+        except SpoolFull:
+            opened = None
         self._native_output = NativeOutput()
         configure_logging(self.config.logging)
-        self.spool: Spool = self._open_spool()
+        self.spool: Spool = opened or self._wait_for_spool()
         self.metrics = GatewayMetrics()
         self._space = SpoolSpace(self.metrics)
         self._wake = threading.Event()
@@ -87,20 +91,20 @@ class Gateway:
         self._receiver: Receiver | None = None
         self._listening = False
 
-    def _open_spool(self) -> Spool:
-        """Open the spool as its receiver; while its disk is too full for that, wait and retry.
+    def _wait_for_spool(self) -> Spool:
+        """Open the spool whose disk was too full to open it: wait and retry, never exit.
 
         Nothing listens yet, so probes find the gateway not ready; SIGTERM ends the wait.
         """
+        log.error("the spool's disk is too full to open it; trying again until space is freed")
         pause = 1.0
         while True:
+            time.sleep(pause)
+            pause = min(2 * pause, LONGEST_PAUSE_S)
             try:
                 return open_spool(self.config.spool, receiver=True)
-            except SpoolFull as exc:
-                log.error("the spool cannot open: %s; trying again", exc,
-                          extra={"retry_in_s": pause})
-                time.sleep(pause)
-                pause = min(2 * pause, LONGEST_PAUSE_S)
+            except SpoolFull:
+                continue
 
     # -- readiness and signals --------------------------------------------------------------
 
@@ -110,10 +114,16 @@ class Gateway:
             return False
         if not self._pool.started():
             return False
+        return self._spool_has_room()
+
+    def _spool_has_room(self) -> bool:
+        """Whether the spool takes an instance now (the same check receive makes)."""
         try:
             self.spool.check_capacity()
         except SpoolFull:
+            self.metrics.spool_full.set(1)
             return False
+        self.metrics.spool_full.set(0)
         return True
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -374,6 +384,7 @@ class Gateway:
             self.spool.purge()
         except SpoolFull:
             self._space.ran_out("purge")
+        self._spool_has_room()
         counts: dict[str, int] = {}
         for (state, _reason), count in self.spool.counts().items():
             counts[state] = counts.get(state, 0) + count

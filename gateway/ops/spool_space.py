@@ -43,7 +43,6 @@ class SpoolSpace:
         self.metrics.spool_full_writes.labels(operation).inc()
         if self.full_since is None:
             self.full_since = time.monotonic()
-            self.metrics.spool_full.set(1)
             log.warning("spool disk full: new instances are refused and spool writes wait for "
                         "space", extra={"operation": operation})
         self._resume_at = time.monotonic() + self._pause
@@ -86,7 +85,6 @@ class SpoolSpace:
         log.info("spool disk has room again",
                  extra={"seconds_full": round(time.monotonic() - self.full_since, 1)})
         self.full_since = None
-        self.metrics.spool_full.set(0)
         self._pause = FIRST_PAUSE_S
         return True
 

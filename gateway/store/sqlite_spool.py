@@ -310,6 +310,8 @@ class FolderSpool:
             if free < exhausted + RESUME_MARGIN_BYTES + expected_bytes:
                 raise SpoolFull("the spool's disk ran out of space; waiting for space to be freed")
             self._exhausted_free = None
+        if free < expected_bytes:
+            raise self._ran_out_of_space()
         if free - expected_bytes < self.min_free_bytes:
             raise SpoolFull("free disk space is below the spool's floor")
         if self.max_bytes is not None and self._bytes + expected_bytes > self.max_bytes:
