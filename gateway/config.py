@@ -244,11 +244,28 @@ class DicomDestination(_Model):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
 
+class DuplicatePolicy(str, Enum):
+    """What a folder destination does with an instance whose SOP Instance UID it already holds
+    with other content (the same UID sent twice with different data; an identical re-send is
+    not a duplicate, it leaves the folder as it was)."""
+
+    KEEP_FIRST = "keep-first"
+    REPLACE = "replace"
+    KEEP_BOTH = "keep-both"
+    QUARANTINE = "quarantine"
+
+
 class FolderDestination(_Model):
     """Write results as files (atomically); the embedded default for trying dmask out."""
 
     type: Literal["folder"] = Field(description="files in a folder")
     path: Path = Field(description="folder the results are written under (created 0700)")
+    duplicates: DuplicatePolicy = Field(
+        default=DuplicatePolicy.KEEP_BOTH,
+        description="an instance whose SOP Instance UID the folder holds with other content:"
+        " keep-first drops it, replace overwrites the earlier one, keep-both writes it as"
+        " <UID>-2.dcm (-3, ...), quarantine stops its job; each one is logged and counted",
+    )
 
 
 class CredentialSource(_Model):

@@ -7,6 +7,11 @@ messages. Messages never carry patient data: they name what went wrong, not whos
 
 from __future__ import annotations
 
+import errno
+
+#: ``errno`` of a write refused for lack of space: the file system is full, or the user's quota.
+OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
 
 class DmaskError(Exception):
     """Base of every error dmask raises on purpose.
@@ -108,9 +113,18 @@ class AuditError(DmaskError):
 
 
 class SpoolFull(DmaskError):
-    """The spool cannot take an instance: disk below its free-space floor, size cap, write error."""
+    """The spool cannot take an instance or record a change: disk below its free-space floor,
+    size cap, or its disk (or quota) ran out of space. A state to wait out, never a job's fault:
+    receive answers 0xA700 and the serve loop retries its writes once space is freed."""
 
     reason = "spool-full"
+
+
+class DuplicateInstance(DmaskError):
+    """A folder destination already holds another instance with this SOP Instance UID and its
+    policy is to quarantine such a job rather than choose between them; not retried."""
+
+    reason = "duplicate-instance"
 
 
 class SpoolSchemaError(DmaskError):

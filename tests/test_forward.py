@@ -13,10 +13,23 @@ from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, VLPhotographicImageStorage
 from pynetdicom import AE, evt
 
-from gateway.config import DicomDestination, FolderDestination, RetryPolicy, TLSSettings
-from gateway.deliver.forward import DicomSender, FolderSender, Forwarder, Outgoing, next_attempt
+from gateway.config import (
+    DicomDestination,
+    DuplicatePolicy,
+    FolderDestination,
+    RetryPolicy,
+    TLSSettings,
+)
+from gateway.deliver.forward import (
+    DicomSender,
+    FolderSender,
+    Forwarder,
+    Outgoing,
+    next_attempt,
+    place,
+)
 from gateway.dicom.transport import ssl_context
-from gateway.errors import ForwardError
+from gateway.errors import DuplicateInstance, ForwardError
 from tests.support.certificates import make_tls_files
 from tests.support.instances import photo_instance, write
 from tests.support.loopback import free_port
@@ -165,7 +178,7 @@ def test_folder_destination_writes_atomically(tmp_path: Path) -> None:
     outgoing = _outgoing(tmp_path, "f")
     forwarder = Forwarder({"out": FolderDestination(type="folder", path=tmp_path / "out")}, "DMASK")
     forwarder.send("out", outgoing)
-    forwarder.send("out", outgoing)  # a re-sent instance replaces its copy
+    assert forwarder.send("out", outgoing) is None  # the same instance again: idempotent
     (written,) = (tmp_path / "out").iterdir()
     assert written.name == f"{outgoing.sop_instance_uid}.dcm"
     assert written.read_bytes() == outgoing.path.read_bytes()
@@ -176,6 +189,70 @@ def test_folder_destination_writes_atomically(tmp_path: Path) -> None:
     blocked.write_text("a file where the folder should be")
     with pytest.raises(ForwardError):
         FolderSender(FolderDestination(type="folder", path=blocked)).send(outgoing)
+
+
+UID = "2.25.1234"
+
+
+def _placed(folder: Path, content: bytes, policy: DuplicatePolicy) -> DuplicatePolicy | None:
+    """Place an instance with ``content`` under :data:`UID`, as the folder sender would."""
+    folder.mkdir(exist_ok=True)
+    written = folder / ".written.tmp"
+    written.write_bytes(content)
+    try:
+        return place(written, folder, UID, policy)
+    finally:
+        written.unlink(missing_ok=True)
+
+
+def _folder(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("policy", list(DuplicatePolicy))
+def test_the_same_instance_again_is_no_duplicate(tmp_path: Path, policy: DuplicatePolicy) -> None:
+    assert _placed(tmp_path, b"first", policy) is None
+    assert _placed(tmp_path, b"first", policy) is None
+    assert _folder(tmp_path) == {f"{UID}.dcm": b"first"}
+
+
+def test_keep_both_numbers_each_other_content_and_knows_every_copy(tmp_path: Path) -> None:
+    keep_both = DuplicatePolicy.KEEP_BOTH
+    assert _placed(tmp_path, b"first", keep_both) is None
+    assert _placed(tmp_path, b"second", keep_both) is keep_both
+    assert _placed(tmp_path, b"third", keep_both) is keep_both
+    assert _placed(tmp_path, b"second", keep_both) is None  # re-sent: already there
+    assert _folder(tmp_path) == {f"{UID}-2.dcm": b"second", f"{UID}-3.dcm": b"third",
+                                 f"{UID}.dcm": b"first"}
+
+
+def test_keep_first_and_replace(tmp_path: Path) -> None:
+    assert _placed(tmp_path / "a", b"first", DuplicatePolicy.KEEP_FIRST) is None
+    assert _placed(tmp_path / "a", b"second", DuplicatePolicy.KEEP_FIRST) is DuplicatePolicy.KEEP_FIRST
+    assert _folder(tmp_path / "a") == {f"{UID}.dcm": b"first"}
+    assert _placed(tmp_path / "r", b"first", DuplicatePolicy.REPLACE) is None
+    assert _placed(tmp_path / "r", b"second", DuplicatePolicy.REPLACE) is DuplicatePolicy.REPLACE
+    assert _folder(tmp_path / "r") == {f"{UID}.dcm": b"second"}
+
+
+def test_quarantine_policy_raises_and_leaves_the_folder(tmp_path: Path) -> None:
+    assert _placed(tmp_path, b"first", DuplicatePolicy.QUARANTINE) is None
+    with pytest.raises(DuplicateInstance) as caught:
+        _placed(tmp_path, b"second", DuplicatePolicy.QUARANTINE)
+    assert caught.value.reason == "duplicate-instance"
+    assert _folder(tmp_path) == {f"{UID}.dcm": b"first"}
+
+
+def test_folder_sender_applies_its_destinations_policy(tmp_path: Path) -> None:
+    first, second = _outgoing(tmp_path, "a"), _outgoing(tmp_path, "b")
+    second = Outgoing(second.path, second.sop_class_uid, first.sop_instance_uid,
+                      second.transfer_syntax_uid)
+    sender = FolderSender(FolderDestination(type="folder", path=tmp_path / "out"))
+    assert sender.duplicates is DuplicatePolicy.KEEP_BOTH  # the default loses nothing
+    assert sender.send(first) is None
+    assert sender.send(second) is DuplicatePolicy.KEEP_BOTH
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
+        f"{first.sop_instance_uid}-2.dcm", f"{first.sop_instance_uid}.dcm"]
 
 
 def test_folder_destination_removes_what_a_dead_writer_left(tmp_path: Path) -> None:

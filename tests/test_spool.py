@@ -7,6 +7,7 @@ import os
 import sqlite3
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +19,21 @@ from gateway.errors import SpoolFull, SpoolSchemaError
 from gateway.store import queue
 from gateway.store.queue import Job, JobState, Spool
 from gateway.store.sqlite_spool import SCHEMA_VERSION, FolderSpool
+from tests.support.small_disk import fill, small_disk
 
 #: Where originals are kept: as files (large instances) or in the database (small ones).
 STORAGE = pytest.mark.parametrize("inline_max_bytes", [0, 1 << 20], ids=["file", "database"])
 
 
-def _receive(spool: FolderSpool, payload: bytes = b"DICM" * 100) -> int:
+def _received_file(spool: FolderSpool, payload: bytes = b"DICM" * 100) -> Path:
+    """A file as receive leaves it in ``incoming/`` before admitting it."""
     incoming = spool.incoming_dir() / f"rx-{time.monotonic_ns()}.dcm"
     incoming.write_bytes(payload)
-    return spool.admit(incoming, calling_ae="CAMERA1", called_ae="DMASK")
+    return incoming
+
+
+def _receive(spool: FolderSpool, payload: bytes = b"DICM" * 100) -> int:
+    return spool.admit(_received_file(spool, payload), calling_ae="CAMERA1", called_ae="DMASK")
 
 
 def _user_version(spool_path: Path) -> int:
@@ -255,3 +262,97 @@ def test_commands_report_a_spool_of_a_newer_version(tmp_path: Path, monkeypatch:
     assert result.exit_code == 2
     assert result.stderr.startswith("spool-schema: ")
     assert f"schema version is {SCHEMA_VERSION + 1}" in result.stderr
+
+
+# -- a full disk: every write refused for lack of space is SpoolFull, and nothing is lost -----
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB file system of its own, to fill up."""
+    with small_disk(tmp_path / "disk", 4 << 20) as folder:
+        yield folder
+
+
+def test_a_full_disk_refuses_instances_until_space_is_freed(disk: Path) -> None:
+    spool = FolderSpool(disk / "spool")
+    first = _receive(spool)
+    received = _received_file(spool, b"x" * 100_000)
+    # Room for the instance as the free-space check counts it, not for the database's log.
+    filler = fill(disk, leave=100_000 + 4096)
+    with pytest.raises(SpoolFull, match="disk is full"):
+        spool.admit(received, calling_ae="CAMERA1", called_ae="DMASK")
+    assert not received.exists() and not list((spool.path / "originals").iterdir())
+    assert [job.id for job in spool.jobs()] == [first]
+    # The bytes it could not keep are gone again, but that is no room for the next instance.
+    with pytest.raises(SpoolFull, match="waiting for space to be freed"):
+        spool.check_capacity()
+    filler.unlink()
+    spool.check_capacity()
+    second = _receive(spool, b"x" * 100_000)
+    assert [job.id for job in spool.jobs()] == [first, second]
+
+
+def test_state_changes_on_a_full_disk_leave_jobs_as_they_were(disk: Path) -> None:
+    spool = FolderSpool(disk / "spool")
+    ids = [_receive(spool) for _ in range(3)]
+    delivered, rejected = spool.claim(), spool.claim()
+    assert delivered is not None and rejected is not None
+    output = spool.output_path(delivered.id)
+    output.write_bytes(b"result")
+    filler = fill(disk)
+    with pytest.raises(SpoolFull):
+        spool.record_deliveries(delivered.id, ["pacs"], {}, None, output=output,
+                                destinations=["pacs"])
+    with pytest.raises(SpoolFull):
+        spool.quarantine(rejected.id, "no-face")
+    with pytest.raises(SpoolFull):
+        spool.release(rejected.id)
+    with pytest.raises(SpoolFull):
+        spool.claim()
+    states = {job.id: job.state for job in spool.jobs()}
+    assert states == {ids[0]: JobState.PROCESSING, ids[1]: JobState.PROCESSING,
+                      ids[2]: JobState.RECEIVED}
+    assert output.exists()
+
+    filler.unlink()
+    assert spool.record_deliveries(delivered.id, ["pacs"], {}, None, output=output,
+                                   destinations=["pacs"]) is JobState.DONE
+    spool.quarantine(rejected.id, "no-face")
+    assert spool.purge() == 1
+    third = spool.claim()
+    assert third is not None and third.id == ids[2]
+    assert not output.exists()
+
+
+def test_a_spool_that_cannot_open_on_a_full_disk_says_so(disk: Path) -> None:
+    FolderSpool(disk / "spool").close()  # a clean close removes the write-ahead log's index
+    filler = fill(disk)
+    with pytest.raises(SpoolFull, match="too full to open"):
+        FolderSpool(disk / "spool")
+    filler.unlink()
+    FolderSpool(disk / "spool").close()
+
+
+def test_recovery_removes_partial_receives_before_it_needs_the_disk(disk: Path) -> None:
+    """Partial receives filled the disk: the receiver removes them before opening the
+    database, and recovery commits once they are gone; still full, it raises SpoolFull."""
+    spool = FolderSpool(disk / "spool")
+    job_id = _receive(spool)
+    assert spool.claim() is not None
+    spool.close()
+    partial = _received_file(spool, b"half" * 100_000)
+    fill(disk)
+    reopened = FolderSpool(disk / "spool", receiver=True)
+    assert not partial.exists()
+    assert reopened.recover() == 1
+    assert [job.state for job in reopened.jobs()] == [JobState.RECEIVED]
+
+    assert reopened.claim() is not None
+    fill(disk)
+    partial = reopened.incoming_dir() / "partial.dcm"
+    with pytest.raises(SpoolFull):
+        reopened.recover()
+    assert [(job.id, job.state) for job in reopened.jobs()] == [(job_id, JobState.PROCESSING)]
+    (disk / "filler").unlink()
+    assert reopened.recover() == 1

@@ -11,6 +11,7 @@ worker's own thread. Failures raise :class:`~gateway.errors.ForwardError`; when 
 
 from __future__ import annotations
 
+import filecmp
 import os
 import time
 from collections.abc import Mapping
@@ -21,13 +22,13 @@ from typing import BinaryIO
 from pydicom import dcmread
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from gateway.config import DicomDestination, DicomWebDestination, FolderDestination, RetryPolicy
+from gateway.config import DicomDestination, DicomWebDestination, DuplicatePolicy, FolderDestination, RetryPolicy
 from gateway.deliver.dicomweb import StowSender
 from gateway.deliver.outgoing import Outgoing
 from gateway.deliver.store_scu import ProposedContext, StoreAssociation
 from gateway.dicom.part10 import HEAD_LENGTH, data_set_offset
 from gateway.dicom.transport import ssl_context
-from gateway.errors import ForwardError
+from gateway.errors import DuplicateInstance, ForwardError
 
 _UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 _MAX_CONTEXTS = 128
@@ -50,15 +51,75 @@ def next_attempt(policy: RetryPolicy, attempts: int, first_failure_at: float,
     return min(now + delay, first_failure_at + policy.max_age)
 
 
+def _copies(folder: Path, sop_instance_uid: str) -> list[Path]:
+    """The files of a SOP Instance UID in a folder destination: ``<UID>.dcm``, ``<UID>-2.dcm``..."""
+    first = folder / f"{sop_instance_uid}.dcm"
+    numbered = sorted(folder.glob(f"{sop_instance_uid}-*.dcm"), key=_copy_number)
+    return ([first] if first.exists() else []) + numbered
+
+
+def _copy_number(path: Path) -> int:
+    suffix = path.stem.rpartition("-")[2]
+    return int(suffix) if suffix.isdigit() else 0
+
+
+def place(written: Path, folder: Path, sop_instance_uid: str,
+          policy: DuplicatePolicy) -> DuplicatePolicy | None:
+    """Give a written instance its name in a folder destination, under its duplicate policy.
+
+    The pipeline is deterministic, so an instance sent again with the same content has the
+    same bytes: when a copy with those bytes is there, nothing changes (idempotent). When the
+    UID's file holds other content, ``policy`` decides: keep-first leaves the folder as it is,
+    replace overwrites ``<UID>.dcm``, keep-both adds the next ``<UID>-N.dcm``, quarantine raises.
+    A new name is taken with a hard link, which fails rather than overwrite, so two workers
+    placing one UID at the same time cannot lose either instance. ``written`` stays (the caller
+    removes it).
+
+    Returns
+    -------
+    DuplicatePolicy or None
+        The policy applied when the folder held other content under the UID, else None.
+
+    Raises
+    ------
+    DuplicateInstance
+        Under the quarantine policy, when the folder held other content under the UID.
+    """
+    while True:
+        existing = _copies(folder, sop_instance_uid)
+        if any(filecmp.cmp(copy, written, shallow=False) for copy in existing):
+            return None
+        if not existing:
+            target = folder / f"{sop_instance_uid}.dcm"
+        elif policy is DuplicatePolicy.KEEP_FIRST:
+            return policy
+        elif policy is DuplicatePolicy.REPLACE:
+            os.replace(written, folder / f"{sop_instance_uid}.dcm")
+            return policy
+        elif policy is DuplicatePolicy.QUARANTINE:
+            raise DuplicateInstance("the folder destination holds another instance with this"
+                                    " SOP Instance UID")
+        else:
+            number = max(2, _copy_number(existing[-1]) + 1)
+            target = folder / f"{sop_instance_uid}-{number}.dcm"
+        try:
+            os.link(written, target)
+        except FileExistsError:
+            continue  # another worker placed a copy meanwhile: look again
+        return policy if existing else None
+
+
 class FolderSender:
-    """Writes each instance as ``<SOPInstanceUID>.dcm`` atomically (temp file, fsync, rename).
+    """Writes each instance as ``<SOPInstanceUID>.dcm`` atomically (temp file, fsync, link).
 
     The result's SOP Instance UID is already pseudonymous and deterministic, so a re-sent
-    instance replaces its earlier copy instead of adding one.
+    instance finds its identical copy and adds nothing; another instance under the same UID is
+    handled by the destination's duplicate policy (:func:`place`).
     """
 
     def __init__(self, destination: FolderDestination) -> None:
         self.folder = Path(destination.path)
+        self.duplicates = destination.duplicates
         self._remove_stale_temporaries()
 
     def _remove_stale_temporaries(self) -> None:
@@ -76,19 +137,29 @@ class FolderSender:
             except (ValueError, PermissionError):
                 pass  # not one of ours, or a live process of another user
 
-    def send(self, outgoing: Outgoing) -> None:
-        """Copy the instance into the folder; raise ForwardError on any file system error."""
+    def send(self, outgoing: Outgoing) -> DuplicatePolicy | None:
+        """Copy the instance into the folder; return the duplicate policy applied, if any.
+
+        Raises
+        ------
+        ForwardError
+            A file system error (retried).
+        DuplicateInstance
+            The quarantine policy met another instance with the same UID.
+        """
+        temporary = self.folder / f".{outgoing.sop_instance_uid}.{os.getpid()}.tmp"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            target = self.folder / f"{outgoing.sop_instance_uid}.dcm"
-            temporary = self.folder / f".{outgoing.sop_instance_uid}.{os.getpid()}.tmp"
             with open(outgoing.path, "rb") as source, open(temporary, "wb") as handle:
                 while chunk := source.read(1 << 20):
                     handle.write(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.chmod(temporary, 0o600)
-            os.replace(temporary, target)
+            try:
+                return place(temporary, self.folder, outgoing.sop_instance_uid, self.duplicates)
+            finally:
+                temporary.unlink(missing_ok=True)
         except OSError as exc:
             raise ForwardError(f"folder destination not writable: {exc.strerror}") from None
 
@@ -136,6 +207,9 @@ class DicomSender:
 
     def send(self, outgoing: Outgoing) -> None:
         """C-STORE the instance; fall back to uncompressed when the PACS refuses its syntax.
+
+        What the PACS does with a SOP Instance UID it already has is its own policy (Orthanc:
+        ``OverwriteInstances``).
 
         A reused association that turns out dead is replaced once before giving up.
 
@@ -212,15 +286,18 @@ class Forwarder:
         self.calling_ae_title = calling_ae_title
         self._senders: dict[str, FolderSender | DicomSender | StowSender] = {}
 
-    def send(self, name: str, outgoing: Outgoing) -> None:
-        """Deliver ``outgoing`` to the destination called ``name`` (raises ForwardError)."""
+    def send(self, name: str, outgoing: Outgoing) -> DuplicatePolicy | None:
+        """Deliver ``outgoing`` to the destination called ``name`` (raises ForwardError).
+
+        Returns the duplicate policy a folder destination applied, if it met one.
+        """
         sender = self._senders.get(name)
         if sender is None:
             destination = self.destinations.get(name)
             if destination is None:  # removed from the configuration since the job was routed
                 raise ForwardError("the destination is no longer configured")
             self._senders[name] = sender = self._sender(destination)
-        sender.send(outgoing)
+        return sender.send(outgoing)
 
     def _sender(self, destination: DicomDestination | FolderDestination | DicomWebDestination
                 ) -> FolderSender | DicomSender | StowSender:

@@ -110,7 +110,6 @@ class Receiver:
         self.ae.add_supported_context(Verification)
         self._callers = {caller.ae_title: caller.hosts for caller in listener.allowed_callers}
         self._server: ThreadedAssociationServer | None = None
-        self._previous_tempdir: str | None = None
 
     # -- event handlers ---------------------------------------------------------------------
 
@@ -183,21 +182,30 @@ class Receiver:
 
         pynetdicom creates the chunked data set files with :mod:`tempfile`; pointing its
         directory at the spool's ``incoming/`` keeps the admit step a rename on one file system.
-        Raises :class:`StartupError` when the port cannot be bound.
+        It stays there while any receiver listens (a reload starts the new one first).
+
+        Raises
+        ------
+        StartupError
+            The address cannot be bound; nothing was started.
+        OSError
+            The TLS files cannot be loaded; nothing was started.
         """
-        self._previous_tempdir = tempfile.tempdir
-        tempfile.tempdir = str(self.spool.incoming_dir())
-        tls = ssl_context(self.listener.tls, server_side=True) if self.listener.tls else None
+        _TempdirClaim.take(str(self.spool.incoming_dir()))
         try:
-            self._server = self.ae.start_server(
-                (self.listener.host, self.listener.port), block=False, ssl_context=tls,
-                evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay),
-                              (evt.EVT_REQUESTED, self.handle_requested),
-                              (evt.EVT_ACCEPTED, self.handle_accepted),
-                              (evt.EVT_C_STORE, self.handle_store)])
-        except OSError as error:
-            tempfile.tempdir = self._previous_tempdir
-            raise StartupError.cannot_bind(self.listener.host, self.listener.port, error) from error
+            tls = ssl_context(self.listener.tls, server_side=True) if self.listener.tls else None
+            try:
+                self._server = self.ae.start_server(
+                    (self.listener.host, self.listener.port), block=False, ssl_context=tls,
+                    evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay),
+                                  (evt.EVT_REQUESTED, self.handle_requested),
+                                  (evt.EVT_ACCEPTED, self.handle_accepted),
+                                  (evt.EVT_C_STORE, self.handle_store)])
+            except OSError as error:
+                raise StartupError.cannot_bind(self.listener.host, self.listener.port, error) from error
+        except BaseException:
+            _TempdirClaim.give_back()
+            raise
         assert self._server is not None
         host, port = self._server.server_address[:2]
         log.info("listening", extra={"ae_title": self.listener.ae_title, "port": port,
@@ -209,5 +217,25 @@ class Receiver:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
-            tempfile.tempdir = self._previous_tempdir
+            _TempdirClaim.give_back()
         self.ae.shutdown()
+
+
+class _TempdirClaim:
+    """:data:`tempfile.tempdir` for the receivers listening now; restored when the last stops."""
+
+    holders = 0
+    before: str | None = None
+
+    @classmethod
+    def take(cls, folder: str) -> None:
+        if cls.holders == 0:
+            cls.before = tempfile.tempdir
+        cls.holders += 1
+        tempfile.tempdir = folder
+
+    @classmethod
+    def give_back(cls) -> None:
+        cls.holders -= 1
+        if cls.holders == 0:
+            tempfile.tempdir = cls.before

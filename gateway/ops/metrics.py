@@ -42,6 +42,17 @@ class GatewayMetrics:
                                registry=self.registry)
         self.queue_depth = Gauge("dmask_queue_depth", "Jobs in the spool by state", ["state"],
                                  registry=self.registry)
+        self.spool_full = Gauge("dmask_spool_full",
+                                "1 while the spool refuses new instances (0xA700): its disk ran"
+                                " out, is below its free-space floor or it holds its size cap",
+                                registry=self.registry)
+        self.spool_full_writes = Counter("dmask_spool_full_writes",
+                                         "Spool writes that failed for lack of space",
+                                         ["operation"], registry=self.registry)
+        self.duplicates = Counter("dmask_duplicate_instances",
+                                  "Instances whose SOP Instance UID a destination already had"
+                                  " with other content, by the policy applied", ["policy"],
+                                  registry=self.registry)
         self.stage_seconds = Histogram("dmask_stage_duration_seconds",
                                        "Time spent per pipeline stage", ["stage"],
                                        buckets=_STAGE_BUCKETS, registry=self.registry)

@@ -6,6 +6,9 @@ quarantined) in the spool, the metrics and the audit trail. It is the spool's on
 
 Signals: SIGHUP reloads the configuration, refusing a broken one and keeping the running one;
 SIGTERM (and SIGINT) stop accepting associations, let the in-flight jobs finish and exit.
+
+A full spool disk never ends the process (:mod:`gateway.ops.spool_space`): it opens, recovers,
+receives and records as soon as space is freed, and is not ready meanwhile.
 """
 
 from __future__ import annotations
@@ -17,21 +20,32 @@ import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from functools import partial
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 from gateway.codec.pixels import DECODABLE_TRANSFER_SYNTAXES
-from gateway.config import DicomDestination, DicomWebDestination, GatewayConfig, RetryPolicy, load_config
+from gateway.config import (
+    DicomDestination,
+    DicomWebDestination,
+    GatewayConfig,
+    Listener,
+    RetryPolicy,
+    StowListener,
+    load_config,
+)
 from gateway.deliver.forward import next_attempt
-from gateway.errors import ConfigError, SpoolFull, StartupError
+from gateway.errors import ConfigError, DuplicateInstance, SpoolFull, StartupError
 from gateway.ingest.listener import Receiver
 from gateway.ingest.stow import StowReceiver
 from gateway.ops.audit_trail import InstanceEvent, InstanceRecord, audit
 from gateway.ops.audit_trail import Outcome as AuditOutcome
 from gateway.ops.logs import NativeOutput, configure_logging
 from gateway.ops.metrics import GatewayMetrics, serve_metrics
+from gateway.ops.spool_space import LONGEST_PAUSE_S, SpoolSpace
 from gateway.process.workers import Outcome, Ticket, WorkerPool
 from gateway.store.backends import open_spool
 from gateway.store.queue import Job, JobState, Spool
@@ -44,6 +58,59 @@ MAX_WORKER_CRASHES = 3
 _HOUSEKEEPING_S = 5.0
 _GIL_SWITCH_INTERVAL_S = 0.0005
 _EXPIRED = "forward-expired"
+
+
+class _Listening(Protocol):
+    """What a reload starts and stops: the DICOM listener or the STOW-RS endpoint."""
+
+    def start(self) -> tuple[str, int]: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Swap:
+    """One listener replaced by another in a reload (``new`` None: no longer configured)."""
+
+    old: _Listening | None
+    new: _Listening | None
+    same_address: bool
+
+
+def _swap_all(swaps: list[_Swap]) -> None:
+    """Start every new listener and stop every old one.
+
+    An old listener on the new one's address stops first (the port cannot be bound twice);
+    the others stop only once every new one listens. On a failure the new ones that started
+    stop again and the error is raised; old ones stopped to free their port stay stopped.
+    """
+    started: list[_Listening] = []
+    try:
+        for swap in swaps:
+            if swap.same_address and swap.old is not None:
+                swap.old.stop()
+            if swap.new is not None:
+                swap.new.start()
+                started.append(swap.new)
+    except BaseException:
+        for listening in started:
+            listening.stop()
+        raise
+    for swap in swaps:
+        if not swap.same_address and swap.old is not None:
+            swap.old.stop()
+
+
+def _address(settings: Listener | StowListener) -> tuple[str, int]:
+    return settings.host, settings.port
+
+
+def _why(error: OSError | StartupError) -> str:
+    """Why a listener did not start, as a log says it: its kind and the system's words (never a
+    path or data)."""
+    if isinstance(error, StartupError):
+        return str(error)
+    return f"{type(error).__name__}: {error.strerror or error}"
 
 
 class Gateway:
@@ -66,10 +133,15 @@ class Gateway:
         self.config_path = Path(config_path)
         self.config: GatewayConfig = load_config(self.config_path)
         self.secret = self.config.load_secret()
-        self.spool: Spool = open_spool(self.config.spool)
+        try:
+            opened: Spool | None = open_spool(self.config.spool, receiver=True)
+        except SpoolFull:
+            opened = None
         self._native_output = NativeOutput()
         configure_logging(self.config.logging)
+        self.spool: Spool = opened or self._wait_for_spool()
         self.metrics = GatewayMetrics()
+        self._space = SpoolSpace(self.metrics)
         self._wake = threading.Event()
         self._stopping = False
         self._reload_requested = False
@@ -80,6 +152,21 @@ class Gateway:
         self._stow: StowReceiver | None = None
         self._listening = False
 
+    def _wait_for_spool(self) -> Spool:
+        """Open the spool whose disk was too full to open it: wait and retry, never exit.
+
+        Nothing listens yet, so probes find the gateway not ready; SIGTERM ends the wait.
+        """
+        log.error("the spool's disk is too full to open it; trying again until space is freed")
+        pause = 1.0
+        while True:
+            time.sleep(pause)
+            pause = min(2 * pause, LONGEST_PAUSE_S)
+            try:
+                return open_spool(self.config.spool, receiver=True)
+            except SpoolFull:
+                continue
+
     # -- readiness and signals --------------------------------------------------------------
 
     def ready(self) -> bool:
@@ -88,10 +175,16 @@ class Gateway:
             return False
         if not self._pool.started():
             return False
+        return self._spool_has_room()
+
+    def _spool_has_room(self) -> bool:
+        """Whether the spool takes an instance now (the same check receive makes)."""
         try:
             self.spool.check_capacity()
         except SpoolFull:
+            self.metrics.spool_full.set(1)
             return False
+        self.metrics.spool_full.set(0)
         return True
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -117,50 +210,82 @@ class Gateway:
     def _refused(self, status: int) -> None:
         self.metrics.refused.labels(f"0x{status:04X}").inc()
 
-    def _start_receiver(self) -> None:
-        self._receiver = Receiver(self.config.listener, self.spool, DECODABLE_TRANSFER_SYNTAXES,
-                                  on_admitted=self._admitted, on_refused=self._refused)
-        self._receiver.start()
+    def _new_receiver(self, listener: Listener) -> Receiver:
+        return Receiver(listener, self.spool, DECODABLE_TRANSFER_SYNTAXES,
+                        on_admitted=self._admitted, on_refused=self._refused)
+
+    def _new_stow(self, settings: StowListener) -> StowReceiver:
+        return StowReceiver(settings, self.spool, self.config.listener.sop_classes,
+                            DECODABLE_TRANSFER_SYNTAXES,
+                            settings.called_ae_title or self.config.listener.ae_title,
+                            on_admitted=self._admitted, on_refused=self._refused)
+
+    def _start_receivers(self) -> None:
+        """Listen (DICOM, and STOW-RS when configured) with the running configuration.
+
+        Raises
+        ------
+        StartupError
+            A port cannot be bound; nothing of this call listens.
+        OSError
+            TLS files cannot be loaded; nothing of this call listens.
+        """
+        receiver = self._new_receiver(self.config.listener)
+        receiver.start()
         if self.config.stow is not None:
-            self._stow = StowReceiver(self.config.stow, self.spool, self.config.listener.sop_classes,
-                                      DECODABLE_TRANSFER_SYNTAXES,
-                                      self.config.stow.called_ae_title or self.config.listener.ae_title,
-                                      on_admitted=self._admitted, on_refused=self._refused)
-            self._stow.start()
+            stow = self._new_stow(self.config.stow)
+            try:
+                stow.start()
+            except OSError as exc:
+                receiver.stop()
+                raise StartupError.cannot_bind(stow.settings.host, stow.settings.port, exc) from exc
+            self._stow = stow
+        self._receiver = receiver
         self._listening = True
 
     def _stop_receivers(self) -> None:
         self._listening = False
         if self._receiver is not None:
             self._receiver.stop()
+            self._receiver = None
         if self._stow is not None:
             self._stow.stop()
             self._stow = None
+
+    def _listen_again(self) -> None:
+        """Housekeeping's retry of listeners lost in a reload: say why while it fails."""
+        try:
+            self._start_receivers()
+        except (StartupError, OSError) as exc:
+            log.error("the listener cannot start; trying again", extra={"error": _why(exc)})
 
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or :meth:`stop`); must run in the main thread.
 
+        Recovery comes first (it removes partial receives, so nothing may receive yet), then
+        the ports, then the workers.
+
         Raises :class:`StartupError` when a port cannot be bound; nothing is left running then.
         """
         # The association threads answer C-STOREs while this thread keeps the books; with the
         # default 5 ms GIL switch interval a response can wait that long for the interpreter.
         sys.setswitchinterval(_GIL_SWITCH_INTERVAL_S)
-        recovered = self.spool.recover()
-        if recovered:
-            log.info("jobs left in processing were put back", extra={"jobs": recovered})
-        http = self._open_ports()
-        self._pool = WorkerPool(self.config, self.secret, partial(configure_logging, self.config.logging))
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
+        if not self._recover():
+            self._drain()
+            return
+        http = self._open_ports()
+        self._pool = WorkerPool(self.config, self.secret, partial(configure_logging, self.config.logging))
         housekeeping = 0.0
         while not self._stopping:
             if self._reload_requested:
                 self._reload_requested = False
                 self._reload()
             self._dispatch()
-            self._wake.wait(0.5)
+            self._wake.wait(min(0.5, self._space.pause_seconds() or 0.5))
             self._wake.clear()
             self._collect()
             if time.monotonic() - housekeeping > _HOUSEKEEPING_S:
@@ -171,9 +296,9 @@ class Gateway:
             http.shutdown()
 
     def _open_ports(self) -> ThreadingHTTPServer | None:
-        """Serve the metrics (when enabled) and start the listener; return the metrics server.
+        """Serve the metrics (when enabled) and start the listeners; return the metrics server.
 
-        Both ports are bound before any worker process starts: a port that cannot be bound
+        Every port is bound before any worker process starts: a port that cannot be bound
         ends the start at once, with no output of loading models after the reason, and with
         nothing left running. Until the workers are up, ``/readyz`` answers not ready and
         received instances wait in the spool.
@@ -183,7 +308,7 @@ class Gateway:
             if self.config.metrics.enabled:
                 http = serve_metrics(self.metrics, self.config.metrics.host, self.config.metrics.port,
                                      self.ready)
-            self._start_receiver()
+            self._start_receivers()
         except StartupError as error:
             log.error("cannot start: %s", error)
             if http is not None:
@@ -193,6 +318,25 @@ class Gateway:
             self._native_output.close()
             raise
         return http
+
+    def _recover(self) -> bool:
+        """Put back what an earlier run left in processing, before anything receives.
+
+        On a disk too full to commit that, wait (not ready) and try again rather than exit.
+        Return False when asked to stop meanwhile.
+        """
+        while not self._stopping:
+            try:
+                recovered = self.spool.recover()
+            except SpoolFull:
+                self._space.ran_out("recover")
+                self._wake.wait(self._space.pause_seconds())
+                self._wake.clear()
+                continue
+            if recovered:
+                log.info("jobs left in processing were put back", extra={"jobs": recovered})
+            return True
+        return False
 
     def _drain(self) -> None:
         """Stop receiving, finish the jobs the workers have, stop the workers."""
@@ -205,22 +349,30 @@ class Gateway:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self._housekeeping()
+        if self._space.unwritten():
+            log.warning("the spool's disk is full: jobs whose outcome could not be recorded run"
+                        " again after the restart", extra={"jobs": self._space.unwritten()})
         self.spool.close()
         log.info("stopped")
         self._native_output.close()
 
     def _dispatch(self) -> None:
-        assert self._pool is not None
+        if self._pool is None or not self._space.writable(self.spool):
+            return
         capacity = 2 * self._pool.count
         while len(self._inflight) < capacity and not self._stopping:
-            job = self.spool.claim()
+            try:
+                job = self.spool.claim()
+            except SpoolFull:
+                self._space.ran_out("claim")
+                return
             if job is None:
                 return
             try:
                 original = self.spool.original(job)
             except LookupError:
                 log.exception("a claimed job has no original", extra={"job": job.id})
-                self._quarantine(job, "internal-error")
+                self._space.write("quarantine", partial(self._quarantine, job, "internal-error"))
                 continue
             ticket = Ticket(job_id=job.id, original=original,
                             output=self.spool.output_path(job.id), calling_ae=job.calling_ae,
@@ -229,7 +381,7 @@ class Gateway:
             try:
                 future = self._pool.submit(ticket)
             except BrokenProcessPool:  # a worker died while the pool was idle
-                self.spool.release(job.id)
+                self._space.write("release", partial(self.spool.release, job.id))
                 self._replace_broken_pool()
                 return
             self._inflight[future] = (job, ticket)
@@ -249,7 +401,14 @@ class Gateway:
                 log.exception("a worker failed on a job", extra={"job": job.id})
                 self._worker_died(job)
                 continue
-            self._record(job, ticket, outcome)
+            self._crashes.pop(job.id, None)
+            if outcome.out_of_space:
+                self.spool.note_out_of_space()
+                self._space.ran_out("output")
+                if not outcome.destinations:  # nothing was written or sent: back to the queue
+                    self._space.write("release", partial(self.spool.release, job.id))
+                    continue
+            self._space.write("record", partial(self._record, job, ticket, outcome))
         if broken and not self._stopping:
             self._replace_broken_pool()
 
@@ -260,9 +419,9 @@ class Gateway:
     def _worker_died(self, job: Job) -> None:
         self._crashes[job.id] = self._crashes.get(job.id, 0) + 1
         if self._crashes[job.id] >= MAX_WORKER_CRASHES:
-            self._quarantine(job, "worker-crashed")
+            self._space.write("quarantine", partial(self._quarantine, job, "worker-crashed"))
         else:
-            self.spool.release(job.id)
+            self._space.write("release", partial(self.spool.release, job.id))
 
     # -- outcomes ---------------------------------------------------------------------------
 
@@ -279,7 +438,11 @@ class Gateway:
         return settings.retry if isinstance(settings, (DicomDestination, DicomWebDestination)) else RetryPolicy()
 
     def _next_round(self, job: Job, failed: dict[str, str]) -> tuple[float | None, dict[str, str]]:
-        """When to retry the failed deliveries, or (None, expired reasons) for a dead letter."""
+        """When to retry the failed deliveries, or (None, reasons) for a dead letter: at once
+        for a duplicate a destination's policy quarantines (trying again changes nothing),
+        after ``max_age`` otherwise (reason ``forward-expired``)."""
+        if DuplicateInstance.reason in failed.values():
+            return None, failed
         now = time.time()
         first = job.first_failure_at or now
         times = [next_attempt(self._retry_policy(name), job.attempts + 1, first, now)
@@ -289,17 +452,16 @@ class Gateway:
         return min(t for t in times if t is not None), failed
 
     def _record(self, job: Job, ticket: Ticket, outcome: Outcome) -> None:
-        self._crashes.pop(job.id, None)
+        """Record a worker's outcome in the spool, then count and audit it.
+
+        Raises
+        ------
+        SpoolFull
+            Nothing was recorded (nor counted): the job stays in processing.
+        """
         if outcome.quarantine_reason is not None:
             self._quarantine(job, outcome.quarantine_reason)
             return
-        record = InstanceRecord(job.id, outcome.sop_class_uid, outcome.study_instance_uid,
-                                outcome.patient_id)
-        gateway_ae = self.config.listener.ae_title
-        if not ticket.processed:
-            self.metrics.observe_stages(outcome.stage_seconds)
-            if outcome.masked:
-                audit(InstanceEvent.MASKED, record, source_ae=gateway_ae, destination=gateway_ae)
         next_at: float | None = None
         failed: dict[str, str] = {}
         if outcome.failed:
@@ -308,6 +470,13 @@ class Gateway:
             job.id, outcome.delivered, failed, next_at,
             output=None if ticket.processed else ticket.output,
             destinations=outcome.destinations)
+        record = InstanceRecord(job.id, outcome.sop_class_uid, outcome.study_instance_uid,
+                                outcome.patient_id)
+        gateway_ae = self.config.listener.ae_title
+        if not ticket.processed:
+            self.metrics.observe_stages(outcome.stage_seconds)
+            if outcome.masked:
+                audit(InstanceEvent.MASKED, record, source_ae=gateway_ae, destination=gateway_ae)
         for name in outcome.delivered:
             self.metrics.forwarded.labels(name).inc()
             audit(InstanceEvent.FORWARDED, record, source_ae=gateway_ae, destination=name)
@@ -315,15 +484,26 @@ class Gateway:
             for name in failed:
                 self.metrics.retries.labels(name).inc()
         elif state is JobState.QUARANTINED:
-            self.metrics.quarantined.labels(_EXPIRED).inc()
+            reason = min(failed.values())  # the spool's reason for the job, too
+            self.metrics.quarantined.labels(reason).inc()
             log.error("delivery given up (dead letter)",
-                      extra={"job": job.id, "destinations": sorted(failed)})
+                      extra={"job": job.id, "destinations": sorted(failed), "reason": reason})
             audit(InstanceEvent.QUARANTINED, record, source_ae=gateway_ae,
                   destination=",".join(sorted(failed)), outcome=AuditOutcome.SERIOUS_FAILURE,
-                  reason=_EXPIRED)
+                  reason=reason)
+        for name, policy in outcome.duplicates.items():
+            self.metrics.duplicates.labels(policy).inc()
+            log.warning("the destination held another instance with this SOP Instance UID",
+                        extra={"job": job.id, "destination": name, "policy": policy})
 
     def _housekeeping(self) -> None:
-        self.spool.purge()
+        if self._receiver is None and self._pool is not None and not self._stopping:
+            self._listen_again()
+        try:
+            self.spool.purge()
+        except SpoolFull:
+            self._space.ran_out("purge")
+        self._spool_has_room()
         counts: dict[str, int] = {}
         for (state, _reason), count in self.spool.counts().items():
             counts[state] = counts.get(state, 0) + count
@@ -332,10 +512,12 @@ class Gateway:
     # -- reload -----------------------------------------------------------------------------
 
     def _reload(self) -> None:
-        """Apply a new configuration, or keep the running one if the new one is broken.
+        """Apply a new configuration entirely, or keep the running one entirely.
 
-        Workers are replaced (the old ones finish what they have); the listener restarts only
-        when its section changed. Spool settings need a restart.
+        What can fail comes first, while nothing running was touched: loading the file, then
+        the listeners when their sections changed (:meth:`_replace_listeners`). Only then are the
+        workers replaced (the old ones finish what they have) and the configuration swapped.
+        Spool settings need a restart.
         """
         try:
             config = load_config(self.config_path)
@@ -344,15 +526,56 @@ class Gateway:
             log.error("configuration reload refused; the running configuration stays",
                       extra={"error": str(exc)})
             return
+        listener_changed = config.listener != self.config.listener or config.stow != self.config.stow
+        if listener_changed and self._receiver is not None:
+            try:
+                self._replace_listeners(config)
+            except (StartupError, OSError) as exc:
+                log.error("configuration reload failed: the new listener cannot start; the"
+                          " running configuration stays", extra={"error": _why(exc)})
+                return
         old_pool, self._pool = self._pool, WorkerPool(config, secret, partial(configure_logging, config.logging))
         if old_pool is not None:
             old_pool.shutdown(wait=False)
-        listener_changed = config.listener != self.config.listener or config.stow != self.config.stow
         if config.spool != self.config.spool:
             log.warning("spool settings change only on restart")
         self.config, self.secret = config, secret
         configure_logging(config.logging)
-        if listener_changed and self._receiver is not None:
-            self._stop_receivers()
-            self._start_receiver()
         log.info("configuration reloaded", extra={"listener_restarted": listener_changed})
+
+    def _replace_listeners(self, config: GatewayConfig) -> None:
+        """Put the listeners of ``config`` (DICOM, STOW-RS) in place of the running ones, all or
+        nothing.
+
+        On a new address a new listener binds before the old one stops, so a port that is taken
+        (or TLS files that do not load) costs nothing. On the same address the port cannot be
+        bound twice: the old listener stops (finishing its associations) and the new one binds
+        the freed port. If any new listener fails, the new ones that started stop and the old
+        ones listen again. SO_REUSEPORT would let both listen at once, but it lets any process
+        of the same user bind the port too and take a share of the associations, and
+        connections queued on the old socket are reset when it closes.
+
+        Raises
+        ------
+        StartupError, OSError
+            A new listener did not start: the old ones listen again (unless a port was taken
+            meanwhile: then housekeeping keeps trying).
+        """
+        receiver, stow = self._receiver, self._stow
+        swaps: list[_Swap] = []
+        if config.listener != self.config.listener:
+            receiver = self._new_receiver(config.listener)
+            swaps.append(_Swap(self._receiver, receiver, _address(self.config.listener) == _address(config.listener)))
+        if config.stow != self.config.stow:
+            stow = self._new_stow(config.stow) if config.stow is not None else None
+            swaps.append(_Swap(self._stow, stow, self.config.stow is not None and config.stow is not None
+                               and _address(self.config.stow) == _address(config.stow)))
+        try:
+            _swap_all(swaps)
+        except (StartupError, OSError):
+            if any(swap.same_address for swap in swaps):  # an old listener was stopped: restart them all
+                self._stop_receivers()
+                self._listen_again()
+            raise
+        self._receiver, self._stow = receiver, stow
+        self._listening = True

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from pydicom import dcmread
 
-from gateway.config import GatewayConfig
+from gateway.config import DuplicatePolicy, GatewayConfig
 from gateway.deliver.forward import Forwarder, Outgoing
-from gateway.errors import DmaskError
+from gateway.errors import OUT_OF_SPACE_ERRNOS, DmaskError, DuplicateInstance, SpoolFull
 from gateway.process.pipeline import Masker, process_instance, quarantine_reason
 
 log = logging.getLogger("dmask.workers")
@@ -53,6 +53,11 @@ class Outcome:
 
     ``destinations`` is set when the pipeline ran in this round (the route's destinations);
     ``delivered`` and ``failed`` (destination -> reason) describe the forwarding round.
+    ``duplicates`` names, per destination, the policy applied when it already held another
+    instance with the result's SOP Instance UID. ``out_of_space``: the spool's disk had no room
+    for the result; without ``destinations`` the pipeline's output was not written and the job
+    goes back to the queue as it was, otherwise only the copy kept for retrying the failed
+    deliveries was lost (their next round runs the pipeline again).
     Identifiers are the pseudonymous ones of the result, for the audit trail.
     """
 
@@ -61,6 +66,8 @@ class Outcome:
     destinations: tuple[str, ...] = ()
     delivered: tuple[str, ...] = ()
     failed: dict[str, str] = field(default_factory=dict)
+    duplicates: dict[str, str] = field(default_factory=dict)
+    out_of_space: bool = False
     masked: bool = False
     sop_class_uid: str | None = None
     study_instance_uid: str | None = None
@@ -124,8 +131,14 @@ def _process(ticket: Ticket) -> tuple[Outgoing, Outcome]:
                                  calling_ae=ticket.calling_ae, called_ae=ticket.called_ae,
                                  maskers=_state.maskers)
     temporary = ticket.output.with_suffix(".tmp")
-    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
-        handle.write(processed.encoded)
+    try:
+        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+            handle.write(processed.encoded)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        if exc.errno in OUT_OF_SPACE_ERRNOS:
+            raise SpoolFull("no room in the spool for the processed instance") from None
+        raise
     outgoing = Outgoing(temporary, processed.sop_class_uid, processed.sop_instance_uid,
                         processed.transfer_syntax_uid)
     outcome = Outcome(job_id=ticket.job_id, destinations=processed.destinations,
@@ -177,16 +190,24 @@ def run(ticket: Ticket) -> Outcome:
         else:
             outgoing, outcome = _process(ticket)
             pending = outcome.destinations
+    except SpoolFull:  # the gateway's disk, not the instance: the job waits for space
+        return Outcome(job_id=ticket.job_id, out_of_space=True)
     except Exception as exc:  # every failure of one instance is a quarantine, never a crash
         if not isinstance(exc, DmaskError):
             log.exception("pipeline failed unexpectedly", extra={"job": ticket.job_id})
         return Outcome(job_id=ticket.job_id, quarantine_reason=quarantine_reason(exc))
     delivered: list[str] = []
     failed: dict[str, str] = {}
+    duplicates: dict[str, str] = {}
     for name in pending:
         try:
-            _state.forwarder.send(name, outgoing)
+            applied = _state.forwarder.send(name, outgoing)
+            if applied is not None:
+                duplicates[name] = applied.value
             delivered.append(name)
+        except DuplicateInstance as exc:
+            duplicates[name] = DuplicatePolicy.QUARANTINE.value
+            failed[name] = exc.reason
         except DmaskError as exc:
             log.warning("delivery failed: %s", exc,
                         extra={"job": ticket.job_id, "destination": name})
@@ -195,9 +216,17 @@ def run(ticket: Ticket) -> Outcome:
             log.exception("delivery failed unexpectedly",
                           extra={"job": ticket.job_id, "destination": name})
             failed[name] = "forward-failed"
+    out_of_space = False
     if outgoing.path != ticket.output:
-        _settle(outgoing.path, ticket.output, keep=bool(failed))
-    return Outcome(**{**outcome.__dict__, "delivered": tuple(delivered), "failed": failed})
+        try:
+            _settle(outgoing.path, ticket.output, keep=bool(failed))
+        except OSError as exc:
+            outgoing.path.unlink(missing_ok=True)
+            if exc.errno not in OUT_OF_SPACE_ERRNOS:
+                raise
+            out_of_space = True
+    return Outcome(**{**outcome.__dict__, "delivered": tuple(delivered), "failed": failed,
+                      "duplicates": duplicates, "out_of_space": out_of_space})
 
 
 class WorkerPool:

@@ -94,7 +94,11 @@ class QueueAdmin(Protocol):
 
 
 class Spool(Intake, QueueAdmin, Protocol):
-    """Everything the serve loop needs from a durable queue (receive and admin included)."""
+    """Everything the serve loop needs from a durable queue (receive and admin included).
+
+    Every method that writes raises :class:`~gateway.errors.SpoolFull` when the disk (or
+    quota) is full, and then leaves the job as it was: the caller tries again later.
+    """
 
     def recover(self) -> int:
         """Put back jobs left in processing by a crash; return how many."""
@@ -124,3 +128,7 @@ class Spool(Intake, QueueAdmin, Protocol):
 
     def purge(self, now: float | None = None) -> int:
         """Delete originals of done jobs past the retention time; return how many."""
+
+    def note_out_of_space(self) -> None:
+        """A write to the spool's disk failed for lack of space outside the spool (a worker's
+        result): refuse new instances, as after a failed write of its own, until space is freed."""

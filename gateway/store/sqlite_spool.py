@@ -13,6 +13,12 @@ The database carries the version of its tables (``PRAGMA user_version``), checke
 spool opens: a new database gets the current version, one written before the tables had a
 version (0, with the current tables) is adopted, and one of a newer dmask is refused with
 :class:`~gateway.errors.SpoolSchemaError` rather than misread.
+
+A full disk is a state, not a failure of the job at hand. Every write (a file, a transaction)
+that fails for lack of space raises :class:`~gateway.errors.SpoolFull` and leaves the job as it
+was; the spool then refuses new instances until the file system's free space has grown by
+:data:`RESUME_MARGIN_BYTES` (or a purge freed originals), so receive does not take bytes it
+will most likely fail to keep.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from gateway.errors import SpoolFull, SpoolSchemaError
+from gateway.errors import OUT_OF_SPACE_ERRNOS, SpoolFull, SpoolSchemaError
 from gateway.store.payload_files import fsync_dir, secure_delete
 from gateway.store.queue import Job, JobState
 
@@ -75,6 +81,25 @@ _IN_DATABASE = ":database:"
 INLINE_MAX_BYTES = 256 * 1024
 #: Originals purged per transaction: receive waits for the spool's lock at most one batch.
 _PURGE_BATCH = 100
+#: Once the disk ran out, new instances are refused until this much more space is free.
+RESUME_MARGIN_BYTES = 1 << 20
+
+
+def _out_of_space(error: BaseException, folder: Path) -> bool:
+    """Whether a failed write means the file system (or the quota) holding ``folder`` is full.
+
+    SQLite says SQLITE_FULL for most of it, but growing its shared-memory index (opening the
+    database on a full disk) fails as an I/O error: one while nearly no space is left counts.
+    """
+    if isinstance(error, OSError):
+        return error.errno in OUT_OF_SPACE_ERRNOS
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL:
+            return True
+        if code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:
+            return shutil.disk_usage(folder).free < RESUME_MARGIN_BYTES
+    return False
 
 
 def _schema_version(db: sqlite3.Connection) -> int:
@@ -115,10 +140,22 @@ class FolderSpool:
         Seconds an original is kept after every destination has its result.
     inline_max_bytes
         Originals up to this size are kept in the database, larger ones as files.
+    receiver
+        This process receives into the spool (``dmask serve``; an admin command does not): the
+        files left in ``incoming/`` are partial receives of an earlier run, removed before the
+        database opens, since on a full disk they may be what keeps it from opening.
+
+    Raises
+    ------
+    SpoolFull
+        The disk is too full to open the database.
+    SpoolSchemaError
+        The database is of a newer version, or unversioned with tables that are not ours.
     """
 
     def __init__(self, path: Path, *, min_free_bytes: int = 0, max_bytes: int | None = None,
-                 retention: float = 0, inline_max_bytes: int = INLINE_MAX_BYTES) -> None:
+                 retention: float = 0, inline_max_bytes: int = INLINE_MAX_BYTES,
+                 receiver: bool = False) -> None:
         self.path = Path(path)
         self.min_free_bytes = min_free_bytes
         self.max_bytes = max_bytes
@@ -127,19 +164,28 @@ class FolderSpool:
         for folder in (self.path, self.path / _ORIGINALS, self.path / _OUTPUTS,
                        self.path / _INCOMING):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if receiver:
+            self._discard_partial_receives()
+        #: Free bytes when a write last failed for lack of space; None while writes succeed.
+        self._exhausted_free: int | None = None
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path / _DATABASE, timeout=30, isolation_level=None,
                                    check_same_thread=False)
-        os.chmod(self.path / _DATABASE, 0o600)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._synchronous = "FULL"
-        self._db.execute("PRAGMA foreign_keys=ON")
-        # Deleted originals are overwritten with zeros, as secure_delete() does for files.
-        self._db.execute("PRAGMA secure_delete=ON")
         try:
+            os.chmod(self.path / _DATABASE, 0o600)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._synchronous = "FULL"
+            self._db.execute("PRAGMA foreign_keys=ON")
+            # Deleted originals are overwritten with zeros, as secure_delete() does for files.
+            self._db.execute("PRAGMA secure_delete=ON")
             self._open_schema()
-        except SpoolSchemaError:
+        except (sqlite3.Error, OSError) as exc:
+            self._db.close()
+            if _out_of_space(exc, self.path):
+                raise SpoolFull("the spool's disk is too full to open its database") from None
+            raise
+        except (SpoolSchemaError, SpoolFull):
             self._db.close()
             raise
         for journal in self.path.glob(f"{_DATABASE}-*"):  # the WAL and its index
@@ -195,19 +241,40 @@ class FolderSpool:
         lost, the job runs again and, the output being deterministic, the PACS gets the same
         instance once more. The next durable commit syncs the write-ahead log up to itself,
         which makes every earlier commit durable too.
+
+        Raises
+        ------
+        SpoolFull
+            The disk (or quota) is full; the transaction was rolled back.
         """
         with self._lock:
             synchronous = "FULL" if durable else "NORMAL"
-            if synchronous != self._synchronous:
-                self._db.execute(f"PRAGMA synchronous={synchronous}")
-                self._synchronous = synchronous
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                if synchronous != self._synchronous:
+                    self._db.execute(f"PRAGMA synchronous={synchronous}")
+                    self._synchronous = synchronous
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
+                        self._db.execute("ROLLBACK")
+                    raise
+            except (sqlite3.Error, OSError) as exc:
+                if not _out_of_space(exc, self.path):
+                    raise
+                raise self._ran_out_of_space() from None
+
+    def _ran_out_of_space(self) -> SpoolFull:
+        """Refuse new instances from now until space is freed; the error to raise."""
+        self.note_out_of_space()
+        return SpoolFull("the spool's disk is full")
+
+    def note_out_of_space(self) -> None:
+        """A write to the spool's disk failed for lack of space (here, or a worker's result):
+        refuse new instances until the free space grew by :data:`RESUME_MARGIN_BYTES`."""
+        self._exhausted_free = shutil.disk_usage(self.path).free
 
     def close(self) -> None:
         """Close the database connection."""
@@ -235,8 +302,16 @@ class FolderSpool:
         return self.path / _INCOMING
 
     def check_capacity(self, expected_bytes: int = 0) -> None:
-        """Raise SpoolFull below the free-disk floor or above the spool's size cap."""
+        """Raise SpoolFull below the free-disk floor, above the spool's size cap, or while the
+        disk that ran out of space has not got room again."""
         free = shutil.disk_usage(self.path).free
+        exhausted = self._exhausted_free
+        if exhausted is not None:
+            if free < exhausted + RESUME_MARGIN_BYTES + expected_bytes:
+                raise SpoolFull("the spool's disk ran out of space; waiting for space to be freed")
+            self._exhausted_free = None
+        if free < expected_bytes:
+            raise self._ran_out_of_space()
         if free - expected_bytes < self.min_free_bytes:
             raise SpoolFull("free disk space is below the spool's floor")
         if self.max_bytes is not None and self._bytes + expected_bytes > self.max_bytes:
@@ -263,6 +338,8 @@ class FolderSpool:
                 data, original = None, str(self._store_file(received))
         except OSError as exc:
             received.unlink(missing_ok=True)
+            if _out_of_space(exc, self.path):
+                raise self._ran_out_of_space() from None
             raise SpoolFull(f"cannot store the instance: {exc.strerror}") from None
         except SpoolFull:
             received.unlink(missing_ok=True)
@@ -277,10 +354,12 @@ class FolderSpool:
                 if data is not None:
                     db.execute("INSERT INTO original_data (job_id, data) VALUES (?, ?)",
                                (cursor.lastrowid, data))
-                self._bytes += size
-        except sqlite3.Error:
+        except (sqlite3.Error, SpoolFull) as exc:
             (received if data is not None else Path(original)).unlink(missing_ok=True)
+            if isinstance(exc, SpoolFull):
+                raise
             raise SpoolFull("the spool's state database refused the job") from None
+        self._bytes += size
         if data is not None:
             # Committed, so the file is a leftover; should a crash bring it back, recover()
             # removes whatever is in incoming/.
@@ -373,10 +452,10 @@ class FolderSpool:
                 " first_failure_at = CASE WHEN ? THEN COALESCE(first_failure_at, ?)"
                 " ELSE first_failure_at END WHERE id = ? RETURNING output, size",
                 (state.value, reason, now, next_at, bool(failed), now, job_id)).fetchone()
-            if state is JobState.DONE:
-                self._bytes -= row[1]
-        if state is JobState.DONE and row[0]:
-            Path(row[0]).unlink(missing_ok=True)
+        if state is JobState.DONE:
+            self._bytes -= row[1]
+            if row[0]:
+                Path(row[0]).unlink(missing_ok=True)
         return state
 
     def quarantine(self, job_id: int, reason: str) -> None:
@@ -393,18 +472,23 @@ class FolderSpool:
                        (job_id,))
 
     def recover(self) -> int:
-        """After a crash: put processing jobs back and remove files no committed job owns.
+        """After a crash: remove files no committed job owns, then put processing jobs back.
 
-        A file in ``originals/`` without a row was renamed but never committed, so its sender
-        never got Success and will send it again; a file in ``incoming/`` is a partial receive.
+        A file in ``incoming/`` is a partial receive; one in ``originals/`` without a row was
+        renamed but never committed, so its sender never got Success and will send it again.
+        Files go first: on a disk that filled up, they are what gives the commit its room.
+
+        Raises
+        ------
+        SpoolFull
+            The disk is still too full to commit; the files are gone, the jobs not yet put
+            back (call again once space is freed).
         """
-        with self._transaction() as db:
-            count = db.execute(
-                "UPDATE jobs SET state = CASE WHEN first_failure_at IS NULL"
-                " THEN 'received' ELSE 'retry' END WHERE state = 'processing'").rowcount
-            known = {row[0] for row in db.execute(
+        self._discard_partial_receives()
+        with self._lock:
+            known = {row[0] for row in self._db.execute(
                 "SELECT original FROM jobs WHERE original IS NOT NULL")}
-            outputs = {row[0] for row in db.execute(
+            outputs = {row[0] for row in self._db.execute(
                 "SELECT output FROM jobs WHERE output IS NOT NULL AND state != 'done'")}
         for path in (self.path / _ORIGINALS).iterdir():
             if str(path) not in known:
@@ -412,9 +496,15 @@ class FolderSpool:
         for path in (self.path / _OUTPUTS).iterdir():
             if str(path) not in outputs:
                 path.unlink(missing_ok=True)
+        with self._transaction() as db:
+            return int(db.execute(
+                "UPDATE jobs SET state = CASE WHEN first_failure_at IS NULL"
+                " THEN 'received' ELSE 'retry' END WHERE state = 'processing'").rowcount)
+
+    def _discard_partial_receives(self) -> None:
+        """Remove what receive left in ``incoming/`` (only while nothing receives)."""
         for path in (self.path / _INCOMING).iterdir():
             secure_delete(path)
-        return count
 
     def purge(self, now: float | None = None) -> int:
         """Securely delete originals of done jobs past the retention time; return how many.
@@ -441,6 +531,8 @@ class FolderSpool:
             for _, original in batch:
                 if original != _IN_DATABASE:
                     secure_delete(Path(original))
+            # Freed pages inside the database hold new instances without growing its file.
+            self._exhausted_free = None
         return len(rows)
 
     # -- administration ---------------------------------------------------------------------
