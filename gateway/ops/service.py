@@ -70,6 +70,7 @@ class Gateway:
         self._native_output = NativeOutput()
         configure_logging(self.config.logging)
         self.metrics = GatewayMetrics()
+        self.metrics.watch_spool(self.config.spool.path, self.config.spool.min_free_bytes)
         self._wake = threading.Event()
         self._stopping = False
         self._reload_requested = False
