@@ -34,11 +34,15 @@ def create_key_file(path: Path) -> None:
                            "only with the key they were made with)") from None
     except OSError as exc:
         raise KeyFileError(f"cannot create {exc.filename or path}: {exc.strerror}") from None
-    with os.fdopen(descriptor, "w") as key_file:
-        os.fchmod(descriptor, 0o600)  # whatever the umask left of it
-        key_file.write(secrets.token_hex(KEY_BYTES))
-        key_file.flush()
-        os.fsync(descriptor)
+    try:
+        with os.fdopen(descriptor, "w") as key_file:
+            os.fchmod(descriptor, 0o600)  # whatever the umask left of it
+            key_file.write(secrets.token_hex(KEY_BYTES))
+            key_file.flush()
+            os.fsync(descriptor)
+    except OSError as exc:  # a disk full half-way: no partial key left to be refused next time
+        path.unlink(missing_ok=True)
+        raise KeyFileError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def _make_private_folders(folder: Path) -> None:

@@ -71,4 +71,3 @@ def read_part10(path: Path) -> bytes:
     except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
         raise InvalidDataset(f"the data set cannot be written as a Part 10 file ({type(exc).__name__})") from None
     return buffer.getvalue()
-
