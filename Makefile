@@ -17,11 +17,10 @@ STAMPS := .make
 run: install var/pseudonym.key
 	$(BIN)/dmask serve --config $(CONFIG)
 
-# The example configuration reads its pseudonym key from here; made once, never overwritten.
-var/pseudonym.key:
-	@mkdir -p var && chmod 700 var
-	@umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $@
-	@echo "created $@ (keep it: pseudonyms and UIDs stay consistent only with the same key)"
+# The example configuration reads its pseudonym key from here; made once (0600, var/ 0700),
+# never overwritten. Order-only on the venv: a reinstall does not make a new key.
+var/pseudonym.key: | $(STAMPS)/venv
+	$(BIN)/dmask keygen $@
 
 test: install lint
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)

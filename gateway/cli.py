@@ -91,6 +91,26 @@ def check_config(
     )
 
 
+@app.command()
+def keygen(
+    path: Path = typer.Argument(..., help="The key file to create (the configuration's secret.file)."),
+) -> None:
+    """Create a pseudonym key file: 32 random bytes as hex, mode 0600, missing folders 0700.
+
+    An existing file is never overwritten (exit status 2): pseudonyms and UIDs stay consistent
+    only with the key they were made with.
+    """
+    from gateway.errors import KeyFileError
+    from gateway.keyfile import create_key_file
+
+    try:
+        create_key_file(path)
+    except KeyFileError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR) from None
+    typer.echo(f"created {path} (keep it: pseudonyms and UIDs stay consistent only with the same key)")
+
+
 @audit_app.command("privacy")
 def audit_privacy(
     faces: Path = typer.Option(..., help="Folder with one sub-folder per person, two photos or more each."),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import shlex
 import types
 import urllib.parse
 from collections.abc import Mapping
@@ -516,7 +517,9 @@ class Metrics(_Model):
 class SecretSource(_Model):
     """Where the pseudonym key comes from: a file or an environment variable, never the YAML."""
 
-    file: Path | None = Field(default=None, description="file holding the key (at least 16 bytes)")
+    file: Path | None = Field(
+        default=None, description="file holding the key (at least 16 bytes; `dmask keygen` makes one)"
+    )
     env: str | None = Field(default=None, description="environment variable holding the key")
 
     @model_validator(mode="after")
@@ -531,6 +534,9 @@ class SecretSource(_Model):
         if self.file is not None:
             try:
                 key = self.file.read_bytes().strip()
+            except FileNotFoundError:
+                raise ValueError(f"{self.file} does not exist: create it with "
+                                 f"`dmask keygen {shlex.quote(str(self.file))}`") from None
             except OSError as exc:
                 raise ValueError(f"cannot read secret file '{self.file}': {exc.strerror}") from None
             where = f"secret file '{self.file}'"

@@ -106,6 +106,12 @@ class FileAccessError(DmaskError):
     reason = "file-access"
 
 
+class KeyFileError(DmaskError):
+    """``dmask keygen`` cannot make the pseudonym key file: it exists already, or cannot be written."""
+
+    reason = "key-file"
+
+
 class AuditError(DmaskError):
     """An audit cannot run on its input (faces folder layout, transform name, missing extra)."""
 

@@ -109,9 +109,15 @@ def test_broken_config_names_key_and_line(name: str, text: str, path: str, marke
 
 
 def test_unreadable_secret_file_is_refused(tmp_path: Path) -> None:
-    missing = tmp_path / "absent.key"
     with pytest.raises(ConfigError, match=r"DMASK__SECRET__FILE \(environment\): secret.file: cannot read"):
+        parse_config(EXAMPLE_TEXT, "gateway.yaml", {"DMASK__SECRET__FILE": str(tmp_path)})  # a folder
+
+
+def test_missing_secret_file_says_how_to_create_it(tmp_path: Path) -> None:
+    missing = tmp_path / "new folder" / "pseudonym.key"
+    with pytest.raises(ConfigError) as raised:
         parse_config(EXAMPLE_TEXT, "gateway.yaml", {"DMASK__SECRET__FILE": str(missing)})
+    assert f"secret.file: {missing} does not exist: create it with `dmask keygen '{missing}'`" in str(raised.value)
 
 
 def test_short_secret_is_refused_without_revealing_it(tmp_path: Path) -> None:

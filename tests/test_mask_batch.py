@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pydicom
 import pytest
+from pydicom.uid import SecondaryCaptureImageStorage
 from typer.testing import CliRunner
 
 from gateway.cli import app
-from tests.support.instances import PATIENT_NAME, photo_instance
+from tests.support.instances import PATIENT_NAME, photo_instance, pydicom_test_file, write_without_meta
 from tests.support.photos import photo
+from tests.support.pixels import set_palette_pixels
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "0123456789abcdef0123456789abcdef"
@@ -99,3 +102,31 @@ def test_unknown_profile_is_a_configuration_error(tmp_path: Path, config: Path,
                                       "--config", str(config), "--profile", "nope"])
     assert result.exit_code == 2
     assert "nope" in result.output
+
+
+def test_dicom_files_without_preamble_and_file_meta_are_read_as_archives_keep_them(
+    tmp_path: Path, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DMASK_SECRET", SECRET)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    face = photo_instance(photo("astronaut"), sop_class_uid=SecondaryCaptureImageStorage)
+    set_palette_pixels(face, photo("astronaut"))
+    write_without_meta(face, inputs / "face.dcm")
+    write_without_meta(pydicom.dcmread(pydicom_test_file("examples_palette.dcm")), inputs / "us_palette.dcm")
+    shutil.copy(pydicom_test_file("ExplVR_LitEndNoMeta.dcm"), inputs / "rt_plan.dcm")  # no pixel module
+    shutil.copy(pydicom_test_file("no_meta.dcm"), inputs / "no_uids.dcm")  # no SOP Class UID
+
+    result = CliRunner().invoke(app, ["mask", str(inputs), "-o", str(tmp_path / "out"), "--config", str(config),
+                                      "--profile", "face-photos"])
+
+    assert "1 masked, 3 refused" in result.output
+    assert "us_palette.dcm: no-face" in result.output  # read and decoded: only the face is missing
+    assert "rt_plan.dcm: pixel-data: the dataset has no Pixel Data" in result.output
+    assert "no_uids.dcm: invalid-dataset: no SOP Class UID or SOP Instance UID" in result.output
+    ds = pydicom.dcmread(tmp_path / "out" / "in" / "face.dcm")
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID != face.SOPInstanceUID
+    assert str(ds.PatientName) != PATIENT_NAME
+    assert ds.RecognizableVisualFeatures == "NO"
+    region = (slice(70, 178), slice(179, 272))
+    assert np.abs(ds.pixel_array[region].astype(int) - photo("astronaut")[region].astype(int)).mean() > 20

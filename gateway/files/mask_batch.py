@@ -3,13 +3,14 @@
 JPEG and PNG photos are masked as they are and written in the same format. DICOM files go
 through the gateway's own steps with the chosen profile
 (``gateway.process.pipeline.apply_profile``: no routing), so what comes out is what the gateway
-would forward: masked and de-identified. Each input gives one output at the same relative path
-under the output folder; a refused file is reported with its reason and the batch goes on.
-Burned-in text is redacted after the mask as the profile (or the default) says.
-``--preview`` adds a side-by-side PNG (input left, output right, the redacted text boxes
-outlined) next to each output. Plain
-video files (.mp4, .mov) are masked frame by frame with tracking (``gateway.files.video_file``);
-their preview is a contact sheet of frames.
+would forward: masked and de-identified. They are read as ``dmask deid`` reads them
+(``gateway.dicom.read``): with or without the Part 10 preamble and file meta. Each input gives
+one output at the same relative path under the output folder; a refused file is reported with
+its reason and the batch goes on. Burned-in text is redacted after the mask as the profile (or
+the default) says. ``--preview`` adds a side-by-side PNG (input left, output right, the
+redacted text boxes outlined) next to each output. Plain video files (.mp4, .mov) are masked
+frame by frame with tracking (``gateway.files.video_file``); their preview is a contact sheet
+of frames.
 """
 
 from __future__ import annotations
@@ -168,12 +169,13 @@ class MaskBatch:
 
     def _mask_instance(self, job: FileJob) -> None:
         from gateway.codec.pixels import decode_frames
+        from gateway.dicom.read import read_part10
         from gateway.process.pipeline import apply_profile, parse
 
         chosen = self._profile
         if chosen.profile is None or chosen.name is None or chosen.secret is None:
             raise ConfigError("DICOM files need a configuration with a masking profile and its secret")
-        data = job.source.read_bytes()
+        data = read_part10(job.source)
         processed = apply_profile(parse(data), chosen.profile, chosen.secret, profile_name=chosen.name,
                                   masker=self._masker)
         job.target.parent.mkdir(parents=True, exist_ok=True)

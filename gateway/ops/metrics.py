@@ -3,14 +3,20 @@
 All metrics live in the serve process: workers report how long their stages took in their
 outcome and the serve loop observes them here, so there is no multi-process collector to set up.
 ``/healthz`` says the process answers; ``/readyz`` says it should get traffic (listener up, spool
-writable, workers running).
+writable, workers running), and ``dmask_ready`` says the same to Prometheus. Readiness and the
+spool's free space are read when Prometheus scrapes, not when the serve loop last looked. The
+alert rules and the Grafana dashboard in ``deploy/`` use these names (``tests/test_monitoring.py``
+holds them to it).
 """
 
 from __future__ import annotations
 
+import math
+import shutil
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
@@ -19,6 +25,8 @@ from gateway.errors import StartupError
 from gateway.store.queue import JobState
 
 _STAGE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+#: Quarantine reason of a dead letter: a destination did not take the instance until its max age.
+DEAD_LETTER_REASON = "forward-expired"
 
 
 class GatewayMetrics:
@@ -56,6 +64,20 @@ class GatewayMetrics:
         self.stage_seconds = Histogram("dmask_stage_duration_seconds",
                                        "Time spent per pipeline stage", ["stage"],
                                        buckets=_STAGE_BUCKETS, registry=self.registry)
+        self.ready = Gauge("dmask_ready", "1 when the gateway should get traffic (as /readyz), else 0",
+                           registry=self.registry)
+        self.spool_free_bytes = Gauge("dmask_spool_free_bytes", "Free disk space where the spool is",
+                                      registry=self.registry)
+        self.spool_min_free_bytes = Gauge("dmask_spool_min_free_bytes",
+                                          "spool.min_free_bytes: below this free space instances are refused",
+                                          registry=self.registry)
+        # A series that first appears at 1 has no increase() to alert on: start dead letters at 0.
+        self.quarantined.labels(DEAD_LETTER_REASON)
+
+    def watch_spool(self, path: Path, min_free_bytes: int) -> None:
+        """Report the free space of the spool's file system at each scrape, and its floor."""
+        self.spool_free_bytes.set_function(lambda: _free_bytes(path))
+        self.spool_min_free_bytes.set(min_free_bytes)
 
     def observe_stages(self, stage_seconds: Mapping[str, float]) -> None:
         """Record the durations a worker measured for one instance."""
@@ -68,10 +90,20 @@ class GatewayMetrics:
             self.queue_depth.labels(state.value).set(counts.get(state.value, 0))
 
 
+def _free_bytes(path: Path) -> float:
+    """Free bytes of the file system holding ``path``; NaN when it cannot be read."""
+    try:
+        return float(shutil.disk_usage(path).free)
+    except OSError:
+        return math.nan
+
+
 def serve_metrics(metrics: GatewayMetrics, host: str, port: int,
                   ready: Callable[[], bool]) -> ThreadingHTTPServer:
     """Serve ``/metrics``, ``/healthz`` and ``/readyz`` in a daemon thread; return the server.
+    ``dmask_ready`` asks ``ready`` at each scrape, as ``/readyz`` does.
     Raises :class:`StartupError` when the port cannot be bound."""
+    metrics.ready.set_function(lambda: float(ready()))
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the http.server API

@@ -44,7 +44,7 @@ from gateway.ingest.stow import StowReceiver
 from gateway.ops.audit_trail import InstanceEvent, InstanceRecord, audit
 from gateway.ops.audit_trail import Outcome as AuditOutcome
 from gateway.ops.logs import NativeOutput, configure_logging
-from gateway.ops.metrics import GatewayMetrics, serve_metrics
+from gateway.ops.metrics import DEAD_LETTER_REASON, GatewayMetrics, serve_metrics
 from gateway.ops.spool_space import LONGEST_PAUSE_S, SpoolSpace
 from gateway.process.workers import Outcome, Ticket, WorkerPool
 from gateway.store.backends import open_spool
@@ -57,7 +57,6 @@ log = logging.getLogger("dmask.service")
 MAX_WORKER_CRASHES = 3
 _HOUSEKEEPING_S = 5.0
 _GIL_SWITCH_INTERVAL_S = 0.0005
-_EXPIRED = "forward-expired"
 
 
 class _Listening(Protocol):
@@ -142,6 +141,7 @@ class Gateway:
         self.spool: Spool = opened or self._wait_for_spool()
         self.metrics = GatewayMetrics()
         self._space = SpoolSpace(self.metrics)
+        self.metrics.watch_spool(self.config.spool.path, self.config.spool.min_free_bytes)
         self._wake = threading.Event()
         self._stopping = False
         self._reload_requested = False
@@ -448,7 +448,7 @@ class Gateway:
         times = [next_attempt(self._retry_policy(name), job.attempts + 1, first, now)
                  for name in failed]
         if any(at is None for at in times):
-            return None, {name: _EXPIRED for name in failed}
+            return None, {name: DEAD_LETTER_REASON for name in failed}
         return min(t for t in times if t is not None), failed
 
     def _record(self, job: Job, ticket: Ticket, outcome: Outcome) -> None:

@@ -4,6 +4,7 @@ and why a start failed."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +32,8 @@ def test_probes_metrics_and_audit_trail(tmp_path: Path, dmask_server) -> None:
     server = dmask_server(settings)
     assert http_get(server.metrics_port, "/healthz") == (200, "ok\n")
     assert http_get(server.metrics_port, "/readyz") == (200, "ready\n")
+    assert server.metric("dmask_ready") == 1
+    assert 0 < server.metric("dmask_spool_free_bytes") <= shutil.disk_usage(tmp_path).total
     files = [write(photo_instance(resized(photo("retina"), 20_000)), tmp_path / "retina.dcm"),
              write(photo_instance(resized(photo("grace_hopper"), 60_000)), tmp_path / "face.dcm")]
     assert len(acknowledged(storescu(server.port, files))) == 2

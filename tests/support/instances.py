@@ -9,10 +9,13 @@
 - :func:`rgb_instance`: only what the Image Pixel module needs, so that a pixel-layer test can
   change one attribute and see what the codec does.
 - :func:`video_instance`: a Video Photographic instance encoded by the pixel layer.
+- :func:`write_without_meta`: a file as ACR-NEMA-era archives keep them (no preamble, no file
+  meta); :func:`pydicom_test_file`: a real file from pydicom's bundled test data.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Iterable
 from itertools import chain
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     MPEG4HP41,
@@ -236,3 +240,20 @@ def write(ds: Dataset, path: Path) -> Path:
     """Write the instance as a DICOM file (with preamble and file meta)."""
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def write_without_meta(ds: Dataset, path: Path) -> Path:
+    """Write the data set alone, as ACR-NEMA-era archives keep files: Implicit VR Little
+    Endian, no preamble, no file meta."""
+    bare = copy.deepcopy(ds)
+    del bare.file_meta
+    bare.preamble = None
+    bare.save_as(path, implicit_vr=True, little_endian=True)
+    return path
+
+
+def pydicom_test_file(name: str) -> Path:
+    """A file of the test data that ships inside pydicom (never one it would download)."""
+    path = get_testdata_file(name, download=False)
+    assert isinstance(path, str), f"{name} is not in pydicom's bundled test data"
+    return Path(path)
