@@ -282,7 +282,7 @@ class FolderSpool:
         Raises
         ------
         SpoolFull
-            The spool is over its limits or the disk is full; the file is removed.
+            The spool is over its limits or the disk is full; the file is securely deleted.
         """
         try:
             size = received.stat().st_size
@@ -293,10 +293,10 @@ class FolderSpool:
             else:
                 data, original = None, str(self._store_file(received))
         except OSError as exc:
-            received.unlink(missing_ok=True)
+            secure_delete(received)
             raise SpoolFull(f"cannot store the instance: {exc.strerror}") from None
         except SpoolFull:
-            received.unlink(missing_ok=True)
+            secure_delete(received)
             raise
         now = time.time()
         try:
@@ -310,7 +310,7 @@ class FolderSpool:
                                (cursor.lastrowid, data))
                 self._bytes += size
         except sqlite3.Error:
-            (received if data is not None else Path(original)).unlink(missing_ok=True)
+            secure_delete(received if data is not None else Path(original))
             raise SpoolFull("the spool's state database refused the job") from None
         if data is not None:
             # Committed, so the file is a leftover; should a crash bring it back, recover()
