@@ -2,7 +2,8 @@
 
 The encoders follow PS3.8 9.3 (A-ASSOCIATE-RQ, P-DATA-TF, A-RELEASE-RQ, A-ABORT) and PS3.7 9.3.1.1
 (the C-STORE-RQ command set), so that a test can start from valid bytes and change one thing.
-Every socket goes to 127.0.0.1 with a timeout; reads are bounded.
+Every socket goes to 127.0.0.1 with a timeout (from another loopback address when a test needs a
+second host); reads are bounded.
 """
 
 from __future__ import annotations
@@ -145,16 +146,17 @@ def store_status(body: bytes) -> int | None:
     return int(command.Status) if "Status" in command else None
 
 
-def connect(port: int, timeout: float = 5) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def connect(port: int, source: str = "127.0.0.1", timeout: float = 5) -> socket.socket:
+    """A TCP connection to 127.0.0.1; ``source`` (another loopback address) stands for another host."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
 
 def associate(port: int, contexts: list[tuple[int, str, list[str]]] | None = None,
-              calling: str = "CAMERA1") -> socket.socket:
+              calling: str = "CAMERA1", source: str = "127.0.0.1") -> socket.socket:
     """A connection with an established association (fails the test otherwise)."""
-    sock = connect(port)
+    sock = connect(port, source)
     sock.sendall(associate_rq(calling, contexts=contexts))
     reply = read_pdu(sock)
     assert reply is not None and reply[0] == A_ASSOCIATE_AC, f"association not accepted: {reply}"

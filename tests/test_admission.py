@@ -7,14 +7,19 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from certificates import make_tls_files
+from gateway.config import TLSSettings
+from gateway.dicom.transport import ssl_context
 from gateway.ingest.admission import (
     MAX_ASSOCIATE_RQ_LENGTH,
     ConnectionSlots,
     Refused,
     read_association_request,
+    tls_handshake,
 )
 from raw_peer import associate_rq
 
@@ -95,6 +100,18 @@ def test_a_closed_connection_is_refused_without_an_answer(pair: tuple[socket.soc
     with pytest.raises(Refused, match="closed") as refused:
         _read(gateway)
     assert refused.value.reply is None
+
+
+def test_a_silent_tls_client_is_cut_at_the_deadline(tmp_path: Path,
+                                                    pair: tuple[socket.socket, socket.socket]) -> None:
+    files = make_tls_files(tmp_path)
+    context = ssl_context(TLSSettings(certificate=files.server_cert, private_key=files.server_key,
+                                      ca_certificates=files.ca), server_side=True)
+    gateway, _caller = pair
+    began = time.monotonic()
+    with pytest.raises(Refused, match="TLS handshake not completed in time"):
+        tls_handshake(gateway, context, time.monotonic() + 0.3)
+    assert time.monotonic() - began < 1.3
 
 
 def test_slots_cap_each_address_and_the_negotiating_connections() -> None:
