@@ -31,22 +31,18 @@ MAX_ASSOCIATE_RQ_LENGTH = 256 * 1024
 PDU_HEADER = struct.Struct(">BBL")
 _A_ASSOCIATE_RQ = 0x01
 _READ_CHUNK = 64 * 1024
-
-
-def a_abort(reason: int) -> bytes:
-    """An A-ABORT PDU from the DICOM UL service-provider (source 2) with ``reason`` (PS3.8 9.3.8).
-
-    Reasons: 1 unrecognized PDU, 2 unexpected PDU, 6 invalid PDU parameter value.
-    """
-    return PDU_HEADER.pack(0x07, 0, 4) + bytes((0, 0, 0x02, reason))
-
-
-#: A-ASSOCIATE-RJ: rejected-permanent by the service-provider (ACSE related function), protocol
-#: version not supported (PS3.8 9.3.4), as pynetdicom itself would answer.
-_PROTOCOL_VERSION_NOT_SUPPORTED = PDU_HEADER.pack(0x03, 0, 4) + bytes((0, 0x01, 0x02, 0x02))
+#: A-ABORT reasons of the service-provider (PS3.8 Table 9-26).
 UNRECOGNIZED_PDU = 0x01
 UNEXPECTED_PDU = 0x02
 INVALID_PARAMETER_VALUE = 0x06
+#: A-ASSOCIATE-RJ: rejected-permanent by the service-provider (ACSE related function), protocol
+#: version not supported (PS3.8 9.3.4), as pynetdicom itself would answer.
+_PROTOCOL_VERSION_NOT_SUPPORTED = PDU_HEADER.pack(0x03, 0, 4) + bytes((0, 0x01, 0x02, 0x02))
+
+
+def a_abort(reason: int) -> bytes:
+    """An A-ABORT PDU from the DICOM UL service-provider (source 2) with ``reason`` (PS3.8 9.3.8)."""
+    return PDU_HEADER.pack(0x07, 0, 4) + bytes((0, 0, 0x02, reason))
 
 
 class Refused(Exception):
@@ -97,11 +93,6 @@ class ConnectionSlots:
                 self._per_host[host] = left
             else:
                 del self._per_host[host]
-
-    @property
-    def negotiating(self) -> int:
-        with self._lock:
-            return self._negotiating
 
 
 def _remaining(deadline: float) -> float:
