@@ -164,6 +164,18 @@ class Listener(_Model):
     network_timeout: Seconds = Field(
         default=60, description="an association that receives no PDU for this long is aborted"
     )
+    negotiation_timeout: Seconds = Field(
+        default=5,
+        description="seconds a new connection has for its TLS handshake and A-ASSOCIATE-RQ; then it is closed",
+    )
+    max_negotiating: int = Field(
+        default=32, ge=1, le=1000,
+        description="connections still negotiating (not yet associated) at once; more are closed at accept",
+    )
+    max_connections_per_host: int = Field(
+        default=10, ge=1, le=1000,
+        description="concurrent connections from one peer address, negotiating or associated",
+    )
     extra_sop_classes: list[str] = Field(
         default_factory=list,
         description="storage SOP classes accepted on top of the photographic defaults (UID or keyword)",

@@ -8,7 +8,12 @@ the worker processes.
 
 Statuses (PS3.4 B.2.3): Success 0x0000 only after :meth:`Intake.admit` returned (written, fsynced,
 renamed, committed); Out of Resources 0xA700 when the spool is full or below its free-disk floor;
-Cannot Understand 0xC000 when the bytes are not a data set at all.
+Data Set Does Not Match SOP Class 0xA900 when the SOP Class UID in the data set is not the one of
+the presentation context it came on; Cannot Understand 0xC000 when the bytes are not a data set at
+all. A refused data set is deleted as an original is (:func:`~gateway.store.spool.secure_delete`),
+and so is one that an association left half-received.
+
+Connections reach pynetdicom only through :mod:`gateway.ingest.server` (admission and PDU bound).
 """
 
 from __future__ import annotations
@@ -23,21 +28,26 @@ from pathlib import Path
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom import AE, _config, evt
 from pynetdicom.events import Event
-from pynetdicom.sop_class import Verification
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # generated at import
 
 from gateway.config import Listener
-from gateway.dicom.part10 import HEAD_LENGTH, data_set_offset
+from gateway.dicom.part10 import HEAD_LENGTH, data_set_offset, sop_class_uid_of
 from gateway.dicom.transport import set_tcp_nodelay, ssl_context
 from gateway.errors import SpoolFull, StartupError
+from gateway.ingest import data_set_files
+from gateway.ingest.admission import ConnectionSlots
+from gateway.ingest.server import GuardedAssociationServer, start_server
+from gateway.store.payload_files import secure_delete
 from gateway.store.queue import Intake
 
 _config.STORE_RECV_CHUNKED_DATASET = True
+data_set_files.track()
 
 log = logging.getLogger("dmask.receive")
 
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
+DATA_SET_MISMATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 
 # A-ASSOCIATE-RJ (PS3.8 9.3.4): result rejected-permanent, source DICOM UL service-user.
@@ -108,8 +118,9 @@ class Receiver:
         for sop_class in listener.sop_classes:
             self.ae.add_supported_context(sop_class, syntaxes)
         self.ae.add_supported_context(Verification)
+        self._storage_classes = frozenset(listener.sop_classes)
         self._callers = {caller.ae_title: caller.hosts for caller in listener.allowed_callers}
-        self._server: ThreadedAssociationServer | None = None
+        self._server: GuardedAssociationServer | None = None
 
     # -- event handlers ---------------------------------------------------------------------
 
@@ -133,7 +144,9 @@ class Receiver:
         unknown title and for a known title from a host it is not pinned to alike: telling the
         two apart would help someone probing for valid titles.
         """
-        calling = event.assoc.requestor.primitive.calling_ae_title
+        request = event.assoc.requestor.primitive
+        assert request is not None  # EVT_REQUESTED is triggered once the request is in
+        calling = request.calling_ae_title
         address = _peer_address(event)
         if self.caller_allowed(calling, address):
             return
@@ -151,13 +164,44 @@ class Receiver:
             "calling_ae": event.assoc.requestor.ae_title.strip(), "peer": _peer_address(event)})
 
     def handle_store(self, event: Event) -> int:
-        """``EVT_C_STORE``: admit the received file into the spool, then answer."""
+        """``EVT_C_STORE``: admit the received file into the spool, then answer.
+
+        Whatever is not admitted is deleted here, securely (pynetdicom would only unlink it).
+        """
         path = Path(event.dataset_path)
+        admitted = False
+        try:
+            status = self._receive(event, path)
+            admitted = status == SUCCESS
+        finally:
+            if not admitted:
+                secure_delete(path)
+        return status
+
+    def _matches_context(self, event: Event, path: Path) -> bool:
+        """Whether request and data set carry the SOP class of the context they came on.
+
+        The context's abstract syntax must be one of our storage classes (not Verification), the
+        request's Affected SOP Class UID and the data set's SOP Class UID must both equal it.
+        Only the data set's leading elements are read.
+        """
+        context = event.context
+        expected = context.abstract_syntax
+        return (expected in self._storage_classes
+                and event.request.AffectedSOPClassUID == expected
+                and sop_class_uid_of(path, context.transfer_syntax) == expected)
+
+    def _receive(self, event: Event, path: Path) -> int:
         calling = event.assoc.requestor.ae_title.strip()
         if not _has_data_set(path):
             log.warning("C-STORE refused: the data set is empty or not DICOM",
                         extra={"calling_ae": calling, "status": f"0x{CANNOT_UNDERSTAND:04X}"})
             return self._refuse(CANNOT_UNDERSTAND)
+        if not self._matches_context(event, path):
+            log.warning("C-STORE refused: the data set does not match the SOP class of its context",
+                        extra={"calling_ae": calling, "sop_class": event.context.abstract_syntax,
+                               "status": f"0x{DATA_SET_MISMATCH:04X}"})
+            return self._refuse(DATA_SET_MISMATCH)
         try:
             job_id = self.spool.admit(path, calling_ae=calling,
                                       called_ae=event.assoc.acceptor.ae_title.strip())
@@ -195,12 +239,15 @@ class Receiver:
         try:
             tls = ssl_context(self.listener.tls, server_side=True) if self.listener.tls else None
             try:
-                self._server = self.ae.start_server(
-                    (self.listener.host, self.listener.port), block=False, ssl_context=tls,
+                self._server = start_server(
+                    self.ae, (self.listener.host, self.listener.port), ssl_context=tls,
                     evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay),
                                   (evt.EVT_REQUESTED, self.handle_requested),
                                   (evt.EVT_ACCEPTED, self.handle_accepted),
-                                  (evt.EVT_C_STORE, self.handle_store)])
+                                  (evt.EVT_C_STORE, self.handle_store)],
+                    slots=ConnectionSlots(self.listener.max_negotiating, self.listener.max_connections_per_host),
+                    negotiation_timeout=self.listener.negotiation_timeout,
+                    max_pdu_size=self.listener.max_pdu_size, on_closed=data_set_files.discard)
             except OSError as error:
                 raise StartupError.cannot_bind(self.listener.host, self.listener.port, error) from error
         except BaseException:

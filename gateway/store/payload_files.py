@@ -35,3 +35,5 @@ def secure_delete(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+    except OSError:  # not overwritten (a full disk, a read-only file): removed all the same
+        path.unlink(missing_ok=True)

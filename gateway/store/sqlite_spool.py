@@ -326,7 +326,7 @@ class FolderSpool:
         Raises
         ------
         SpoolFull
-            The spool is over its limits or the disk is full; the file is removed.
+            The spool is over its limits or the disk is full; the file is securely deleted.
         """
         try:
             size = received.stat().st_size
@@ -337,12 +337,12 @@ class FolderSpool:
             else:
                 data, original = None, str(self._store_file(received))
         except OSError as exc:
-            received.unlink(missing_ok=True)
+            secure_delete(received)
             if _out_of_space(exc, self.path):
                 raise self._ran_out_of_space() from None
             raise SpoolFull(f"cannot store the instance: {exc.strerror}") from None
         except SpoolFull:
-            received.unlink(missing_ok=True)
+            secure_delete(received)
             raise
         now = time.time()
         try:
@@ -355,7 +355,7 @@ class FolderSpool:
                     db.execute("INSERT INTO original_data (job_id, data) VALUES (?, ?)",
                                (cursor.lastrowid, data))
         except (sqlite3.Error, SpoolFull) as exc:
-            (received if data is not None else Path(original)).unlink(missing_ok=True)
+            secure_delete(received if data is not None else Path(original))
             if isinstance(exc, SpoolFull):
                 raise
             raise SpoolFull("the spool's state database refused the job") from None
