@@ -139,6 +139,9 @@ def test_originals_are_recognised(result: AuditResult) -> None:
                 assert score.chance == 0.5  # two people
     assert none.fidelity_compared == len(none.fidelity) == 5
     assert max(f.eyelid_error for f in none.fidelity) == 0.0
+    assert max(f.mouth_aperture_difference for f in none.fidelity) == 0.0
+    assert len(none.judged) == 5 and max(j.eye_error for j in none.judged) == 0.0
+    assert max(j.eye_error for j in by_name(result, "blur").judged) > 0.0
 
 
 def test_an_identity_transform_scores_like_none(result: AuditResult) -> None:
@@ -198,6 +201,8 @@ def test_report_files(result: AuditResult, tmp_path: Path) -> None:
     markdown = paths[1].read_text()
     assert "| none | strong (original landmarks) | 5/5 | 5 |" in markdown
     assert "| fails-on-portrait | detector-based | 2/5 (3 no-face) | 2 |" in markdown
+    assert "| none | 5 | 0.0000 (0.0000) | 0.0000 (0.0000) |" in markdown  # the judge's table
+    assert report["transforms"][0]["judge"]["eye_error"] == {"mean": 0.0, "median": 0.0}
     sheet = cv2.imread(str(paths[2]))
     assert sheet.shape[0] > 2 * 160 and sheet.shape[1] > 5 * 160  # 2 people x (original + 4)
 
