@@ -4,9 +4,9 @@ A face transform is only useful clinically if an ophthalmologist can still read 
 eyelid shape and gaze from it, and a neurologist the state of the mouth (closed, parted, open)
 and the height of each mouth corner (a facial palsy shows as one corner lower). We measure that
 the way a downstream analysis would: re-detect the 478 Face Mesh landmarks (mediapipe, with
-iris refinement) on the transformed image and compare them with the landmarks of the original. Every distance is divided by the inter-ocular distance
-of the original (iris centre to iris centre) so that figures from photos of different sizes and
-distances can be averaged.
+iris refinement) on the transformed image and compare them with the landmarks of the original.
+Every distance is divided by the inter-ocular distance of the original (iris centre to iris
+centre) so that figures from photos of different sizes and distances can be averaged.
 
 Landmark indices follow mediapipe's Face Mesh topology and are named from the subject's point of
 view: the *right* eye is the one on the left of a non-mirrored frontal photo. The audit keeps its
