@@ -6,6 +6,11 @@ once; what the attacker and the landmarker learn from the original (embedding, f
 is applied to it and the released image is embedded by both attackers, re-landmarked by Face
 Mesh and judged by dlib's 68-point model on the original's face box (``gateway.audit.judge``).
 
+Attackers (``STRENGTHS``): the two face recognisers of ``gateway.audit.attacker`` (``strong``,
+``detector``) and the geometry attacker of ``gateway.audit.geometry``, once per kept region
+(``geometry:eyelids`` ...) and once for all of them, on the Face Mesh landmarks of the released
+image against those of the originals.
+
 Protocols (``TRIALS`` below), each as a line-up and as a closed set over all people:
 
 * ``a`` same-photo: released photo i against the originals, photo i itself among them;
@@ -33,6 +38,7 @@ import numpy as np
 
 from gateway.audit.attacker import Attacker, FaceObservation
 from gateway.audit.fidelity import FaceMeshLandmarker, Fidelity, compare_landmarks
+from gateway.audit.geometry import GEOMETRY_REGIONS, geometry_signatures
 from gateway.audit.judge import JudgedFidelity, ShapeJudge, judge_eyes
 from gateway.audit.lineup import Score, draw_lineup, rank1, score
 from gateway.audit.transforms import DigitalMask, FaceRegion, FaceTransform
@@ -50,7 +56,7 @@ SHEET_PEOPLE = 8
 MAX_DEFAULT_JOBS = 4
 SHEET_PHOTO = 160
 
-STRENGTHS = ("strong", "detector")
+STRENGTHS = ("strong", "detector", *(f"geometry:{region}" for region in GEOMETRY_REGIONS))
 PROTOCOLS = {
     "a": "same-photo: released photo i vs originals incl. photo i",
     "b": "other-photo: released photo #2 vs originals of photo #1",
@@ -122,6 +128,12 @@ class Original:
     landmarks: np.ndarray | None
     #: dlib's 68 points on the original's face box (the independent judge's reference).
     judged: np.ndarray
+    #: The geometry attacker's signatures of the original, by strength (``geometry:REGION``).
+    geometry: dict[str, np.ndarray | None]
+
+    def embedding(self, strength: str) -> np.ndarray | None:
+        """What the attacker of ``strength`` compares a released photo with."""
+        return self.geometry[strength] if strength in self.geometry else self.observation.embedding
 
     @property
     def region(self) -> FaceRegion:
@@ -169,6 +181,7 @@ class TransformResult:
     released: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     detector_found: int = 0
+    found: Counter[str] = field(default_factory=Counter)
     fidelity_compared: int = 0
     fidelity: list[Fidelity] = field(default_factory=list)
     judged: list[JudgedFidelity] = field(default_factory=list)
@@ -273,11 +286,12 @@ def _release(
     else:
         strong = attacker.embed_at(image, original.observation)
     embeddings = {"strong": strong, "detector": None if detected is None else detected.embedding}
-    fidelity = None
+    fidelity, landmarks = None, None
     if original.landmarks is not None:
         landmarks = landmarker.landmarks(image, near=original.landmarks)
         if landmarks is not None:
             fidelity = compare_landmarks(original.landmarks, landmarks)
+    embeddings.update(geometry_signatures(landmarks))
     judged = judge_eyes(original.judged, judge.landmarks(image, original.observation.box))
     return Released(None, embeddings, fidelity, judged), image
 
@@ -308,8 +322,9 @@ class PhotoAuditor:
         observation = None if rgb is None else self._attacker.observe(rgb)
         if rgb is None or observation is None:
             return PhotoOutcome(photo, None, {}, None)
+        landmarks = self._landmarker.landmarks(rgb)
         original = Original(
-            observation, self._landmarker.landmarks(rgb), self._judge.landmarks(rgb, observation.box)
+            observation, landmarks, self._judge.landmarks(rgb, observation.box), geometry_signatures(landmarks)
         )
         released: dict[str, Released] = {}
         images: list[np.ndarray | None] = [rgb]
@@ -462,6 +477,7 @@ def _transform_result(
             continue
         result.released += 1
         result.detector_found += outcome.embeddings["detector"] is not None
+        result.found.update(s for s in STRENGTHS if outcome.embeddings[s] is not None)
         if outcome.judged is not None:
             result.judged.append(outcome.judged)
         if originals[key].landmarks is not None:
@@ -477,8 +493,8 @@ def _transform_result(
         def released_embedding(key: str, strength: str = strength) -> np.ndarray | None:
             return released[key].embeddings[strength]
 
-        def original_embedding(key: str) -> np.ndarray | None:
-            return originals[key].observation.embedding
+        def original_embedding(key: str, strength: str = strength) -> np.ndarray | None:
+            return originals[key].embedding(strength)
 
         result.scores[strength] = {
             protocol: _score_protocol(

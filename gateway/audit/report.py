@@ -22,7 +22,11 @@ from gateway.errors import AuditError
 
 FIDELITY_FIELDS = tuple(Fidelity.__dataclass_fields__)
 JUDGED_FIELDS = tuple(JudgedFidelity.__dataclass_fields__)
-STRENGTH_TITLES = {"strong": "strong (original landmarks)", "detector": "detector-based"}
+STRENGTH_TITLES = {
+    "strong": "strong (original landmarks)",
+    "detector": "detector-based",
+    **{s: f"geometry: {s.partition(':')[2]}" for s in STRENGTHS if s.startswith("geometry:")},
+}
 VIEW_TITLES = {"lineup": "line-up", "closed": "closed set"}
 
 
@@ -138,6 +142,9 @@ def report_markdown(result: AuditResult) -> str:
         f"closed set 1/{people} = {_percent(1 / people)}. "
         "Cells: rank-1 rate [95% Wilson interval, over probes] n=probes (× line-ups per probe). "
         "Probes that failed closed are not released and not counted; see the released column.",
+        "Geometry attackers: Face Mesh landmarks of the region found on the released photo, turned level,",
+        "centred and scaled (a similarity transform), nearest neighbour among the candidates' same region;",
+        "a photo on which Face Mesh finds no face cannot be matched (see the face found column).",
         "",
         "## Re-identification (rank-1)",
         "",
@@ -151,12 +158,11 @@ def report_markdown(result: AuditResult) -> str:
         released = f"{t.released}/{t.released + failed}"
         if failed:
             released += " (" + ", ".join(f"{n} {reason}" for reason, n in sorted(t.failures.items())) + ")"
-        # The strong attacker is given the face of every released photo; the other must find it.
-        found = {"strong": t.released, "detector": t.detector_found}
+        # The strong attacker is given the face of every released photo; the others must find it.
         for strength in STRENGTHS:
             cells = [_cell(t.scores[strength][p][v]) for p, v in columns]
             lines.append(
-                f"| {t.name} | {STRENGTH_TITLES[strength]} | {released} | {found[strength]} | "
+                f"| {t.name} | {STRENGTH_TITLES[strength]} | {released} | {t.found[strength]} | "
                 + " | ".join(cells)
                 + " |"
             )
