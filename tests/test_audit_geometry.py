@@ -31,7 +31,8 @@ def test_every_region_and_all_together_or_nothing_without_landmarks() -> None:
     assert list(signatures) == [
         "geometry:eyelids", "geometry:irises", "geometry:brows", "geometry:eyes-irises-brows"
     ]
-    assert signatures["geometry:eyes-irises-brows"].shape == (2 * (32 + 10 + 20),)
+    together = signatures["geometry:eyes-irises-brows"]
+    assert together is not None and together.shape == (2 * (32 + 10 + 20),)
     assert set(geometry_signatures(None).values()) == {None}
     with pytest.raises(IndexError):
         geometry_signature(np.zeros((10, 2)), GEOMETRY_REGIONS["brows"])
