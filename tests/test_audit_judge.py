@@ -51,7 +51,8 @@ def test_the_judge_finds_the_eyes_in_the_box_and_follows_the_image() -> None:
     # The subject's right eye is on the left of the photo.
     assert points[list(RIGHT_EYE_POINTS), 0].mean() < points[list(LEFT_EYE_POINTS), 0].mean()
     assert judge_eyes(points, judge.landmarks(rgb.copy(), box)).eye_error == 0.0
-    shifted = cv2.warpAffine(rgb, np.array([[1, 0, 6], [0, 1, 0]], dtype=np.float32), (width, height), borderMode=cv2.BORDER_REPLICATE)
+    right_by_6 = np.array([[1, 0, 6], [0, 1, 0]], dtype=np.float32)
+    shifted = cv2.warpAffine(rgb, right_by_6, (width, height), borderMode=cv2.BORDER_REPLICATE)
     eyes = list(RIGHT_EYE_POINTS + LEFT_EYE_POINTS)
     # The box stays where it was; the eyes found in it move with the image, roughly.
     assert np.median(judge.landmarks(shifted, box)[eyes, 0] - points[eyes, 0]) > 3.0
