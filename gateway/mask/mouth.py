@@ -26,8 +26,8 @@ from gateway.mask.topology import INNER_LIP_MIDPOINTS, LOWER_INNER_LIP, MOUTH_CO
 LARGEST_APERTURE = 0.5
 #: Face Mesh reads the aperture of a drawn mouth as about ``APERTURE_GAIN`` times the drawn one
 #: plus ``APERTURE_OFFSET`` (a rendered mouth's rim is not a real one's): the mouth is drawn with
-#: the aperture that reads back as the patient's. Fitted on faces-tune, never on the audit's set
-#: (docs/results.md).
+#: the aperture that reads back as the patient's. Fitted on faces-tune, never on the audit's set;
+#: ``tools/calibrate_mouth.py`` measures the read-back again (docs/results.md).
 APERTURE_GAIN = 1.18
 APERTURE_OFFSET = 0.039
 #: Largest lift or drop of a corner taken from the patient, in inter-ocular distances: more is
