@@ -7,18 +7,22 @@ import pytest
 
 from gateway.audit.fidelity import (
     FACE_MESH_LANDMARKS,
+    INNER_LIP_MIDPOINTS,
     LEFT_EYE,
     LEFT_EYELID,
     LEFT_IRIS,
+    MOUTH_CORNERS,
     RIGHT_EYE,
     RIGHT_EYELID,
     RIGHT_IRIS,
     FaceMeshLandmarker,
     aperture_ratio,
-    compare_eyes,
+    compare_landmarks,
+    corner_asymmetry,
     gaze_offset,
     interocular_distance,
     iris_centre,
+    mouth_aperture,
     nearest_face,
 )
 from tests.support.photos import photo
@@ -33,6 +37,8 @@ def synthetic_face() -> np.ndarray:
         outer, inner = (x + 10.0, x - 10.0) if eye is LEFT_EYE else (x - 10.0, x + 10.0)
         landmarks[list(eye.corners)] = [(outer, 100.0), (inner, 100.0)]
         landmarks[list(eye.lid_midpoints)] = [(x, 96.0), (x, 104.0)]
+    landmarks[list(MOUTH_CORNERS)] = [(85.0, 150.0), (115.0, 150.0)]
+    landmarks[list(INNER_LIP_MIDPOINTS)] = [(100.0, 149.0), (100.0, 151.0)]
     return landmarks
 
 
@@ -57,7 +63,7 @@ def test_errors_are_in_interocular_distances() -> None:
     moved = original.copy()
     moved[list(RIGHT_EYELID + LEFT_EYELID)] += (4.0, 0.0)
     moved[list(RIGHT_IRIS + LEFT_IRIS)] += (0.0, 2.0)
-    fidelity = compare_eyes(original, moved)
+    fidelity = compare_landmarks(original, moved)
     assert fidelity.eyelid_error == pytest.approx(4.0 / 40.0)
     assert fidelity.iris_error == pytest.approx(2.0 / 40.0)
 
@@ -65,9 +71,9 @@ def test_errors_are_in_interocular_distances() -> None:
 def test_errors_do_not_depend_on_photo_scale_or_position() -> None:
     original = synthetic_face()
     moved = original + np.random.default_rng(1).normal(0, 1.5, original.shape)
-    reference = compare_eyes(original, moved)
+    reference = compare_landmarks(original, moved)
     for scale, shift in ((0.25, (0, 0)), (3.0, (500, -20))):
-        scaled = compare_eyes(original * scale + shift, moved * scale + shift)
+        scaled = compare_landmarks(original * scale + shift, moved * scale + shift)
         assert scaled.eyelid_error == pytest.approx(reference.eyelid_error)
         assert scaled.iris_error == pytest.approx(reference.iris_error)
         assert scaled.aperture_difference == pytest.approx(reference.aperture_difference)
@@ -76,7 +82,7 @@ def test_errors_do_not_depend_on_photo_scale_or_position() -> None:
 
 def test_same_landmarks_have_no_error() -> None:
     landmarks = synthetic_face()
-    fidelity = compare_eyes(landmarks, landmarks.copy())
+    fidelity = compare_landmarks(landmarks, landmarks.copy())
     assert (fidelity.eyelid_error, fidelity.iris_error) == (0.0, 0.0)
     assert (fidelity.aperture_difference, fidelity.gaze_difference) == (0.0, 0.0)
 
@@ -87,7 +93,7 @@ def test_aperture_is_lid_height_over_corner_width() -> None:
     drooping = landmarks.copy()
     drooping[RIGHT_EYE.lid_midpoints[0]] += (0.0, 4.0)  # ptosis: the upper lid comes down
     assert aperture_ratio(drooping, RIGHT_EYE) == pytest.approx(4.0 / 20.0)
-    assert compare_eyes(landmarks, drooping).aperture_difference == pytest.approx(0.2 / 2)
+    assert compare_landmarks(landmarks, drooping).aperture_difference == pytest.approx(0.2 / 2)
 
 
 def test_gaze_offset_follows_the_iris_and_ignores_head_roll() -> None:
@@ -101,9 +107,9 @@ def test_gaze_offset_follows_the_iris_and_ignores_head_roll() -> None:
     assert gaze_offset(looking @ rotation.T, LEFT_EYE) == pytest.approx([0.1, 0.0])
 
 
-def test_compare_eyes_rejects_other_landmark_sets() -> None:
+def test_compare_landmarks_rejects_other_landmark_sets() -> None:
     with pytest.raises(ValueError):
-        compare_eyes(np.zeros((468, 2)), np.zeros((468, 2)))
+        compare_landmarks(np.zeros((468, 2)), np.zeros((468, 2)))
 
 
 def test_face_mesh_finds_the_subjects_right_iris_on_the_left_of_the_photo() -> None:
@@ -130,3 +136,24 @@ def test_of_several_faces_the_one_whose_eyelids_are_nearest_is_compared() -> Non
 
     assert nearest_face([beside, slightly_off], original) is slightly_off
     assert nearest_face([slightly_off, beside], beside) is beside
+
+
+def test_mouth_aperture_is_inner_lip_gap_over_mouth_width() -> None:
+    closed = synthetic_face()
+    assert mouth_aperture(closed) == pytest.approx(2 / 30)
+    opened = closed.copy()
+    opened[INNER_LIP_MIDPOINTS[1]] += (0.0, 7.0)
+    assert mouth_aperture(opened) == pytest.approx(9 / 30)
+    assert compare_landmarks(closed, opened).mouth_aperture_difference == pytest.approx(7 / 30)
+
+
+def test_corner_asymmetry_is_the_right_corner_drop_in_interocular_distances_whatever_the_roll() -> None:
+    level = synthetic_face()
+    assert corner_asymmetry(level) == pytest.approx(0.0)
+    palsy = level.copy()
+    palsy[MOUTH_CORNERS[0]] += (0.0, 4.0)  # the subject's right corner 4 px lower, irises 40 px apart
+    assert corner_asymmetry(palsy) == pytest.approx(0.1)
+    angle = np.radians(20.0)
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    assert corner_asymmetry(palsy @ turn.T) == pytest.approx(0.1)
+    assert compare_landmarks(level, palsy).corner_asymmetry_difference == pytest.approx(0.1)

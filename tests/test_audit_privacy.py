@@ -139,6 +139,12 @@ def test_originals_are_recognised(result: AuditResult) -> None:
                 assert score.chance == 0.5  # two people
     assert none.fidelity_compared == len(none.fidelity) == 5
     assert max(f.eyelid_error for f in none.fidelity) == 0.0
+    assert max(f.mouth_aperture_difference for f in none.fidelity) == 0.0
+    assert len(none.judged) == 5 and max(j.eye_error for j in none.judged) == 0.0
+    # The geometry attacker finds every original by its own landmarks (same photo, protocol a).
+    for strength in ("geometry:eyelids", "geometry:eyes-irises-brows"):
+        assert none.scores[strength]["a"]["closed"].hits == 5 and none.found[strength] == 5
+    assert max(j.eye_error for j in by_name(result, "blur").judged) > 0.0
 
 
 def test_an_identity_transform_scores_like_none(result: AuditResult) -> None:
@@ -197,7 +203,10 @@ def test_report_files(result: AuditResult, tmp_path: Path) -> None:
     assert report["lineups_per_probe"] == 1
     markdown = paths[1].read_text()
     assert "| none | strong (original landmarks) | 5/5 | 5 |" in markdown
+    assert "| none | geometry: irises | 5/5 | 5 |" in markdown
     assert "| fails-on-portrait | detector-based | 2/5 (3 no-face) | 2 |" in markdown
+    assert "| none | 5 | 0.0000 (0.0000) | 0.0000 (0.0000) |" in markdown  # the judge's table
+    assert report["transforms"][0]["judge"]["eye_error"] == {"mean": 0.0, "median": 0.0}
     sheet = cv2.imread(str(paths[2]))
     assert sheet.shape[0] > 2 * 160 and sheet.shape[1] > 5 * 160  # 2 people x (original + 4)
 

@@ -25,6 +25,8 @@ def hopper_points(masker: FaceMasker) -> np.ndarray:
 def test_template_is_a_normalised_symmetric_mean_of_at_least_40_people() -> None:
     template = load_template()
     assert template.people >= 40 and template.photos >= template.people
+    # Fitted on a tuning set, never on the set the privacy audit reports on.
+    assert template.source.startswith("faces-tune") and f"{template.photos} photos" in template.source
     right, left = eye_centres(template.vertices)
     assert np.allclose(right, [-0.5, 0.0, 0.0], atol=1e-3) and np.allclose(left, [0.5, 0.0, 0.0], atol=1e-3)
     mirrored = template.vertices[mirror_map(template.vertices)] * [-1.0, 1.0, 1.0]
@@ -78,6 +80,7 @@ def test_brows_keep_their_height_not_their_shape(hopper_points: np.ndarray) -> N
 def test_calibration_moves_eye_landmarks_against_the_measured_displacement(hopper_points: np.ndarray) -> None:
     calibration = load_calibration()
     assert calibration.photos > 0 and np.abs(calibration.offsets).max() < 0.1
+    assert calibration.source.startswith("faces-tune")
     moved = calibration.apply(hopper_points, hopper_points)
     assert np.allclose(displacement(hopper_points, moved), -calibration.offsets)
     untouched = np.setdiff1d(np.arange(MESH_VERTEX_COUNT), CALIBRATED)

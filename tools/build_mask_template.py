@@ -2,9 +2,9 @@
 
 Run as ``python tools/build_mask_template.py FACES_DIR [-o gateway/mask/template.npz]`` where
 FACES_DIR has one folder of photos per person. Build it from a tuning set of people the privacy
-audit does not report on (``faces-tune``), so that the audit's figures speak for unseen faces;
-the shipped file records its photo and people counts (it still comes from the audit set,
-``faces-dev``: 148 photos of 40 people, until it is refitted). Each photo is normalised, the
+audit does not report on, so that the audit's figures speak for unseen faces: the shipped file
+comes from ``faces-tune`` (300 people, none of them in the audit's ``faces-dev``) and records
+the set's name with its photo and people counts (``source``). Each photo is normalised, the
 photos are aligned to their running mean (generalised Procrustes, rotation only: scale is the
 eyes'), averaged per person so that every person weighs the same, then averaged over people and
 mirrored to make the template left-right symmetric.
@@ -84,7 +84,8 @@ def build_template(faces: Path) -> Template:
         aligned = {name: [normalise(s, mean) for s in group] for name, group in shapes.items()}
         per_person = [np.mean(group, axis=0) for group in aligned.values()]
         mean = upright(np.mean(per_person, axis=0))
-    return Template(symmetric(mean), photos=len(every), people=len(shapes))
+    source = f"{faces.name}: {len(every)} photos of {len(shapes)} people"
+    return Template(symmetric(mean), photos=len(every), people=len(shapes), source=source)
 
 
 def main() -> None:
@@ -99,8 +100,9 @@ def main() -> None:
         vertices=template.vertices.astype(np.float32),
         photos=template.photos,
         people=template.people,
+        source=template.source,
     )
-    print(f"{arguments.output}: {template.photos} photos of {template.people} people")
+    print(f"{arguments.output}: {template.source}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Measure the eye calibration, ``gateway/mask/eye_calibration.npz``.
 
 Run as ``python tools/calibrate_eyes.py FACES_DIR [--rounds 2] [-o gateway/mask/eye_calibration.npz]``
-on a tuning set of people the privacy audit does not report on (``faces-tune``); the shipped
-file still comes from the audit set (``faces-dev``) until it is refitted. It renders
+on a tuning set of people the privacy audit does not report on: the shipped file comes from
+``faces-tune`` and records the set's name and counts (``source``). It renders
 masks of the photos in FACES_DIR with the current offsets, measures the landmarks found on them,
 and updates the offsets, a few rounds.
 """
@@ -40,7 +40,7 @@ def calibrate(faces: Path, rounds: int) -> EyeCalibration:
     Face Mesh finds them on each whole image, which is what a downstream analysis does.
     """
     photos = sorted(p for p in faces.glob("*/*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-    calibration = EyeCalibration(np.zeros((len(CALIBRATED), 2)), 0)
+    calibration = EyeCalibration(np.zeros((len(CALIBRATED), 2)), 0, faces.name)
     mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True)
     with FaceMasker(MaskSettings(max_faces=1)) as masker:
         found = []
@@ -57,7 +57,9 @@ def calibrate(faces: Path, rounds: int) -> EyeCalibration:
                 again = downstream_landmarks(mesh, masker.render(rgb, face))
                 if again is not None:
                     measured.append(displacement(original, again))
-            calibration = EyeCalibration(calibration.offsets + np.mean(measured, axis=0), len(measured))
+            people = len({photo.parent.name for photo in photos})
+            source = f"{faces.name}: {len(measured)} photos of {people} people"
+            calibration = EyeCalibration(calibration.offsets + np.mean(measured, axis=0), len(measured), source)
     mesh.close()
     return calibration
 
@@ -70,8 +72,13 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=PACKAGE_DATA)
     arguments = parser.parse_args()
     calibration = calibrate(arguments.faces, arguments.rounds)
-    np.savez_compressed(arguments.output, offsets=calibration.offsets.astype(np.float32), photos=calibration.photos)
-    print(f"{arguments.output}: measured on {calibration.photos} photos")
+    np.savez_compressed(
+        arguments.output,
+        offsets=calibration.offsets.astype(np.float32),
+        photos=calibration.photos,
+        source=calibration.source,
+    )
+    print(f"{arguments.output}: measured on {calibration.source}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-"""Diagnostic fidelity: does a transformed face still show the eyelids and gaze of the original?
+"""Diagnostic fidelity: does a transformed face still show the eyelids, gaze and mouth of the original?
 
 A face transform is only useful clinically if an ophthalmologist can still read eyelid position,
-eyelid shape and gaze from it. We measure that the way a downstream analysis would: re-detect the
-478 Face Mesh landmarks (mediapipe, with iris refinement) on the transformed image and compare
-them with the landmarks of the original. Every distance is divided by the inter-ocular distance
-of the original (iris centre to iris centre) so that figures from photos of different sizes and
-distances can be averaged.
+eyelid shape and gaze from it, and a neurologist the state of the mouth (closed, parted, open)
+and the height of each mouth corner (a facial palsy shows as one corner lower). We measure that
+the way a downstream analysis would: re-detect the 478 Face Mesh landmarks (mediapipe, with
+iris refinement) on the transformed image and compare them with the landmarks of the original.
+Every distance is divided by the inter-ocular distance of the original (iris centre to iris
+centre) so that figures from photos of different sizes and distances can be averaged.
 
 Landmark indices follow mediapipe's Face Mesh topology and are named from the subject's point of
 view: the *right* eye is the one on the left of a non-mirrored frontal photo. The audit keeps its
@@ -38,6 +39,10 @@ LEFT_EYE_CORNERS: tuple[int, int] = (263, 362)
 #: Mid upper and mid lower eyelid point of each eye (the aperture's height).
 RIGHT_EYE_LID_MIDPOINTS: tuple[int, int] = (159, 145)
 LEFT_EYE_LID_MIDPOINTS: tuple[int, int] = (386, 374)
+#: Mid upper and mid lower inner-lip point: the mouth's opening.
+INNER_LIP_MIDPOINTS: tuple[int, int] = (13, 14)
+#: The subject's right and left mouth corner (outer lip contour): the mouth's width and corners.
+MOUTH_CORNERS: tuple[int, int] = (61, 291)
 #: Number of landmarks Face Mesh returns with iris refinement.
 FACE_MESH_LANDMARKS = 478
 #: Most faces the landmarker reports on one image.
@@ -92,9 +97,26 @@ def gaze_offset(landmarks: np.ndarray, eye: Eye) -> np.ndarray:
     return np.array([offset @ along, offset @ across]) / width
 
 
+def mouth_aperture(landmarks: np.ndarray) -> float:
+    """Mouth opening: inner-lip gap (mid upper to mid lower inner lip) over mouth width."""
+    upper, lower = landmarks[list(INNER_LIP_MIDPOINTS)]
+    right, left = landmarks[list(MOUTH_CORNERS)]
+    return float(np.linalg.norm(upper - lower) / np.linalg.norm(left - right))
+
+
+def corner_asymmetry(landmarks: np.ndarray) -> float:
+    """How much lower the subject's right mouth corner is than the left, perpendicular to the
+    line through the iris centres, in inter-ocular distances (head roll cancels out)."""
+    right_iris, left_iris = iris_centre(landmarks, RIGHT_EYE), iris_centre(landmarks, LEFT_EYE)
+    along = (left_iris - right_iris) / np.linalg.norm(left_iris - right_iris)
+    down = np.array([-along[1], along[0]])
+    right, left = landmarks[list(MOUTH_CORNERS)]
+    return float((right - left) @ down / interocular_distance(landmarks))
+
+
 @dataclass(frozen=True)
-class EyeFidelity:
-    """How far the eyes re-detected on a transformed image are from those of the original.
+class Fidelity:
+    """How far the eyes and mouth re-detected on a transformed image are from those of the original.
 
     Attributes
     ----------
@@ -106,16 +128,22 @@ class EyeFidelity:
         Mean over both eyes of the absolute difference of the aperture ratios.
     gaze_difference:
         Mean over both eyes of the distance between the gaze offsets, in eye widths.
+    mouth_aperture_difference:
+        Absolute difference of the mouth apertures (inner-lip gap over mouth width).
+    corner_asymmetry_difference:
+        Absolute difference of the mouth corners' height asymmetry, in inter-ocular distances.
     """
 
     eyelid_error: float
     iris_error: float
     aperture_difference: float
     gaze_difference: float
+    mouth_aperture_difference: float
+    corner_asymmetry_difference: float
 
 
-def compare_eyes(original: np.ndarray, transformed: np.ndarray) -> EyeFidelity:
-    """Compare the eye landmarks of a transformed image with those of its original.
+def compare_landmarks(original: np.ndarray, transformed: np.ndarray) -> Fidelity:
+    """Compare the eye and mouth landmarks of a transformed image with those of its original.
 
     Parameters
     ----------
@@ -124,8 +152,8 @@ def compare_eyes(original: np.ndarray, transformed: np.ndarray) -> EyeFidelity:
 
     Returns
     -------
-    EyeFidelity
-        Errors normalised by the original's inter-ocular distance.
+    Fidelity
+        Distances normalised by the original's inter-ocular distance.
     """
     if original.shape != (FACE_MESH_LANDMARKS, 2) or transformed.shape != original.shape:
         raise ValueError(f"expected two ({FACE_MESH_LANDMARKS}, 2) landmark arrays")
@@ -141,11 +169,13 @@ def compare_eyes(original: np.ndarray, transformed: np.ndarray) -> EyeFidelity:
     gaze_difference = np.mean(
         [np.linalg.norm(gaze_offset(transformed, eye) - gaze_offset(original, eye)) for eye in EYES]
     )
-    return EyeFidelity(
+    return Fidelity(
         eyelid_error=float(eyelid_error),
         iris_error=float(iris_error),
         aperture_difference=float(aperture_difference),
         gaze_difference=float(gaze_difference),
+        mouth_aperture_difference=abs(mouth_aperture(transformed) - mouth_aperture(original)),
+        corner_asymmetry_difference=abs(corner_asymmetry(transformed) - corner_asymmetry(original)),
     )
 
 

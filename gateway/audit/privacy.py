@@ -3,7 +3,13 @@
 The faces folder holds one sub-folder per person with two or more photos. Each photo is read
 once; what the attacker and the landmarker learn from the original (embedding, face box,
 5-point and 478-point landmarks) is computed once and cached for the run, then every transform
-is applied to it and the released image is embedded by both attackers and re-landmarked.
+is applied to it and the released image is embedded by both attackers, re-landmarked by Face
+Mesh and judged by dlib's 68-point model on the original's face box (``gateway.audit.judge``).
+
+Attackers (``STRENGTHS``): the two face recognisers of ``gateway.audit.attacker`` (``strong``,
+``detector``) and the geometry attacker of ``gateway.audit.geometry``, once per kept region
+(``geometry:eyelids`` ...) and once for all of them, on the Face Mesh landmarks of the released
+image against those of the originals.
 
 Protocols (``TRIALS`` below), each as a line-up and as a closed set over all people:
 
@@ -31,7 +37,9 @@ import cv2
 import numpy as np
 
 from gateway.audit.attacker import Attacker, FaceObservation
-from gateway.audit.fidelity import EyeFidelity, FaceMeshLandmarker, compare_eyes
+from gateway.audit.fidelity import FaceMeshLandmarker, Fidelity, compare_landmarks
+from gateway.audit.geometry import GEOMETRY_REGIONS, geometry_signatures
+from gateway.audit.judge import JudgedFidelity, ShapeJudge, judge_eyes
 from gateway.audit.lineup import Score, draw_lineup, rank1, score
 from gateway.audit.transforms import DigitalMask, FaceRegion, FaceTransform
 from gateway.errors import AuditError, NoFaceFound, ResidualFace
@@ -48,7 +56,7 @@ SHEET_PEOPLE = 8
 MAX_DEFAULT_JOBS = 4
 SHEET_PHOTO = 160
 
-STRENGTHS = ("strong", "detector")
+STRENGTHS = ("strong", "detector", *(f"geometry:{region}" for region in GEOMETRY_REGIONS))
 PROTOCOLS = {
     "a": "same-photo: released photo i vs originals incl. photo i",
     "b": "other-photo: released photo #2 vs originals of photo #1",
@@ -118,6 +126,14 @@ class Original:
 
     observation: FaceObservation
     landmarks: np.ndarray | None
+    #: dlib's 68 points on the original's face box (the independent judge's reference).
+    judged: np.ndarray
+    #: The geometry attacker's signatures of the original, by strength (``geometry:REGION``).
+    geometry: dict[str, np.ndarray | None]
+
+    def embedding(self, strength: str) -> np.ndarray | None:
+        """What the attacker of ``strength`` compares a released photo with."""
+        return self.geometry[strength] if strength in self.geometry else self.observation.embedding
 
     @property
     def region(self) -> FaceRegion:
@@ -134,7 +150,8 @@ class Released:
 
     failure: str | None = None
     embeddings: dict[str, np.ndarray | None] = field(default_factory=dict)
-    fidelity: EyeFidelity | None = None
+    fidelity: Fidelity | None = None
+    judged: JudgedFidelity | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +173,7 @@ class TransformResult:
     with, as the defaults may change); ``failed`` maps the photos the transform refused to
     release (failed closed) to the reason; ``scores[strength][protocol][view]``; ``fidelity`` holds
     one entry per released photo whose original has landmarks and on which landmarks were found
-    again.
+    again; ``judged`` one entry per released photo (the judge always answers on the box).
     """
 
     name: str
@@ -164,8 +181,10 @@ class TransformResult:
     released: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     detector_found: int = 0
+    found: Counter[str] = field(default_factory=Counter)
     fidelity_compared: int = 0
-    fidelity: list[EyeFidelity] = field(default_factory=list)
+    fidelity: list[Fidelity] = field(default_factory=list)
+    judged: list[JudgedFidelity] = field(default_factory=list)
     scores: dict[str, dict[str, dict[str, Score]]] = field(default_factory=dict)
 
     @property
@@ -255,6 +274,7 @@ def _release(
     original: Original,
     attacker: Attacker,
     landmarker: FaceMeshLandmarker,
+    judge: ShapeJudge,
 ) -> tuple[Released, np.ndarray | None]:
     try:
         image = transform.apply(rgb, original.region)
@@ -266,12 +286,14 @@ def _release(
     else:
         strong = attacker.embed_at(image, original.observation)
     embeddings = {"strong": strong, "detector": None if detected is None else detected.embedding}
-    fidelity = None
+    fidelity, landmarks = None, None
     if original.landmarks is not None:
         landmarks = landmarker.landmarks(image, near=original.landmarks)
         if landmarks is not None:
-            fidelity = compare_eyes(original.landmarks, landmarks)
-    return Released(None, embeddings, fidelity), image
+            fidelity = compare_landmarks(original.landmarks, landmarks)
+    embeddings.update(geometry_signatures(landmarks))
+    judged = judge_eyes(original.judged, judge.landmarks(image, original.observation.box))
+    return Released(None, embeddings, fidelity, judged), image
 
 
 @dataclass(frozen=True)
@@ -292,6 +314,7 @@ class PhotoAuditor:
         self._transforms = list(transforms)
         self._attacker = Attacker()
         self._landmarker = FaceMeshLandmarker()
+        self._judge = ShapeJudge()
 
     def audit(self, photo: Photo, with_sheet: bool) -> PhotoOutcome:
         """Learn from the original once, then release it through every transform."""
@@ -299,12 +322,15 @@ class PhotoAuditor:
         observation = None if rgb is None else self._attacker.observe(rgb)
         if rgb is None or observation is None:
             return PhotoOutcome(photo, None, {}, None)
-        original = Original(observation, self._landmarker.landmarks(rgb))
+        landmarks = self._landmarker.landmarks(rgb)
+        original = Original(
+            observation, landmarks, self._judge.landmarks(rgb, observation.box), geometry_signatures(landmarks)
+        )
         released: dict[str, Released] = {}
         images: list[np.ndarray | None] = [rgb]
         for transform in self._transforms:
             released[transform.name], image = _release(
-                transform, rgb, original, self._attacker, self._landmarker
+                transform, rgb, original, self._attacker, self._landmarker, self._judge
             )
             images.append(image)
         sheet = [_thumbnail(image) for image in images] if with_sheet else None
@@ -451,6 +477,9 @@ def _transform_result(
             continue
         result.released += 1
         result.detector_found += outcome.embeddings["detector"] is not None
+        result.found.update(s for s in STRENGTHS if outcome.embeddings[s] is not None)
+        if outcome.judged is not None:
+            result.judged.append(outcome.judged)
         if originals[key].landmarks is not None:
             result.fidelity_compared += 1
             if outcome.fidelity is not None:
@@ -464,8 +493,8 @@ def _transform_result(
         def released_embedding(key: str, strength: str = strength) -> np.ndarray | None:
             return released[key].embeddings[strength]
 
-        def original_embedding(key: str) -> np.ndarray | None:
-            return originals[key].observation.embedding
+        def original_embedding(key: str, strength: str = strength) -> np.ndarray | None:
+            return originals[key].embedding(strength)
 
         result.scores[strength] = {
             protocol: _score_protocol(

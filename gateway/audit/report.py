@@ -14,13 +14,19 @@ from typing import Any
 import cv2
 import numpy as np
 
-from gateway.audit.fidelity import EyeFidelity
+from gateway.audit.fidelity import Fidelity
+from gateway.audit.judge import JudgedFidelity
 from gateway.audit.lineup import Score
 from gateway.audit.privacy import PROTOCOLS, SHEET_PHOTO, STRENGTHS, VIEWS, AuditResult, TransformResult
 from gateway.errors import AuditError
 
-FIDELITY_FIELDS = tuple(EyeFidelity.__dataclass_fields__)
-STRENGTH_TITLES = {"strong": "strong (original landmarks)", "detector": "detector-based"}
+FIDELITY_FIELDS = tuple(Fidelity.__dataclass_fields__)
+JUDGED_FIELDS = tuple(JudgedFidelity.__dataclass_fields__)
+STRENGTH_TITLES = {
+    "strong": "strong (original landmarks)",
+    "detector": "detector-based",
+    **{s: f"geometry: {s.partition(':')[2]}" for s in STRENGTHS if s.startswith("geometry:")},
+}
 VIEW_TITLES = {"lineup": "line-up", "closed": "closed set"}
 
 
@@ -43,11 +49,19 @@ def _fidelity_json(result: TransformResult) -> dict[str, Any]:
         "redetection_rate": len(result.fidelity) / result.fidelity_compared if result.fidelity_compared else None,
     }
     for name in FIDELITY_FIELDS:
-        values = [getattr(f, name) for f in result.fidelity]
-        summary[name] = (
-            {"mean": float(np.mean(values)), "median": float(np.median(values))} if values else None
-        )
+        summary[name] = _summary([getattr(f, name) for f in result.fidelity])
     return summary
+
+
+def _judged_json(result: TransformResult) -> dict[str, Any]:
+    summary: dict[str, Any] = {"judged": len(result.judged)}
+    for name in JUDGED_FIELDS:
+        summary[name] = _summary([getattr(f, name) for f in result.judged])
+    return summary
+
+
+def _summary(values: list[float]) -> dict[str, float] | None:
+    return {"mean": float(np.mean(values)), "median": float(np.median(values))} if values else None
 
 
 def report_json(result: AuditResult) -> dict[str, Any]:
@@ -78,6 +92,7 @@ def report_json(result: AuditResult) -> dict[str, Any]:
                     for strength in STRENGTHS
                 },
                 "fidelity": _fidelity_json(t),
+                "judge": _judged_json(t),
             }
             for t in result.transforms
         ],
@@ -127,6 +142,9 @@ def report_markdown(result: AuditResult) -> str:
         f"closed set 1/{people} = {_percent(1 / people)}. "
         "Cells: rank-1 rate [95% Wilson interval, over probes] n=probes (× line-ups per probe). "
         "Probes that failed closed are not released and not counted; see the released column.",
+        "Geometry attackers: Face Mesh landmarks of the region found on the released photo, turned level,",
+        "centred and scaled (a similarity transform), nearest neighbour among the candidates' same region;",
+        "a photo on which Face Mesh finds no face cannot be matched (see the face found column).",
         "",
         "## Re-identification (rank-1)",
         "",
@@ -140,12 +158,11 @@ def report_markdown(result: AuditResult) -> str:
         released = f"{t.released}/{t.released + failed}"
         if failed:
             released += " (" + ", ".join(f"{n} {reason}" for reason, n in sorted(t.failures.items())) + ")"
-        # The strong attacker is given the face of every released photo; the other must find it.
-        found = {"strong": t.released, "detector": t.detector_found}
+        # The strong attacker is given the face of every released photo; the others must find it.
         for strength in STRENGTHS:
             cells = [_cell(t.scores[strength][p][v]) for p, v in columns]
             lines.append(
-                f"| {t.name} | {STRENGTH_TITLES[strength]} | {released} | {found[strength]} | "
+                f"| {t.name} | {STRENGTH_TITLES[strength]} | {released} | {t.found[strength]} | "
                 + " | ".join(cells)
                 + " |"
             )
@@ -154,22 +171,40 @@ def report_markdown(result: AuditResult) -> str:
         "## Fidelity (landmarks re-detected on the released image vs the original)",
         "",
         "Errors in inter-ocular distances (iris centre to iris centre; 0.0120 is 1.2%),",
-        "aperture = eyelid height / width, gaze = iris centre relative to the eye corners in eye widths;",
-        "mean (median) over re-detected photos.",
+        "aperture = eyelid height / width, gaze = iris centre relative to the eye corners in eye widths,",
+        "mouth aperture = inner-lip gap / mouth width, corner asymmetry = right minus left mouth corner",
+        "height in inter-ocular distances; mean (median) over re-detected photos.",
         "Where a transform hides the eyes (blur, pixelate, eyebar) the landmarker only guesses them.",
         "",
-        "| transform | re-detected | eyelid error | iris error | aperture diff | gaze diff |",
-        "|---|---|---|---|---|---|",
+        "| transform | re-detected | eyelid error | iris error | aperture diff | gaze diff "
+        "| mouth aperture diff | corner asymmetry diff |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for t in result.transforms:
         summary = _fidelity_json(t)
         redetected = f"{summary['redetected']}/{summary['compared']}"
-        cells = [
-            "–" if summary[name] is None else f"{summary[name]['mean']:.4f} ({summary[name]['median']:.4f})"
-            for name in FIDELITY_FIELDS
-        ]
+        cells = [_mean_median(summary[name]) for name in FIDELITY_FIELDS]
         lines.append(f"| {t.name} | {redetected} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Independent judge (dlib 68-point model on the original's face box)",
+        "",
+        "Eye points 36-47 against those on the original, in inter-ocular distances (eye centre to",
+        "eye centre); aperture = mean lid height / width. A change that improves Face Mesh's figures",
+        "above but worsens these has been fitted to Face Mesh, not to the eye.",
+        "",
+        "| transform | judged | eye error | aperture diff |",
+        "|---|---|---|---|",
+    ]
+    for t in result.transforms:
+        judged = _judged_json(t)
+        cells = [_mean_median(judged[name]) for name in JUDGED_FIELDS]
+        lines.append(f"| {t.name} | {judged['judged']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _mean_median(summary: dict[str, float] | None) -> str:
+    return "–" if summary is None else f"{summary['mean']:.4f} ({summary['median']:.4f})"
 
 
 def _label(canvas: np.ndarray, text: str, x: int, y: int) -> None:

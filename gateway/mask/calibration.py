@@ -9,7 +9,8 @@ y perpendicular, downwards; units of the inter-ocular distance), measured over m
 the mask draws each point that much the other way. It is a property of the renderer and the
 landmark model, the same for every patient, so it carries no identity.
 
-``eye_calibration.npz`` is computed by ``tools/calibrate_eyes.py``.
+``eye_calibration.npz`` is computed by ``tools/calibrate_eyes.py`` on a tuning set of people the
+privacy audit does not report on; ``source`` names it.
 """
 
 from __future__ import annotations
@@ -38,10 +39,13 @@ class EyeCalibration:
         (len(CALIBRATED), 2) displacement of each calibrated landmark, in inter-ocular distances.
     photos
         How many photos it was measured on.
+    source
+        The set of faces those photos came from, with its counts.
     """
 
     offsets: np.ndarray
     photos: int
+    source: str = ""
 
     def apply(self, shape: np.ndarray, points: np.ndarray) -> np.ndarray:
         """``shape`` with its eye landmarks moved against the calibrated displacement.
@@ -65,7 +69,7 @@ def load_calibration() -> EyeCalibration:
     """The calibration shipped with the package."""
     with resources.files("gateway.mask").joinpath(PACKAGED).open("rb") as stream:
         data = np.load(stream)
-        return EyeCalibration(data["offsets"].astype(np.float64), int(data["photos"]))
+        return EyeCalibration(data["offsets"].astype(np.float64), int(data["photos"]), str(data["source"]))
 
 
 def displacement(before: np.ndarray, after: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Putting a rendered mask into the image: background policy, eyes, mouth, blending.
 
-The render covers the face surface; the eyelid and mouth openings are holes in it. What shows
-through the eye openings is either a drawn eye (sclera, an iris ellipse fitted to the 5 iris
-landmarks, a pupil, and over the lids a lash line and a lower lid margin), so that gaze and
+The render covers the face surface; the eyelid and mouth openings are holes in it. Through the
+mouth opening shows an open mouth's dark interior or, where the lips touch, only the seam between
+them. Through the eye openings shows either a drawn eye (sclera, an iris ellipse fitted to the 5
+iris landmarks, a pupil, and over the lids a lash line and a lower lid margin), so that gaze and
 eyelid position survive without the patient's own eye, or the original pixels of the openings
 only. Everything that is not the mask becomes the background: a flat colour by default,
 because hair, ears, neck, clothes and the room identify too. With ``blur`` and ``keep`` the
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 
 from gateway.mask.landmarks import Box, reduced
+from gateway.mask.mouth import is_closed
 from gateway.mask.settings import BackgroundPolicy, EyeRendering, MaskSettings
 from gateway.mask.topology import (
     FACE_OVAL,
@@ -37,6 +39,8 @@ PUPIL = (18, 16, 16)
 IRIS_INNER = 0.82
 PUPIL_SIZE = 0.42
 MOUTH = (72, 36, 36)
+#: Where closed lips meet: a line a little darker than the lips, not an open mouth's interior.
+LIP_SEAM = (132, 74, 74)
 #: The patient's face outline is filled this much beyond its landmarks (blur and keep).
 OUTLINE_GROWTH = 1.15
 #: Longest side of the image a ``blur`` background is computed at, before it is scaled back.
@@ -251,7 +255,7 @@ def compose_face(
             draw_eye(canvas, shape[opening], shape[iris])
         else:
             fill_opening(canvas, original, points[opening])
-    fill_opening(canvas, MOUTH, shape[MOUTH_OPENING])
+    fill_opening(canvas, LIP_SEAM if is_closed(shape) else MOUTH, shape[MOUTH_OPENING])
     _blend(canvas, rendered[..., :3], rendered[..., 3])
     if settings.eyes is EyeRendering.RENDERED:
         for opening in (RIGHT_EYE_OPENING, LEFT_EYE_OPENING):

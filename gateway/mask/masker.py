@@ -17,6 +17,7 @@ from gateway.mask.calibration import load_calibration
 from gateway.mask.compose import background, compose_face, face_outline
 from gateway.mask.geometry import keyed_variation, mask_shape, mesh_blend, variation_of
 from gateway.mask.landmarks import Box, FaceLandmarks, LandmarkDetector
+from gateway.mask.mouth import mouth_state, posed_template
 from gateway.mask.refine import EyeDrawing, EyeRefiner
 from gateway.mask.render import REGION_MARGIN, MaskRenderer
 from gateway.mask.residual import ResidualFaceCheck
@@ -127,11 +128,15 @@ class FaceMasker:
             raise ResidualFace("a face outside every mask was detected on the output")
 
     def _shape(self, face: FaceLandmarks) -> np.ndarray:
-        """The mask's vertices for ``face``, its template variation drawn under the key."""
+        """The mask's vertices for ``face``: the template, its mouth posed as the patient's
+        (``mouth_state``), its variation drawn under the key."""
         variation = face.variation
         if variation is not None and self._key is not None:
             variation = keyed_variation(variation, self._key)
-        return mask_shape(face.points, self.template.vertices, self._blend, variation)
+        template = self.template.vertices
+        if self.settings.mouth_state:
+            template = posed_template(template, mouth_state(face.points, template))
+        return mask_shape(face.points, template, self._blend, variation)
 
     def _region(self, mask: np.ndarray, points: np.ndarray, shape: tuple[int, ...]) -> Box:
         """The pixels the ``mask`` (``_shape``) of the face at ``points`` may touch: the mask

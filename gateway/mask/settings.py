@@ -102,6 +102,12 @@ class MaskSettings(BaseModel):
         description="run an independent face detector on the output and refuse it if it finds "
         "an unmasked face",
     )
+    mouth_state: bool = Field(
+        default=True,
+        description="take the mouth's opening (closed, parted, open) and each corner's height from "
+        "the patient (a closed mouth stays closed, a palsy's dropped corner stays dropped); the "
+        "lips' shape, thickness and width stay the template's. `false`: the template's mouth",
+    )
     eye_corrections: int = Field(
         default=3, ge=0, le=8,
         description="stills with rendered eyes: how many times the drawn eyes are corrected after "

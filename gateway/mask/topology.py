@@ -103,6 +103,13 @@ _INNER_LIP = frozenset({78, 95, 88, 178, 87, 14, 317, 402, 318, 324,
                         308, 415, 310, 311, 312, 13, 82, 81, 80, 191})
 #: Inner lip contour: the mouth opening.
 MOUTH_OPENING = _ring(frozenset(p for p in connections.FACEMESH_LIPS if set(p) <= _INNER_LIP))
+#: The opening's upper and lower rim, each from the subject's right inner corner to the left.
+UPPER_INNER_LIP = np.array([78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308], dtype=np.int32)
+LOWER_INNER_LIP = np.array([78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308], dtype=np.int32)
+#: Mid upper and mid lower inner-lip point: how far the mouth is open.
+INNER_LIP_MIDPOINTS = (13, 14)
+#: The subject's right and left mouth corner (outer lip contour).
+MOUTH_CORNERS = (61, 291)
 #: Outline of the face mesh.
 FACE_OVAL = _ring(connections.FACEMESH_FACE_OVAL)
 

@@ -105,14 +105,15 @@ class EyeMovementClip:
         self._eye_centres = np.stack([right_eye, left_eye])
         self._grid = np.mgrid[0: photo.shape[0], 0: photo.shape[1]].astype(np.float32)
 
-    def _warped_photo(self, offset: np.ndarray) -> np.ndarray:
-        """The photo with each iris moved by `offset` iris radii (a local, smooth warp)."""
+    def _warped_photo(self, offset: np.ndarray, eyes: tuple[int, ...] = (0, 1)) -> np.ndarray:
+        """The photo with the irises of ``eyes`` (0 right, 1 left) moved by `offset` iris radii
+        (a local, smooth warp)."""
         if not offset.any():
             return self._photo
         ys, xs = self._grid
         map_x, map_y = xs.copy(), ys.copy()
         shift = offset * self._iris_radius
-        for centre in self._irises:
+        for centre in self._irises[list(eyes)]:
             distance = np.hypot(xs - centre[0], ys - centre[1]) / (1.6 * self._iris_radius)
             weight = np.exp(-distance**4)  # ~1 over the iris, ~0 beyond 2 radii
             map_x -= shift[0] * weight
@@ -134,6 +135,12 @@ class EyeMovementClip:
             iris_centres = irises @ matrix[:, :2].T + matrix[:, 2]
             eyes = self._eye_centres @ matrix[:, :2].T + matrix[:, 2]
             yield Frame(rgb, iris_centres, eyes, float(np.linalg.norm(eyes[1] - eyes[0])))
+
+
+def squinting(clip: EyeMovementClip, eye: int, offset: tuple[float, float]) -> np.ndarray:
+    """The clip's photo (not placed in a frame) with only the iris of ``eye`` (0 right, 1 left)
+    moved by ``offset`` iris radii: one eye looking elsewhere, as in strabismus."""
+    return clip._warped_photo(np.asarray(offset, dtype=np.float64), (eye,))
 
 
 def astronaut_clip(masker: FaceMasker, size: tuple[int, int], inter_ocular: float,
