@@ -42,7 +42,10 @@ class DetectorSettings:
     ``pixel_budget`` caps the pixels the network sees (larger images are shrunk to it; smaller
     ones are enlarged until their short side is ``min_side``). ``threshold`` makes a pixel text,
     ``box_threshold`` keeps a region whose mean probability reaches it, ``unclip`` grows each
-    region as DB training shrank it.
+    region as DB training shrank it. A region less than ``glyph_aspect`` times as long as high is
+    one glyph at most, and is kept only if at least ``glyph_edges`` of its pixels are stroke
+    edges: the network takes a smooth blob on a flat background (a rendered face on the mask's
+    backdrop, once the image is enlarged) for one large character.
     """
 
     pixel_budget: int = 600_000
@@ -51,6 +54,8 @@ class DetectorSettings:
     box_threshold: float = 0.5
     unclip: float = 1.6
     min_size: float = 3.0
+    glyph_aspect: float = 1.5
+    glyph_edges: float = 0.3
     threads: int = 1
 
 
@@ -105,8 +110,26 @@ class TextDetector:
             corners = cv2.boxPoints(rect) * scale
             corners[:, 0] = corners[:, 0].clip(0, rgb.shape[1] - 1)
             corners[:, 1] = corners[:, 1].clip(0, rgb.shape[0] - 1)
-            regions.append(TextRegion(corners.astype(np.float32), score))
+            region = TextRegion(corners.astype(np.float32), score)
+            if max(rect[1]) < self.settings.glyph_aspect * min(rect[1]) and \
+                    edge_share(rgb, region) < self.settings.glyph_edges:
+                continue
+            regions.append(region)
         return regions
+
+
+#: Sobel gradient magnitude (grey levels, 3 x 3 kernel) of a stroke edge.
+STROKE_EDGE = 100.0
+
+
+def edge_share(rgb: np.ndarray, region: TextRegion) -> float:
+    """The share of pixels in ``region``'s bounding box that lie on a strong edge."""
+    x0, y0, x1, y1 = region.bounds()
+    grey = cv2.cvtColor(rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    if grey.size == 0:
+        return 0.0
+    magnitude = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    return float((magnitude > STROKE_EDGE).mean())
 
 
 def _mean_inside(probability: np.ndarray, contour: np.ndarray) -> float:
