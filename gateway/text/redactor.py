@@ -31,7 +31,7 @@ from gateway.text.settings import TextSettings
 THUMBNAIL = (32, 24)
 #: The neighbourhood of a fill that is verified: its box grown by this many times its short side
 #: (text cut by a fill continues beside it), plus ``CONTEXT_PIXELS``.
-CONTEXT = 1.0
+CONTEXT = 0.5
 CONTEXT_PIXELS = 16
 
 
@@ -129,15 +129,30 @@ def examined_frames(frames: Sequence[np.ndarray], every: int, scene_change: floa
 
 
 def neighbourhoods(polygons: Sequence[np.ndarray], shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
-    """Boxes ``(x0, y0, x1, y1)`` around the polygons with their context, overlapping ones merged."""
-    near = np.zeros(shape, np.uint8)
+    """Boxes ``(x0, y0, x1, y1)`` around the polygons with their context; overlapping ones merged."""
+    height, width = shape
+    boxes = []
     for polygon in polygons:
         (_, _), (w, h), _ = cv2.minAreaRect(polygon.astype(np.float32))
         grow = int(np.ceil(CONTEXT * min(w, h))) + CONTEXT_PIXELS
         x, y, bw, bh = cv2.boundingRect(np.round(polygon).astype(np.int32))
-        near[max(0, y - grow):y + bh + grow, max(0, x - grow):x + bw + grow] = 1
-    count, _, stats, _ = cv2.connectedComponentsWithStats(near, connectivity=8)
-    return [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h, _ in stats[1:count]]
+        boxes.append((max(0, x - grow), max(0, y - grow), min(width, x + bw + grow), min(height, y + bh + grow)))
+    merged: list[tuple[int, int, int, int]] = []
+    while boxes:
+        box = boxes.pop()
+        overlapping = [other for other in boxes + merged if _overlap(box, other)]
+        if not overlapping:
+            merged.append(box)
+            continue
+        boxes = [other for other in boxes if other not in overlapping]
+        merged = [other for other in merged if other not in overlapping]
+        boxes.append((min(b[0] for b in [box, *overlapping]), min(b[1] for b in [box, *overlapping]),
+                      max(b[2] for b in [box, *overlapping]), max(b[3] for b in [box, *overlapping])))
+    return sorted(merged)
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def without_fills(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
