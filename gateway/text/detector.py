@@ -91,7 +91,7 @@ class TextDetector:
 
     def probability(self, rgb: np.ndarray, scale: float | None = None) -> np.ndarray:
         """The network's text probability per pixel, at :meth:`network_size`."""
-        height, width = self.network_size(*rgb.shape[:2], scale)
+        height, width = self.network_size(rgb.shape[0], rgb.shape[1], scale)
         resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA
                              if height < rgb.shape[0] else cv2.INTER_LINEAR)
         bgr = resized[:, :, ::-1]  # the network was trained on BGR images
@@ -104,7 +104,7 @@ class TextDetector:
         ``scale`` overrides :meth:`scale`: a crop is examined as it was in its whole image.
         """
         probability = self.probability(rgb, scale)
-        scale = np.array([rgb.shape[1] / probability.shape[1], rgb.shape[0] / probability.shape[0]])
+        back = np.array([rgb.shape[1] / probability.shape[1], rgb.shape[0] / probability.shape[0]])
         bitmap = cv2.dilate((probability > self.settings.threshold).astype(np.uint8), np.ones((2, 2), np.uint8))
         contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
         regions = []
@@ -115,7 +115,7 @@ class TextDetector:
             rect = _unclipped(cv2.minAreaRect(contour), self.settings.unclip)
             if min(rect[1]) < self.settings.min_size:
                 continue
-            corners = cv2.boxPoints(rect) * scale
+            corners = cv2.boxPoints(rect) * back
             corners[:, 0] = corners[:, 0].clip(0, rgb.shape[1] - 1)
             corners[:, 1] = corners[:, 1].clip(0, rgb.shape[0] - 1)
             region = TextRegion(corners.astype(np.float32), score)

@@ -107,7 +107,7 @@ class TextRedactor:
                    mask: np.ndarray) -> bool:
         """Whether the detector still finds text around the fills of the examined output frames."""
         scale = self._detector.scale(*mask.shape)
-        for x0, y0, x1, y1 in neighbourhoods(polygons, mask.shape):
+        for x0, y0, x1, y1 in neighbourhoods(polygons, (mask.shape[0], mask.shape[1])):
             window = mask[y0:y1, x0:x1]
             if any(self.find(without_fills(output[index][y0:y1, x0:x1], window), scale)[0] for index in examined):
                 return True
