@@ -18,6 +18,7 @@ from gateway.audit.text import tesseract_words
 from gateway.codec.pixels import decode_frames
 from gateway.config import Profile
 from gateway.errors import BurnedInText
+from gateway.mask.interface import StillMasker
 from gateway.process.pipeline import apply_profile, parse
 from gateway.text.detector import TextDetector
 from gateway.text.redactor import TextRedactor, examined_frames
@@ -225,3 +226,11 @@ def test_audit_text_finds_text_left_and_not_the_fills(tmp_path: Path, redactor: 
     assert kept.exit_code == 1 and "detector" in kept.output and "tesseract" in kept.output
     redacted = runner.invoke(app, ["audit", "text", str(tmp_path / "in"), str(tmp_path / "out")])
     assert redacted.exit_code == 0, redacted.output
+
+
+def test_a_masked_face_is_not_taken_for_text(masker: StillMasker) -> None:
+    """The rendered face on the mask's flat backdrop, in a small photo the detector enlarges, is one
+    smooth blob: the detector alone would fill it whole as one large character."""
+    photo = cv2.resize(_rgb(Path(skimage.__file__).parent / "data" / "astronaut.png")[20:240, 130:350], (250, 250))
+    masked = masker.mask_image(photo)
+    assert TextRedactor(TextSettings()).redact([masked], {}).polygons == ()

@@ -42,7 +42,11 @@ class DetectorSettings:
     ``pixel_budget`` caps the pixels the network sees (larger images are shrunk to it; smaller
     ones are enlarged until their short side is ``min_side``). ``threshold`` makes a pixel text,
     ``box_threshold`` keeps a region whose mean probability reaches it, ``unclip`` grows each
-    region as DB training shrank it.
+    region as DB training shrank it. A region less than ``glyph_aspect`` times as long as high
+    holds a glyph or two at most, and is kept only if at least ``glyph_sharpness`` of its edges
+    are sharp: the network takes a smoothly shaded blob on a flat background (a rendered face on
+    the mask's backdrop, once the image is enlarged) for one large character, whereas printed
+    glyphs have sharp edges and little shading.
     """
 
     pixel_budget: int = 600_000
@@ -51,6 +55,8 @@ class DetectorSettings:
     box_threshold: float = 0.5
     unclip: float = 1.6
     min_size: float = 3.0
+    glyph_aspect: float = 1.5
+    glyph_sharpness: float = 0.45
     threads: int = 1
 
 
@@ -72,26 +78,33 @@ class TextDetector:
         self._session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
 
-    def network_size(self, height: int, width: int) -> tuple[int, int]:
-        """The ``(height, width)`` the network sees for an image of this size."""
+    def scale(self, height: int, width: int) -> float:
+        """How much an image of this size is resized for the network (within ``pixel_budget``)."""
         scale = min(1.0, (self.settings.pixel_budget / (height * width)) ** 0.5)
-        scale = max(scale, self.settings.min_side / min(height, width)) if scale >= 1.0 else scale
+        return max(scale, self.settings.min_side / min(height, width)) if scale >= 1.0 else scale
+
+    def network_size(self, height: int, width: int, scale: float | None = None) -> tuple[int, int]:
+        """The ``(height, width)`` the network sees for an image of this size (at ``scale``)."""
+        scale = self.scale(height, width) if scale is None else scale
         return (max(STRIDE, round(height * scale / STRIDE) * STRIDE),
                 max(STRIDE, round(width * scale / STRIDE) * STRIDE))
 
-    def probability(self, rgb: np.ndarray) -> np.ndarray:
+    def probability(self, rgb: np.ndarray, scale: float | None = None) -> np.ndarray:
         """The network's text probability per pixel, at :meth:`network_size`."""
-        height, width = self.network_size(*rgb.shape[:2])
+        height, width = self.network_size(rgb.shape[0], rgb.shape[1], scale)
         resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA
                              if height < rgb.shape[0] else cv2.INTER_LINEAR)
         bgr = resized[:, :, ::-1]  # the network was trained on BGR images
         tensor = (bgr.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]
         return np.asarray(self._session.run(None, {self._input: tensor})[0][0, 0])
 
-    def detect(self, rgb: np.ndarray) -> list[TextRegion]:
-        """Every text line in ``rgb``, as rotated rectangles in its pixels."""
-        probability = self.probability(rgb)
-        scale = np.array([rgb.shape[1] / probability.shape[1], rgb.shape[0] / probability.shape[0]])
+    def detect(self, rgb: np.ndarray, scale: float | None = None) -> list[TextRegion]:
+        """Every text line in ``rgb``, as rotated rectangles in its pixels.
+
+        ``scale`` overrides :meth:`scale`: a crop is examined as it was in its whole image.
+        """
+        probability = self.probability(rgb, scale)
+        back = np.array([rgb.shape[1] / probability.shape[1], rgb.shape[0] / probability.shape[0]])
         bitmap = cv2.dilate((probability > self.settings.threshold).astype(np.uint8), np.ones((2, 2), np.uint8))
         contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
         regions = []
@@ -102,11 +115,28 @@ class TextDetector:
             rect = _unclipped(cv2.minAreaRect(contour), self.settings.unclip)
             if min(rect[1]) < self.settings.min_size:
                 continue
-            corners = cv2.boxPoints(rect) * scale
+            corners = cv2.boxPoints(rect) * back
             corners[:, 0] = corners[:, 0].clip(0, rgb.shape[1] - 1)
             corners[:, 1] = corners[:, 1].clip(0, rgb.shape[0] - 1)
-            regions.append(TextRegion(corners.astype(np.float32), score))
+            region = TextRegion(corners.astype(np.float32), score)
+            if max(rect[1]) < self.settings.glyph_aspect * min(rect[1]) and \
+                    sharpness(rgb, region) < self.settings.glyph_sharpness:
+                continue
+            regions.append(region)
         return regions
+
+
+#: Sobel gradient magnitudes (grey levels, 3 x 3 kernel) of an edge, and of a sharp (stroke) edge.
+EDGE = 20.0
+SHARP_EDGE = 100.0
+
+
+def sharpness(rgb: np.ndarray, region: TextRegion) -> float:
+    """The share of the edge pixels in ``region``'s bounding box that are sharp."""
+    x0, y0, x1, y1 = region.bounds()
+    grey = cv2.cvtColor(rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    magnitude = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    return float((magnitude > SHARP_EDGE).sum() / max(int((magnitude > EDGE).sum()), 1))
 
 
 def _mean_inside(probability: np.ndarray, contour: np.ndarray) -> float:

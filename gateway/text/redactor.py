@@ -5,9 +5,12 @@ A still is examined whole. A frame sequence is examined on sampled frames (every
 and the union of all regions found is filled in every frame: an overlay that a detector misses
 in one frame is caught in another, and a date that moves or blinks is covered wherever it was
 seen. After filling, the same frames of the output are examined again; only when that finds
-nothing may the output claim to be free of burned-in text. The verification looks at the output
-with its fills painted over from their surroundings: flat boxes side by side look like a line of
-text to the detector, and what it must find is text left around them, not the fills.
+nothing may the output claim to be free of burned-in text. Only the neighbourhood of the fills is
+examined again, at the scale of the first pass: everywhere else the pixels are those in which the
+first pass found nothing, and with nothing found the first pass is the verification. The
+verification looks at the output with its fills painted over from their surroundings: flat boxes
+side by side look like a line of text to the detector, and what it must find is text left around
+them, not the fills.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from gateway.text.settings import TextSettings
 
 #: Size of the grey thumbnails compared to find scene changes.
 THUMBNAIL = (32, 24)
+#: The neighbourhood of a fill that is verified: its box grown by this many times its short side
+#: (text cut by a fill continues beside it), plus ``CONTEXT_PIXELS``.
+CONTEXT = 0.5
+CONTEXT_PIXELS = 16
 
 
 @dataclass(frozen=True)
@@ -59,9 +66,12 @@ class TextRedactor:
         self._allow = re.compile(settings.allow) if settings.allow is not None else None
         self._reader = reader if reader is not None or self._allow is None else TextReader()
 
-    def find(self, rgb: np.ndarray) -> tuple[list[TextRegion], int]:
-        """The text lines of ``rgb`` that must go, and how many the allow-list kept."""
-        regions = self._detector.detect(rgb)
+    def find(self, rgb: np.ndarray, scale: float | None = None) -> tuple[list[TextRegion], int]:
+        """The text lines of ``rgb`` that must go, and how many the allow-list kept.
+
+        ``scale``: the detector's, when ``rgb`` is a crop of a larger image.
+        """
+        regions = self._detector.detect(rgb, scale)
         if self._allow is None or self._reader is None or not regions:
             return regions, 0
         kept = [line.region for line in self._reader.read(rgb, regions)
@@ -91,8 +101,17 @@ class TextRedactor:
         height, width = frames[0].shape[:2]
         mask = fill_mask(polygons, (height, width))
         output = [_filled(frame, mask, self.settings.fill_color) for frame in frames]
-        text_left = any(self.find(without_fills(output[index], mask))[0] for index in examined)
-        return Redaction(output, polygons, len(lines), allowed, text_left)
+        return Redaction(output, polygons, len(lines), allowed, self._text_left(output, examined, polygons, mask))
+
+    def _text_left(self, output: Sequence[np.ndarray], examined: list[int], polygons: Sequence[np.ndarray],
+                   mask: np.ndarray) -> bool:
+        """Whether the detector still finds text around the fills of the examined output frames."""
+        scale = self._detector.scale(*mask.shape)
+        for x0, y0, x1, y1 in neighbourhoods(polygons, (mask.shape[0], mask.shape[1])):
+            window = mask[y0:y1, x0:x1]
+            if any(self.find(without_fills(output[index][y0:y1, x0:x1], window), scale)[0] for index in examined):
+                return True
+        return False
 
 
 def examined_frames(frames: Sequence[np.ndarray], every: int, scene_change: float) -> list[int]:
@@ -107,6 +126,33 @@ def examined_frames(frames: Sequence[np.ndarray], every: int, scene_change: floa
             chosen.append(index)
             reference = thumbnail
     return chosen
+
+
+def neighbourhoods(polygons: Sequence[np.ndarray], shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Boxes ``(x0, y0, x1, y1)`` around the polygons with their context; overlapping ones merged."""
+    height, width = shape
+    boxes = []
+    for polygon in polygons:
+        (_, _), (w, h), _ = cv2.minAreaRect(polygon.astype(np.float32))
+        grow = int(np.ceil(CONTEXT * min(w, h))) + CONTEXT_PIXELS
+        x, y, bw, bh = cv2.boundingRect(np.round(polygon).astype(np.int32))
+        boxes.append((max(0, x - grow), max(0, y - grow), min(width, x + bw + grow), min(height, y + bh + grow)))
+    merged: list[tuple[int, int, int, int]] = []
+    while boxes:
+        box = boxes.pop()
+        overlapping = [other for other in boxes + merged if _overlap(box, other)]
+        if not overlapping:
+            merged.append(box)
+            continue
+        boxes = [other for other in boxes if other not in overlapping]
+        merged = [other for other in merged if other not in overlapping]
+        boxes.append((min(b[0] for b in [box, *overlapping]), min(b[1] for b in [box, *overlapping]),
+                      max(b[2] for b in [box, *overlapping]), max(b[3] for b in [box, *overlapping])))
+    return sorted(merged)
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def without_fills(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
