@@ -78,7 +78,7 @@ def test_planted_text_is_covered(corpus: list[PlantedImage], redacted: list[tupl
     """Names, IDs, dates and times of 8-40 px in many styles: each box at least 90% filled."""
     scores = [coverage(token, mask) for image, (_, mask) in zip(corpus, redacted, strict=True)
               for token in image.tokens]
-    assert len(scores) >= 40
+    assert len(scores) >= 3 * len(corpus)  # six planted per image; some skipped where nothing could read them
     assert np.mean(np.array(scores) >= 0.9) >= 0.97
 
 
