@@ -65,17 +65,15 @@ def test_the_state_is_measured_in_the_template_frame_whatever_the_pose() -> None
 
 
 def test_a_closed_mouth_is_masked_closed_and_an_open_template_is_the_setting_off(masker: FaceMasker) -> None:
-    """``masker`` has the default settings: the template's mouth, open."""
     hopper = photo("grace_hopper")
     landmarker = FaceMeshLandmarker()
-    patient_mouth = FaceMasker(MaskSettings(mouth_state=True))
     try:
         original = landmarker.landmarks(hopper)
         assert original is not None and mouth_aperture(original) < CLOSED_APERTURE
-        face = patient_mouth.detect(hopper)[0]
-        shape = patient_mouth._shape(face)
+        face = masker.detect(hopper)[0]
+        shape = masker._shape(face)
         assert is_closed(shape)
-        masked = patient_mouth.mask_image(hopper)
+        masked = masker.mask_image(hopper)
         again = landmarker.landmarks(masked, near=original)
         assert again is not None and mouth_aperture(again) < 0.08
         # No dark interior where the lips touch.
@@ -83,7 +81,7 @@ def test_a_closed_mouth_is_masked_closed_and_an_open_template_is_the_setting_off
         x0, y0 = np.floor(lips.min(axis=0)).astype(int) - 2
         x1, y1 = np.ceil(lips.max(axis=0)).astype(int) + 2
         assert not (np.abs(masked[y0:y1, x0:x1].astype(int) - MOUTH).max(axis=2) < 12).any()
-        assert not is_closed(masker._shape(face))
+        with FaceMasker(MaskSettings(mouth_state=False)) as template_mouth:
+            assert not is_closed(template_mouth._shape(face))
     finally:
-        patient_mouth.close()
         landmarker.close()

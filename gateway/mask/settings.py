@@ -103,11 +103,10 @@ class MaskSettings(BaseModel):
         "an unmasked face",
     )
     mouth_state: bool = Field(
-        default=False,
+        default=True,
         description="take the mouth's opening (closed, parted, open) and each corner's height from "
         "the patient (a closed mouth stays closed, a palsy's dropped corner stays dropped); the "
-        "lips' shape, thickness and width stay the template's. Off by default: it makes masks of "
-        "one person easier to link; `false`: the template's mouth",
+        "lips' shape, thickness and width stay the template's. `false`: the template's mouth",
     )
     eye_corrections: int = Field(
         default=3, ge=0, le=8,
