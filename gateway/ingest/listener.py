@@ -13,6 +13,8 @@ the presentation context it came on; Cannot Understand 0xC000 when the bytes are
 all. A refused data set is deleted as an original is (:func:`~gateway.store.spool.secure_delete`),
 and so is one that an association left half-received.
 
+Storage commitment requests (N-ACTION) are answered by :mod:`gateway.ingest.commitment`.
+
 Connections reach pynetdicom only through :mod:`gateway.ingest.server` (admission and PDU bound).
 """
 
@@ -36,6 +38,7 @@ from gateway.dicom.transport import set_tcp_nodelay, ssl_context
 from gateway.errors import SpoolFull, StartupError
 from gateway.ingest import data_set_files
 from gateway.ingest.admission import ConnectionSlots
+from gateway.ingest.commitment import STORAGE_COMMITMENT_PUSH_MODEL, CommitmentSCP
 from gateway.ingest.server import GuardedAssociationServer, start_server
 from gateway.store.payload_files import secure_delete
 from gateway.store.queue import Intake
@@ -118,6 +121,8 @@ class Receiver:
         for sop_class in listener.sop_classes:
             self.ae.add_supported_context(sop_class, syntaxes)
         self.ae.add_supported_context(Verification)
+        self.ae.add_supported_context(STORAGE_COMMITMENT_PUSH_MODEL)
+        self.commitment = CommitmentSCP(listener, spool)
         self._storage_classes = frozenset(listener.sop_classes)
         self._callers = {caller.ae_title: caller.hosts for caller in listener.allowed_callers}
         self._server: GuardedAssociationServer | None = None
@@ -245,7 +250,8 @@ class Receiver:
                     evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay),
                                   (evt.EVT_REQUESTED, self.handle_requested),
                                   (evt.EVT_ACCEPTED, self.handle_accepted),
-                                  (evt.EVT_C_STORE, self.handle_store)],
+                                  (evt.EVT_C_STORE, self.handle_store),
+                                  (evt.EVT_N_ACTION, self.commitment.handle_action)],
                     slots=ConnectionSlots(self.listener.max_negotiating, self.listener.max_connections_per_host),
                     negotiation_timeout=self.listener.negotiation_timeout,
                     max_pdu_size=self.listener.max_pdu_size, on_closed=data_set_files.discard)
