@@ -70,10 +70,10 @@ def request_commitment(port: int, references: Iterable[tuple[str, str]], *,
     given, then release at once and take the report on an SCP listening there."""
     reports: queue.Queue[Report] = queue.Queue()
 
-    def take_report(event: Event) -> int:
+    def take_report(event: Event) -> tuple[int, None]:
         reports.put(Report(int(event.event_type or 0), event.event_information,
                            event.assoc.is_acceptor))
-        return 0x0000
+        return 0x0000, None
 
     handlers = [(evt.EVT_N_EVENT_REPORT, take_report)]
     ae = AE(ae_title=calling)
