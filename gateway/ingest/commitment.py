@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_role
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import N_ACTION
 from pynetdicom.events import Event
 
 from gateway.config import AllowedCaller, Listener
@@ -162,7 +163,9 @@ class CommitmentSCP:
         calling = event.assoc.requestor.ae_title.strip()
         if event.action_type != REQUEST_STORAGE_COMMITMENT:
             return NO_SUCH_ACTION, None
-        if event.request.RequestedSOPInstanceUID != STORAGE_COMMITMENT_INSTANCE:
+        action = event.request
+        assert isinstance(action, N_ACTION)  # EVT_N_ACTION carries the N-ACTION primitive
+        if action.RequestedSOPInstanceUID != STORAGE_COMMITMENT_INSTANCE:
             return NO_SUCH_SOP_INSTANCE, None
         try:
             information = event.action_information
