@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
+from pynetdicom.dimse_messages import N_EVENT_REPORT_RSP
 from pynetdicom.events import Event
 
 from gateway.ingest.commitment import (
@@ -68,14 +69,21 @@ def request_commitment(port: int, references: Iterable[tuple[str, str]], *,
                        ) -> Outcome:
     """Ask the gateway on ``port``; stay associated for the report unless ``report_port`` is
     given, then release at once and take the report on an SCP listening there."""
+    taken: list[Report] = []
     reports: queue.Queue[Report] = queue.Queue()
 
     def take_report(event: Event) -> tuple[int, None]:
-        reports.put(Report(int(event.event_type or 0), event.event_information,
-                           event.assoc.is_acceptor))
+        taken.append(Report(int(event.event_type or 0), event.event_information,
+                            event.assoc.is_acceptor))
         return 0x0000, None
 
-    handlers = [(evt.EVT_N_EVENT_REPORT, take_report)]
+    def answered(event: Event) -> None:
+        """Hand the report over once its response is sent: releasing before would leave the
+        response to be sent on an association in release."""
+        if isinstance(event.message, N_EVENT_REPORT_RSP) and taken:
+            reports.put(taken.pop())
+
+    handlers = [(evt.EVT_N_EVENT_REPORT, take_report), (evt.EVT_DIMSE_SENT, answered)]
     ae = AE(ae_title=calling)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.add_requested_context(STORAGE_COMMITMENT_PUSH_MODEL)
