@@ -122,6 +122,16 @@ class TLSSettings(_Model):
         return self
 
 
+class CommitmentAddress(_Model):
+    """Where a caller takes storage commitment reports that cannot go on its own association."""
+
+    host: str = Field(description="host name or address of the caller's storage commitment SCU")
+    port: Port = Field(description="TCP port the caller takes the report association on")
+    ae_title: AETitle | None = Field(
+        default=None, description="AE title to call there; none = the caller's own AE title"
+    )
+
+
 class AllowedCaller(_Model):
     """A modality allowed to open an association: its AE title, optionally pinned to hosts."""
 
@@ -129,6 +139,11 @@ class AllowedCaller(_Model):
     hosts: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
         default_factory=list,
         description="addresses or CIDR blocks the caller must come from; empty = any host",
+    )
+    commitment_address: CommitmentAddress | None = Field(
+        default=None,
+        description="where storage commitment reports go once the caller has released the"
+        " association that asked; none = only on that association",
     )
 
     @field_validator("hosts", mode="before")

@@ -1,4 +1,4 @@
-"""Finding the data set of a Part 10 file and its SOP class, checked against what pydicom writes."""
+"""Finding the data set of a Part 10 file and its SOP class and instance, checked against what pydicom writes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from gateway.dicom.part10 import HEAD_LENGTH, data_set_offset, sop_class_uid_of
+from gateway.dicom.part10 import HEAD_LENGTH, data_set_offset, sop_uids_of
 from tests.support.instances import part10_bytes, photo_instance
 from tests.support.photos import photo, resized
 
@@ -38,16 +38,16 @@ def test_not_a_part10_start_has_no_offset() -> None:
 
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian,
                                     DeflatedExplicitVRLittleEndian])
-def test_sop_class_is_read_from_the_leading_elements(tmp_path: Path, syntax: str) -> None:
+def test_sop_uids_are_read_from_the_leading_elements(tmp_path: Path, syntax: str) -> None:
     ds = photo_instance(resized(photo("camera"), 1024))
     ds.file_meta.TransferSyntaxUID = syntax
     path = tmp_path / "instance.dcm"
     ds.save_as(path, enforce_file_format=True)
-    assert sop_class_uid_of(path, syntax) == ds.SOPClassUID
+    assert sop_uids_of(path, syntax) == (ds.SOPClassUID, ds.SOPInstanceUID)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom guesses at the random bytes
-def test_no_sop_class_in_bytes_that_are_not_a_data_set(tmp_path: Path) -> None:
+def test_no_sop_uids_in_bytes_that_are_not_a_data_set(tmp_path: Path) -> None:
     buffer = BytesIO()
     photo_instance(resized(photo("camera"), 1024)).save_as(buffer, enforce_file_format=True)
     head = buffer.getvalue()
@@ -55,12 +55,12 @@ def test_no_sop_class_in_bytes_that_are_not_a_data_set(tmp_path: Path) -> None:
     assert start is not None
     path = tmp_path / "instance.dcm"
     path.write_bytes(head[:start] + b"\x08\x00\x08\x00CS\xff\xff" + b"A" * 64)  # length past the end
-    assert sop_class_uid_of(path, ExplicitVRLittleEndian) is None
+    assert sop_uids_of(path, ExplicitVRLittleEndian) == (None, None)
     path.write_bytes(head[:start] + bytes(range(256)) * 4)
-    assert sop_class_uid_of(path, ExplicitVRLittleEndian) is None
-    assert sop_class_uid_of(path, DeflatedExplicitVRLittleEndian) is None
+    assert sop_uids_of(path, ExplicitVRLittleEndian) == (None, None)
+    assert sop_uids_of(path, DeflatedExplicitVRLittleEndian) == (None, None)
     path.write_bytes(b"not DICOM at all")
-    assert sop_class_uid_of(path, ExplicitVRLittleEndian) is None
+    assert sop_uids_of(path, ExplicitVRLittleEndian) == (None, None)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # the inflated zeros read as a data set
@@ -75,5 +75,5 @@ def test_a_deflate_bomb_is_inflated_only_as_far_as_the_leading_elements(tmp_path
     path = tmp_path / "bomb.dcm"
     path.write_bytes(head[:start] + bomb)
     began = time.perf_counter()
-    assert sop_class_uid_of(path, DeflatedExplicitVRLittleEndian) is None
+    assert sop_uids_of(path, DeflatedExplicitVRLittleEndian) == (None, None)
     assert time.perf_counter() - began < 1

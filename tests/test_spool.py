@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from gateway.cli import app
 from gateway.errors import SpoolFull, SpoolSchemaError
 from gateway.store import queue
-from gateway.store.queue import Job, JobState, Spool
+from gateway.store.queue import HeldInstance, Job, JobState, Spool
 from gateway.store.sqlite_spool import SCHEMA_VERSION, FolderSpool
 from tests.support.small_disk import fill, small_disk
 
@@ -218,6 +218,54 @@ def test_an_unversioned_spool_database_is_adopted(tmp_path: Path, missing_table:
     assert reopened.claim() is not None
     reopened.close()
     assert _user_version(tmp_path / "spool") == SCHEMA_VERSION
+
+
+def test_a_version_1_database_gets_the_instances_table(tmp_path: Path) -> None:
+    """A spool of version 1 keeps its jobs; they are unknown to storage commitment (no UIDs)."""
+    spool = FolderSpool(tmp_path / "spool")
+    job_id = _receive(spool)
+    spool.close()
+    db = sqlite3.connect(tmp_path / "spool" / "state.sqlite")
+    db.execute("DROP TABLE instances")
+    db.execute("PRAGMA user_version = 1")
+    db.close()
+
+    reopened = FolderSpool(tmp_path / "spool")
+    assert [job.id for job in reopened.jobs()] == [job_id]
+    reopened.admit(_received_file(reopened), calling_ae="CAMERA1", called_ae="DMASK",
+                   sop_class_uid="1.2.3", sop_instance_uid="1.2.3.4")
+    assert reopened.held_instances(["1.2.3.4"]) == {"1.2.3.4": HeldInstance("1.2.3", JobState.RECEIVED)}
+    reopened.close()
+    assert _user_version(tmp_path / "spool") == SCHEMA_VERSION == 2
+
+
+@STORAGE
+def test_held_instances_are_found_by_their_original_uid(tmp_path: Path, inline_max_bytes: int) -> None:
+    spool = FolderSpool(tmp_path / "spool", inline_max_bytes=inline_max_bytes)
+
+    def admit(uid: str) -> int:
+        return spool.admit(_received_file(spool), calling_ae="CAMERA1", called_ae="DMASK",
+                           sop_class_uid="1.2.840.10008.5.1.4.1.1.77.1.4", sop_instance_uid=uid)
+
+    delivered, quarantined, again = admit("2.2"), admit("2.3"), admit("2.4")
+    for _ in range(3):
+        assert spool.claim() is not None
+    admit("2.1")
+    _receive(spool)  # admitted without its UIDs
+    spool.record_deliveries(delivered, ["pacs"], {}, None, destinations=["pacs"],
+                            output=spool.output_path(delivered))
+    spool.purge(now=time.time() + 1)
+    spool.quarantine(quarantined, "NO_FACE")
+    spool.quarantine(again, "NO_FACE")
+    admit("2.4")  # sent again after its quarantine: held now
+
+    states = {uid: held.state for uid, held in spool.held_instances(["2.1", "2.2", "2.3", "2.4", "9.9"]).items()}
+    assert states == {"2.1": JobState.RECEIVED, "2.2": JobState.DONE,
+                      "2.3": JobState.QUARANTINED, "2.4": JobState.RECEIVED}
+    assert spool.held_instances([]) == {}
+    many = [f"3.{n}" for n in range(1200)]
+    assert spool.held_instances(many + ["2.1"]).keys() == {"2.1"}
+    spool.close()
 
 
 def test_an_unversioned_database_of_other_tables_is_refused(tmp_path: Path) -> None:

@@ -27,8 +27,11 @@ HEAD_LENGTH = META_START + 12
 _GROUP_LENGTH_TAG = 0x00000002
 #: (0008,0016) SOP Class UID, as pydicom orders tags (group in the high 16 bits).
 _SOP_CLASS_UID_TAG = 0x00080016
-#: Bytes of a data set's start that :func:`sop_class_uid_of` reads: (0008,0016) comes after only
-#: a few short attributes (character set, image type, creation date and time, creator UID).
+#: (0008,0018) SOP Instance UID, the element right after the SOP Class UID.
+_SOP_INSTANCE_UID_TAG = 0x00080018
+#: Bytes of a data set's start that :func:`sop_uids_of` reads: (0008,0016) and (0008,0018) come
+#: after only a few short attributes (character set, image type, creation date and time, creator
+#: UID).
 LEADING_BYTES = 64 * 1024
 
 
@@ -65,29 +68,33 @@ def _leading_bytes(handle: BinaryIO, deflated: bool) -> bytes:
     return bytes(inflated)
 
 
-def sop_class_uid_of(path: Path, transfer_syntax: str) -> str | None:
-    """The SOP Class UID (0008,0016) in the data set of a Part 10 file, read from its first bytes.
+def sop_uids_of(path: Path, transfer_syntax: str) -> tuple[str | None, str | None]:
+    """The SOP Class UID (0008,0016) and SOP Instance UID (0008,0018) in the data set of a Part 10
+    file, read from its first bytes.
 
-    Only the elements up to (0008,0016) are parsed, from at most :data:`LEADING_BYTES` of the
+    Only the elements up to (0008,0018) are parsed, from at most :data:`LEADING_BYTES` of the
     data set, whatever its size: the listener checks a received instance against its
-    presentation context this way without decoding it. ``transfer_syntax`` is the one the data
-    set is encoded in (the accepted context's). None when the file is not Part 10, the leading
-    elements do not parse or (0008,0016) is not among them.
+    presentation context, and notes which instance it is for storage commitment, this way
+    without decoding it. ``transfer_syntax`` is the one the data set is encoded in (the accepted
+    context's). Each is None when the file is not Part 10, the leading elements do not parse or
+    the element is not among them.
     """
     syntax = UID(transfer_syntax)
     with open(path, "rb") as handle:
         start = data_set_offset(handle.read(HEAD_LENGTH))
         if start is None:
-            return None
+            return None, None
         handle.seek(start)
         try:
             leading = _leading_bytes(handle, syntax == DeflatedExplicitVRLittleEndian)
         except zlib.error:
-            return None
+            return None, None
     try:
         elements = read_dataset(BytesIO(leading), syntax.is_implicit_VR, syntax.is_little_endian,
-                                stop_when=lambda tag, _vr, _length: tag > _SOP_CLASS_UID_TAG)
-        value = elements.get(BaseTag(_SOP_CLASS_UID_TAG))
-        return str(value.value).strip("\0 ") if value is not None else None
+                                stop_when=lambda tag, _vr, _length: tag > _SOP_INSTANCE_UID_TAG)
+        found = [elements.get(BaseTag(tag)) for tag in (_SOP_CLASS_UID_TAG, _SOP_INSTANCE_UID_TAG)]
+        sop_class, sop_instance = (str(element.value).strip("\0 ") if element is not None
+                                   else None for element in found)
+        return sop_class, sop_instance
     except Exception:  # hostile bytes can fail pydicom in many ways; each means "not found"
-        return None
+        return None, None

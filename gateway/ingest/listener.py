@@ -13,6 +13,8 @@ the presentation context it came on; Cannot Understand 0xC000 when the bytes are
 all. A refused data set is deleted as an original is (:func:`~gateway.store.spool.secure_delete`),
 and so is one that an association left half-received.
 
+Storage commitment requests (N-ACTION) are answered by :mod:`gateway.ingest.commitment`.
+
 Connections reach pynetdicom only through :mod:`gateway.ingest.server` (admission and PDU bound).
 """
 
@@ -31,11 +33,12 @@ from pynetdicom.events import Event
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # generated at import
 
 from gateway.config import Listener
-from gateway.dicom.part10 import HEAD_LENGTH, data_set_offset, sop_class_uid_of
+from gateway.dicom.part10 import HEAD_LENGTH, data_set_offset, sop_uids_of
 from gateway.dicom.transport import set_tcp_nodelay, ssl_context
 from gateway.errors import SpoolFull, StartupError
 from gateway.ingest import data_set_files
 from gateway.ingest.admission import ConnectionSlots
+from gateway.ingest.commitment import STORAGE_COMMITMENT_PUSH_MODEL, CommitmentSCP
 from gateway.ingest.server import GuardedAssociationServer, start_server
 from gateway.store.payload_files import secure_delete
 from gateway.store.queue import Intake
@@ -118,6 +121,8 @@ class Receiver:
         for sop_class in listener.sop_classes:
             self.ae.add_supported_context(sop_class, syntaxes)
         self.ae.add_supported_context(Verification)
+        self.ae.add_supported_context(STORAGE_COMMITMENT_PUSH_MODEL)
+        self.commitment = CommitmentSCP(listener, spool)
         self._storage_classes = frozenset(listener.sop_classes)
         self._callers = {caller.ae_title: caller.hosts for caller in listener.allowed_callers}
         self._server: GuardedAssociationServer | None = None
@@ -178,18 +183,16 @@ class Receiver:
                 secure_delete(path)
         return status
 
-    def _matches_context(self, event: Event, path: Path) -> bool:
+    def _matches_context(self, event: Event, sop_class_uid: str | None) -> bool:
         """Whether request and data set carry the SOP class of the context they came on.
 
         The context's abstract syntax must be one of our storage classes (not Verification), the
         request's Affected SOP Class UID and the data set's SOP Class UID must both equal it.
-        Only the data set's leading elements are read.
         """
-        context = event.context
-        expected = context.abstract_syntax
+        expected = event.context.abstract_syntax
         return (expected in self._storage_classes
                 and event.request.AffectedSOPClassUID == expected
-                and sop_class_uid_of(path, context.transfer_syntax) == expected)
+                and sop_class_uid == expected)
 
     def _receive(self, event: Event, path: Path) -> int:
         calling = event.assoc.requestor.ae_title.strip()
@@ -197,14 +200,17 @@ class Receiver:
             log.warning("C-STORE refused: the data set is empty or not DICOM",
                         extra={"calling_ae": calling, "status": f"0x{CANNOT_UNDERSTAND:04X}"})
             return self._refuse(CANNOT_UNDERSTAND)
-        if not self._matches_context(event, path):
+        # Only the data set's leading elements are read.
+        sop_class_uid, sop_instance_uid = sop_uids_of(path, event.context.transfer_syntax)
+        if not self._matches_context(event, sop_class_uid):
             log.warning("C-STORE refused: the data set does not match the SOP class of its context",
                         extra={"calling_ae": calling, "sop_class": event.context.abstract_syntax,
                                "status": f"0x{DATA_SET_MISMATCH:04X}"})
             return self._refuse(DATA_SET_MISMATCH)
         try:
             job_id = self.spool.admit(path, calling_ae=calling,
-                                      called_ae=event.assoc.acceptor.ae_title.strip())
+                                      called_ae=event.assoc.acceptor.ae_title.strip(),
+                                      sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid)
         except SpoolFull as exc:
             log.error("C-STORE refused: %s", exc,
                       extra={"calling_ae": calling, "status": f"0x{OUT_OF_RESOURCES:04X}"})
@@ -244,7 +250,8 @@ class Receiver:
                     evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay),
                                   (evt.EVT_REQUESTED, self.handle_requested),
                                   (evt.EVT_ACCEPTED, self.handle_accepted),
-                                  (evt.EVT_C_STORE, self.handle_store)],
+                                  (evt.EVT_C_STORE, self.handle_store),
+                                  (evt.EVT_N_ACTION, self.commitment.handle_action)],
                     slots=ConnectionSlots(self.listener.max_negotiating, self.listener.max_connections_per_host),
                     negotiation_timeout=self.listener.negotiation_timeout,
                     max_pdu_size=self.listener.max_pdu_size, on_closed=data_set_files.discard)

@@ -126,7 +126,9 @@ class StowReceiver:
         if result.failure_reason is None:
             try:
                 job_id = self.spool.admit(part.path, calling_ae=client.name,
-                                          called_ae=self.called_ae_title)
+                                          called_ae=self.called_ae_title,
+                                          sop_class_uid=result.sop_class_uid,
+                                          sop_instance_uid=result.sop_instance_uid)
             except SpoolFull as exc:
                 log.error("STOW-RS instance refused: %s", exc, extra={"client": client.name})
                 result = InstanceResult(result.sop_class_uid, result.sop_instance_uid,

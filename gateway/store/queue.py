@@ -57,6 +57,18 @@ class Job:
     pending: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class HeldInstance:
+    """What the spool knows of an instance by its original SOP Instance UID (storage commitment).
+
+    ``state`` is that of the instance's job; when it was received more than once, the job that
+    is furthest from failing (held or delivered before quarantined).
+    """
+
+    sop_class_uid: str
+    state: JobState
+
+
 class Intake(Protocol):
     """What receive needs from a spool: a place to write, a capacity check, durable admission."""
 
@@ -66,12 +78,21 @@ class Intake(Protocol):
     def check_capacity(self, expected_bytes: int = 0) -> None:
         """Raise :class:`~gateway.errors.SpoolFull` when a new instance cannot be taken."""
 
-    def admit(self, received: Path, *, calling_ae: str, called_ae: str) -> int:
+    def admit(self, received: Path, *, calling_ae: str, called_ae: str,
+              sop_class_uid: str | None = None, sop_instance_uid: str | None = None) -> int:
         """Make a received file durable and queue it; return the job id.
 
         Receive answers a C-STORE with Success only after this returned: from then on the
         instance survives a crash of the gateway. Raises
-        :class:`~gateway.errors.SpoolFull` (the file is removed) when it cannot.
+        :class:`~gateway.errors.SpoolFull` (the file is removed) when it cannot. The original
+        SOP Class and Instance UIDs, when given, are kept with the job for
+        :meth:`held_instances`.
+        """
+
+    def held_instances(self, sop_instance_uids: Iterable[str]) -> dict[str, HeldInstance]:
+        """The instances among ``sop_instance_uids`` (original UIDs) that the spool admitted.
+
+        A UID the spool never admitted (or admitted without its UIDs) is not in the result.
         """
 
 

@@ -11,8 +11,9 @@ a fan-out that reached one PACS and not the other retries only the missing one.
 
 The database carries the version of its tables (``PRAGMA user_version``), checked when the
 spool opens: a new database gets the current version, one written before the tables had a
-version (0, with the current tables) is adopted, and one of a newer dmask is refused with
-:class:`~gateway.errors.SpoolSchemaError` rather than misread.
+version (0, with the current tables) is adopted, one of version 1 gets the ``instances`` table
+(its jobs have no UIDs: storage commitment does not know them), and one of a newer dmask is
+refused with :class:`~gateway.errors.SpoolSchemaError` rather than misread.
 
 A full disk is a state, not a failure of the job at hand. Every write (a file, a transaction)
 that fails for lack of space raises :class:`~gateway.errors.SpoolFull` and leaves the job as it
@@ -35,11 +36,11 @@ from pathlib import Path
 
 from gateway.errors import OUT_OF_SPACE_ERRNOS, SpoolFull, SpoolSchemaError
 from gateway.store.payload_files import fsync_dir, secure_delete
-from gateway.store.queue import Job, JobState
+from gateway.store.queue import HeldInstance, Job, JobState
 
 #: Version of the tables below, kept in the database's ``PRAGMA user_version``. A change of the
 #: tables raises it and adds the step from the previous version to ``FolderSpool._open_schema``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -69,6 +70,14 @@ _TABLES = (
     job_id INTEGER PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
     data BLOB NOT NULL
 )""",
+    # Version 2: the original UIDs of a job, for storage commitment (kept after purge: a
+    # delivered instance stays committed).
+    """CREATE TABLE IF NOT EXISTS instances (
+    job_id INTEGER PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+    sop_instance_uid TEXT NOT NULL,
+    sop_class_uid TEXT NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS instances_uid ON instances (sop_instance_uid)",
 )
 
 _DATABASE = "state.sqlite"
@@ -83,6 +92,8 @@ INLINE_MAX_BYTES = 256 * 1024
 _PURGE_BATCH = 100
 #: Once the disk ran out, new instances are refused until this much more space is free.
 RESUME_MARGIN_BYTES = 1 << 20
+#: UIDs looked up per query (below SQLite's limit on bound parameters).
+_LOOKUP_BATCH = 500
 
 
 def _out_of_space(error: BaseException, folder: Path) -> bool:
@@ -200,8 +211,9 @@ class FolderSpool:
 
         Databases written before the tables had a version have ``user_version`` 0; when the
         tables they have are the current ones they are adopted as they are, and tables added
-        since they were made (``original_data``) are created. A newer version was written by a
-        newer dmask, whose rows this one would misread.
+        since they were made (``original_data``) are created. Version 1 lacks only the
+        ``instances`` table (and its index), created the same way. A newer version was written
+        by a newer dmask, whose rows this one would misread.
 
         Raises
         ------
@@ -317,11 +329,13 @@ class FolderSpool:
         if self.max_bytes is not None and self._bytes + expected_bytes > self.max_bytes:
             raise SpoolFull("the spool holds its configured maximum")
 
-    def admit(self, received: Path, *, calling_ae: str, called_ae: str) -> int:
+    def admit(self, received: Path, *, calling_ae: str, called_ae: str,
+              sop_class_uid: str | None = None, sop_instance_uid: str | None = None) -> int:
         """Make a received file durable and queue it; after this returns it survives a crash.
 
         The file must be on the spool's file system (e.g. in :meth:`incoming_dir`): a large one
-        is renamed into ``originals/``, a small one is read into the database and removed.
+        is renamed into ``originals/``, a small one is read into the database and removed. The
+        original UIDs, when both are given, are committed with the job (:meth:`held_instances`).
 
         Raises
         ------
@@ -354,6 +368,9 @@ class FolderSpool:
                 if data is not None:
                     db.execute("INSERT INTO original_data (job_id, data) VALUES (?, ?)",
                                (cursor.lastrowid, data))
+                if sop_class_uid and sop_instance_uid:
+                    db.execute("INSERT INTO instances (job_id, sop_instance_uid, sop_class_uid)"
+                               " VALUES (?, ?, ?)", (cursor.lastrowid, sop_instance_uid, sop_class_uid))
         except (sqlite3.Error, SpoolFull) as exc:
             secure_delete(received if data is not None else Path(original))
             if isinstance(exc, SpoolFull):
@@ -366,6 +383,29 @@ class FolderSpool:
             received.unlink(missing_ok=True)
         assert cursor.lastrowid is not None
         return cursor.lastrowid
+
+    def held_instances(self, sop_instance_uids: Iterable[str]) -> dict[str, HeldInstance]:
+        """The admitted instances among ``sop_instance_uids`` (original UIDs), with their state.
+
+        An instance received more than once is reported by a job that is not quarantined when
+        it has one, else by its latest job.
+        """
+        uids = sorted(set(sop_instance_uids))
+        rows: list[tuple[str, str, str]] = []
+        with self._lock:
+            for start in range(0, len(uids), _LOOKUP_BATCH):
+                batch = uids[start:start + _LOOKUP_BATCH]
+                rows += self._db.execute(
+                    "SELECT instances.sop_instance_uid, instances.sop_class_uid, jobs.state"
+                    " FROM instances JOIN jobs ON jobs.id = instances.job_id"
+                    f" WHERE instances.sop_instance_uid IN ({','.join('?' * len(batch))})"
+                    " ORDER BY jobs.id", batch).fetchall()
+        held: dict[str, HeldInstance] = {}
+        for uid, sop_class, state in rows:
+            known = held.get(uid)
+            if known is None or known.state is JobState.QUARANTINED or state != JobState.QUARANTINED:
+                held[uid] = HeldInstance(sop_class, JobState(state))
+        return held
 
     def _store_file(self, received: Path) -> Path:
         """Write-fsync-rename a large original into ``originals/`` (before its row commits)."""
