@@ -422,7 +422,7 @@ class PostgresSpool:
 
     def _forget_local(self, job_id: int) -> None:
         """Remove this node's working copies of a job (its fetched original and result)."""
-        (self.path / "originals" / f"{job_id}.dcm").unlink(missing_ok=True)
+        secure_delete(self.path / "originals" / f"{job_id}.dcm")
         self.output_path(job_id).unlink(missing_ok=True)
 
     def record_deliveries(self, job_id: int, delivered: Iterable[str], failed: dict[str, str],
@@ -540,15 +540,16 @@ class PostgresSpool:
         cutoff = (time.time() if now is None else now) - self.retention
         total = 0
         while True:
-            keys = self._run(lambda db: [row[0] for row in db.execute(
+            purged = self._run(lambda db: db.execute(
                 "UPDATE jobs SET original = '' WHERE id IN (SELECT id FROM jobs WHERE"
                 " state = 'done' AND original != '' AND updated_at <= %s LIMIT %s"
-                " FOR UPDATE SKIP LOCKED) RETURNING (SELECT j.original FROM jobs j"
-                " WHERE j.id = jobs.id)", (cutoff, _PURGE_BATCH)).fetchall()], durable=True)
-            for key in keys:
+                " FOR UPDATE SKIP LOCKED) RETURNING id, (SELECT j.original FROM jobs j"
+                " WHERE j.id = jobs.id)", (cutoff, _PURGE_BATCH)).fetchall(), durable=True)
+            for job_id, key in purged:
                 self._delete_payload(key)
-            total += len(keys)
-            if len(keys) < _PURGE_BATCH:
+                self._forget_local(job_id)
+            total += len(purged)
+            if len(purged) < _PURGE_BATCH:
                 return total
 
     # -- administration ---------------------------------------------------------------------
