@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 
 from gateway.config import Spool as SpoolSettings
-from gateway.errors import SpoolUnavailable
+from gateway.errors import ConfigError
 from gateway.store.queue import Spool
 from gateway.store.sqlite_spool import FolderSpool
 
@@ -20,14 +20,14 @@ def read_dsn(settings: SpoolSettings) -> str:
 
     Raises
     ------
-    SpoolUnavailable
+    ConfigError
         The DSN cannot be read (named by its source, never by its value).
     """
     assert settings.dsn is not None
     try:
         return settings.dsn.read()
     except ValueError as exc:
-        raise SpoolUnavailable(f"spool.dsn: {exc}") from None
+        raise ConfigError(f"spool.dsn: {exc}") from None
 
 
 def open_spool(settings: SpoolSettings, *, receiver: bool = False, node: str | None = None) -> Spool:
@@ -45,6 +45,8 @@ def open_spool(settings: SpoolSettings, *, receiver: bool = False, node: str | N
     SpoolSchemaError
         The spool's state was written by a newer dmask, or is not a spool's (or, for
         PostgreSQL, has no queue tables yet: ``dmask db upgrade``).
+    ConfigError
+        The queue database's DSN cannot be read.
     """
     if settings.backend == "postgresql":
         from gateway.store.payload_store import open_payloads

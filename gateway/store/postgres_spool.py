@@ -101,6 +101,13 @@ def _connect(dsn: str) -> psycopg.Connection[Any]:
         raise SpoolUnavailable(f"the queue database cannot be reached: {_why(exc)}") from None
 
 
+def _one(cursor: psycopg.Cursor[Any]) -> Any:
+    """The first column of a statement's one row (an aggregate, a RETURNING id)."""
+    row = cursor.fetchone()
+    assert row is not None
+    return row[0]
+
+
 def _why(error: psycopg.Error) -> str:
     """The kind of a database failure (its first line; never a DSN or a value)."""
     return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
@@ -143,7 +150,7 @@ def upgrade_schema(dsn: str) -> tuple[int, int]:
                 db.execute(f"INSERT INTO {_VERSION_TABLE} (version) VALUES (0)")
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[version]:
-                    db.execute(statement)  # type: ignore[arg-type]  # constant SQL
+                    db.execute(statement)
                 db.execute(f"UPDATE {_VERSION_TABLE} SET version = %s", (version,))
         return before or 0, SCHEMA_VERSION
     except psycopg.Error as exc:
@@ -296,8 +303,8 @@ class PostgresSpool:
             raise SpoolFull("free disk space is below the spool's floor")
         queued, read_at = self._queued_bytes
         if not self._reachable or time.monotonic() - read_at > _SIZE_REFRESH_S:
-            queued = self._run(lambda db: int(db.execute(
-                "SELECT COALESCE(SUM(size), 0) FROM jobs WHERE state != 'done'").fetchone()[0]))
+            queued = self._run(lambda db: int(_one(db.execute(
+                "SELECT COALESCE(SUM(size), 0) FROM jobs WHERE state != 'done'"))))
             self._queued_bytes = (queued, time.monotonic())
         if self.max_bytes is not None and queued + expected_bytes > self.max_bytes:
             raise SpoolFull("the spool holds its configured maximum")
@@ -325,11 +332,11 @@ class PostgresSpool:
         received.unlink(missing_ok=True)
         now = time.time()
         try:
-            job_id = self._run(lambda db: int(db.execute(
+            job_id = self._run(lambda db: int(_one(db.execute(
                 "INSERT INTO jobs (state, original, calling_ae, called_ae, size, received_at,"
                 " updated_at, received_by) VALUES ('received', %s, %s, %s, %s, %s, %s, %s)"
-                " RETURNING id", (key, calling_ae, called_ae, size, now, now, self.node)
-            ).fetchone()[0]), durable=True)
+                " RETURNING id", (key, calling_ae, called_ae, size, now, now, self.node)))),
+                durable=True)
         except SpoolFull:
             self._delete_payload(key)
             raise
@@ -454,17 +461,18 @@ class PostgresSpool:
                 db.execute("UPDATE deliveries SET delivered_at = COALESCE(delivered_at, %s),"
                            " attempts = attempts + 1, reason = NULL"
                            " WHERE job_id = %s AND destination = %s", (now, job_id, name))
-            for name, reason in failed.items():
+            for name, why in failed.items():
                 db.execute("UPDATE deliveries SET attempts = attempts + 1, reason = %s"
                            " WHERE job_id = %s AND destination = %s AND delivered_at IS NULL",
-                           (reason, job_id, name))
+                           (why, job_id, name))
             held = db.execute("SELECT output FROM jobs WHERE id = %s AND state = 'processing'"
                               " AND lease_owner = %s FOR UPDATE", (job_id, self.owner)).fetchone()
             if held is None:
                 return JobState.PROCESSING, None, output_key
             previous_output = held[0]
-            pending = db.execute("SELECT COUNT(*) FROM deliveries WHERE job_id = %s"
-                                 " AND delivered_at IS NULL", (job_id,)).fetchone()[0]
+            pending = _one(db.execute("SELECT COUNT(*) FROM deliveries WHERE job_id = %s"
+                                      " AND delivered_at IS NULL", (job_id,)))
+            reason: str | None
             if not pending:
                 state, reason = JobState.DONE, None
             elif next_at is None:
@@ -572,7 +580,7 @@ class PostgresSpool:
             args.append(reason)
 
         def read(db: psycopg.Connection[Any]) -> list[Job]:
-            rows = db.execute(query + " ORDER BY id LIMIT %s", (*args, limit)).fetchall()  # type: ignore[arg-type]
+            rows = db.execute(query + " ORDER BY id LIMIT %s", (*args, limit)).fetchall()
             return [self._job(db, row) for row in rows]
 
         return self._run(read)
@@ -596,7 +604,7 @@ class PostgresSpool:
                 "UPDATE jobs SET state = 'received', reason = NULL, output = NULL, next_at = 0,"
                 f" first_failure_at = NULL, updated_at = %s WHERE {condition}"
                 " RETURNING id, (SELECT j.output FROM jobs j WHERE j.id = jobs.id)",
-                (time.time(), *args)).fetchall()  # type: ignore[arg-type]
+                (time.time(), *args)).fetchall()
             db.execute("DELETE FROM deliveries WHERE job_id = ANY(%s)", ([r[0] for r in rows],))
             return rows
 
