@@ -69,6 +69,7 @@ def per_instance(server: PostgresServer, folder: Path, count: int) -> None:
     upgrade_schema(dsn)
     with psycopg.connect(dsn, autocommit=True) as db:
         db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    folder.mkdir(parents=True)
     (folder / "dsn").write_text(dsn)
     image = resized(photo("camera"), SMALL_PIXELS)
     (folder / "in").mkdir()

@@ -680,7 +680,8 @@ class GatewayConfig(_Model):
 
     node: str = Field(
         default_factory=socket.gethostname, min_length=1, max_length=64,
-        description="this node's name: labels its metrics and its claims on a shared queue",
+        description="this node's name (default: the host name): labels its metrics and its claims on a"
+        " shared queue; unique in a cluster",
     )
     listener: Listener
     stow: StowListener | None = Field(
