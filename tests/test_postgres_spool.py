@@ -178,3 +178,18 @@ def test_admission_fails_while_the_database_is_down_and_resumes_after(tmp_path: 
         spool.close()
     finally:
         server.close()
+
+
+def test_a_restarted_node_gives_back_its_earlier_claims_at_once(
+        nodes: list[PostgresSpool], dsn: str, tmp_path: Path) -> None:
+    first, second = nodes
+    mine, theirs = _receive(first), _receive(first)
+    assert first.claim() is not None and second.claim() is not None
+    first.close()  # killed
+    restarted = PostgresSpool(dsn, first.payloads, tmp_path / "first", node="first", lease=LEASE)
+    try:
+        assert restarted.recover() == 1
+        states = {job.id: job.state for job in restarted.jobs()}
+        assert states == {mine: JobState.RECEIVED, theirs: JobState.PROCESSING}
+    finally:
+        restarted.close()

@@ -535,8 +535,8 @@ class PostgresSpool:
         return int(self._run(lambda db: db.execute(
             "UPDATE jobs SET state = CASE WHEN first_failure_at IS NULL THEN 'received'"
             " ELSE 'retry' END, lease_owner = NULL, lease_until = NULL"
-            " WHERE state = 'processing' AND lease_owner LIKE %s AND lease_owner != %s",
-            (f"{self.node}/%", self.owner)).rowcount))
+            " WHERE state = 'processing' AND starts_with(lease_owner, %s) AND lease_owner != %s",
+            (f"{self.node}/", self.owner)).rowcount))
 
     def purge(self, now: float | None = None) -> int:
         """Delete originals of done jobs past the retention time, cluster-wide; return how many.

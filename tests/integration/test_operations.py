@@ -38,7 +38,7 @@ def test_probes_metrics_and_audit_trail(tmp_path: Path, dmask_server) -> None:
                and server.metric("dmask_forwarded_instances_total") == 1, 60, "both outcomes")
     _, text = http_get(server.metrics_port, "/metrics")
     node = socket.gethostname()  # the default node name labels every sample
-    assert f'dmask_quarantined_instances_total{{reason="no-face",node="{node}"}} 1.0' in text
+    assert f'dmask_quarantined_instances_total{{node="{node}",reason="no-face"}} 1.0' in text
     assert 'dmask_stage_duration_seconds_count{stage="mask"}' in text
     server.signal(signal.SIGTERM)
     server.process.wait(60)
