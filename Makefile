@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config/gateway.yaml
 APT_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0 \
 	orthanc orthanc-dicomweb dcmtk dicom3tools openssl python3 python3-venv \
-	tesseract-ocr tesseract-ocr-eng fonts-dejavu-core fonts-liberation
+	tesseract-ocr tesseract-ocr-eng fonts-dejavu-core fonts-liberation postgresql-15
 STAMPS := .make
 
 .PHONY: run test lint install apt venv bench clean
@@ -43,8 +43,10 @@ $(STAMPS)/apt: Makefile
 	if [ -n "$$missing" ]; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
-	@# The Debian package starts a system Orthanc on 4242/8042; the tests start their own.
+	@# The Debian packages start a system Orthanc on 4242/8042 and a PostgreSQL cluster on 5432;
+	@# the tests start their own.
 	@-if command -v service >/dev/null 2>&1; then service orthanc stop >/dev/null 2>&1 || true; fi
+	@-if command -v service >/dev/null 2>&1; then service postgresql stop >/dev/null 2>&1 || true; fi
 	@touch $@
 
 $(STAMPS)/venv: pyproject.toml
@@ -52,7 +54,7 @@ $(STAMPS)/venv: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip 'setuptools<81' wheel
-	$(BIN)/pip install -q -e '.[audit,dev]'
+	$(BIN)/pip install -q -e '.[audit,dev,postgresql]'
 	$(BIN)/pip check
 	@touch $@
 

@@ -36,6 +36,9 @@ audit_app = typer.Typer(
     rich_markup_mode="markdown",
 )
 app.add_typer(audit_app, name="audit")
+db_app = typer.Typer(help="The shared queue's database (spool.backend: postgresql).",
+                     no_args_is_help=True, rich_markup_mode="markdown")
+app.add_typer(db_app, name="db")
 
 
 DEFAULT_CONFIG = Path("config/gateway.yaml")
@@ -327,18 +330,26 @@ def _exit_on_spool_error(error: SpoolSchemaError) -> NoReturn:
 def _spool_of(config_path: Path) -> QueueAdmin:
     """The spool a configuration names (for the admin commands next to a running gateway), or
     exit with status 2."""
-    from gateway.errors import SpoolSchemaError
+    from gateway.errors import ConfigError, SpoolFull, SpoolSchemaError
     from gateway.store.backends import open_spool
 
+    settings = _load_config(config_path, check_secret=False)
     try:
-        return open_spool(_load_config(config_path, check_secret=False).spool)
+        return open_spool(settings.spool, node=settings.node)
     except SpoolSchemaError as exc:
         _exit_on_spool_error(exc)
+    except ConfigError as exc:
+        _exit_on_config_error(exc)
+    except SpoolFull as exc:
+        typer.echo(f"{exc.reason}: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
 def serve(
     config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="The YAML configuration."),
+    role: str = typer.Option("all", help="receive (listen and admit), process (claim, mask,"
+                             " forward) or all; receive and process need spool.backend postgresql."),
 ) -> None:
     """Run the gateway: listener, spool, workers and forwarding, until SIGTERM.
 
@@ -348,8 +359,14 @@ def serve(
     from gateway.errors import ConfigError, SpoolSchemaError, StartupError
     from gateway.ops.service import Gateway
 
+    if role not in ("receive", "process", "all"):
+        typer.echo(f"unknown role '{role}' (receive, process or all)", err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR)
+    if role != "all" and _load_config(config, check_secret=False).spool.backend != "postgresql":
+        typer.echo(f"--role {role} needs a shared queue (spool.backend: postgresql)", err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR)
     try:
-        gateway = Gateway(config)
+        gateway = Gateway(config, role)  # type: ignore[arg-type]  # checked above
     except ConfigError as exc:
         _exit_on_config_error(exc)
     except SpoolSchemaError as exc:
@@ -409,6 +426,35 @@ def requeue(
     with closing(_spool_of(config)) as spool:
         count = spool.requeue(ids or (), reason=reason, all_failed=all_failed)
     typer.echo(f"requeued {count} job(s)")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="The YAML configuration."),
+) -> None:
+    """Create the shared queue's tables, or migrate them to this dmask's schema version.
+
+    Run it once before the first `dmask serve` of a cluster and after installing a dmask with a
+    new schema; gateways refuse a database whose version they do not know.
+    """
+    from gateway.errors import ConfigError, SpoolFull, SpoolSchemaError
+    from gateway.store.backends import read_dsn
+    from gateway.store.postgres_spool import upgrade_schema
+
+    settings = _load_config(config, check_secret=False).spool
+    if settings.backend != "postgresql":
+        typer.echo("spool.backend is not postgresql: the embedded spool needs no upgrade", err=True)
+        raise typer.Exit(EXIT_CONFIG_ERROR)
+    try:
+        before, after = upgrade_schema(read_dsn(settings))
+    except ConfigError as exc:
+        _exit_on_config_error(exc)
+    except SpoolSchemaError as exc:
+        _exit_on_spool_error(exc)
+    except SpoolFull as exc:
+        typer.echo(f"{exc.reason}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"schema version {after}" + (" (unchanged)" if before == after else f" (was {before})"))
 
 
 if __name__ == "__main__":

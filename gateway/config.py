@@ -18,6 +18,7 @@ import ipaddress
 import os
 import re
 import shlex
+import socket
 import types
 import urllib.parse
 from collections.abc import Mapping
@@ -224,23 +225,6 @@ class Listener(_Model):
         ]
 
 
-class Spool(_Model):
-    """The durable queue between receive and forward (a folder plus an SQLite state table)."""
-
-    path: Path = Field(default=Path("var/spool"), description="spool folder, created 0700")
-    retention: float = Field(
-        default=0,
-        ge=0,
-        description="seconds to keep an original after every destination has its result",
-    )
-    min_free_bytes: int = Field(
-        default=1 << 30, ge=0, description="refuse new instances (0xA700) below this free space"
-    )
-    max_bytes: int | None = Field(
-        default=None, gt=0, description="refuse new instances once the spool holds this much"
-    )
-
-
 class RetryPolicy(_Model):
     """Exponential backoff for a destination, then dead letter."""
 
@@ -327,6 +311,87 @@ class CredentialSource(_Model):
         if not value:
             raise ValueError(f"{where} is missing or empty")
         return value
+
+
+class FolderPayloads(_Model):
+    """Payloads (originals, outputs kept for retries) as files in a folder every node mounts."""
+
+    type: Literal["folder"] = Field(description="a shared file system (NFS, CephFS...)")
+    path: Path = Field(description="the shared folder, created 0700; the same on every node")
+
+
+class S3Payloads(_Model):
+    """Payloads as objects in an S3-compatible store (AWS S3, MinIO, Ceph RGW)."""
+
+    type: Literal["s3"] = Field(description="an S3-compatible object store")
+    bucket: str = Field(min_length=3, description="bucket holding the payloads (must exist)")
+    prefix: str = Field(default="", description="key prefix, e.g. 'dmask/'")
+    endpoint_url: str | None = Field(
+        default=None, description="URL of the store (MinIO, Ceph); none = AWS for the region"
+    )
+    region: str | None = Field(default=None, description="region name; none = the SDK's default")
+    access_key_id: CredentialSource | None = Field(
+        default=None, description="access key id (file or environment); none = the SDK's default chain"
+    )
+    secret_access_key: CredentialSource | None = Field(
+        default=None, description="secret access key (file or environment); none = the SDK's default chain"
+    )
+    part_size: int = Field(
+        default=8 << 20, ge=5 << 20,
+        description="multipart chunk size in bytes: payloads stream in parts of this size",
+    )
+
+    @model_validator(mode="after")
+    def _both_keys_or_none(self) -> S3Payloads:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("give both access_key_id and secret_access_key, or neither")
+        return self
+
+
+PayloadStore = Annotated[FolderPayloads | S3Payloads, Field(discriminator="type")]
+
+
+class Spool(_Model):
+    """The durable queue between receive and forward.
+
+    ``sqlite`` (the default): one process, a folder plus an SQLite state table. ``postgresql``:
+    many receivers and processors share one PostgreSQL queue and a payload store; ``path`` is
+    then each node's local working folder (partial receives, results being forwarded).
+    """
+
+    backend: Literal["sqlite", "postgresql"] = Field(
+        default="sqlite", description="sqlite: embedded, one process; postgresql: scale-out"
+    )
+    path: Path = Field(default=Path("var/spool"), description="spool folder, created 0700")
+    dsn: CredentialSource | None = Field(
+        default=None, description="postgresql: where the connection string (DSN) is read from"
+    )
+    payloads: PayloadStore | None = Field(
+        default=None, description="postgresql: the shared payload store (folder or s3)"
+    )
+    lease: Seconds = Field(
+        default=60, description="postgresql: a claim lasts this long unless its processor renews it;"
+        " a dead processor's jobs are taken over after it"
+    )
+    retention: float = Field(
+        default=0,
+        ge=0,
+        description="seconds to keep an original after every destination has its result",
+    )
+    min_free_bytes: int = Field(
+        default=1 << 30, ge=0, description="refuse new instances (0xA700) below this free space"
+    )
+    max_bytes: int | None = Field(
+        default=None, gt=0, description="refuse new instances once the spool holds this much"
+    )
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> Spool:
+        if self.backend == "postgresql" and (self.dsn is None or self.payloads is None):
+            raise ValueError("the postgresql backend needs 'dsn' and 'payloads'")
+        if self.backend == "sqlite" and (self.dsn is not None or self.payloads is not None):
+            raise ValueError("'dsn' and 'payloads' belong to the postgresql backend")
+        return self
 
 
 class NoAuth(_Model):
@@ -646,6 +711,11 @@ class StowListener(_Model):
 class GatewayConfig(_Model):
     """The whole gateway configuration."""
 
+    node: str = Field(
+        default_factory=socket.gethostname, min_length=1, max_length=64,
+        description="this node's name (default: the host name): labels its metrics and its claims on a"
+        " shared queue; unique in a cluster",
+    )
     listener: Listener
     stow: StowListener | None = Field(
         default=None, description="the STOW-RS (DICOMweb) endpoint; none = DICOM listener only"
@@ -674,7 +744,7 @@ class GatewayConfig(_Model):
 # --- loading -------------------------------------------------------------------------------
 
 #: Parts of a pydantic error location that name a union member, not a YAML key.
-_UNION_TAGS = ("dicom", "folder", "dicomweb", "none", "basic", "bearer", "[key]")
+_UNION_TAGS = ("dicom", "folder", "s3", "dicomweb", "none", "basic", "bearer", "[key]")
 
 KeyPath = tuple[str | int, ...]
 """A position in the YAML document: keys and list indices from the top, e.g. ("routes", 0, "profile")."""

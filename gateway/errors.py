@@ -126,6 +126,13 @@ class SpoolFull(DmaskError):
     reason = "spool-full"
 
 
+class SpoolUnavailable(SpoolFull):
+    """The shared queue (PostgreSQL) or payload store cannot be reached. Handled as a full
+    spool: receive answers 0xA700 (never Success) and the serve loop retries its writes."""
+
+    reason = "spool-unavailable"
+
+
 class DuplicateInstance(DmaskError):
     """A folder destination already holds another instance with this SOP Instance UID and its
     policy is to quarantine such a job rather than choose between them; not retried."""

@@ -18,6 +18,8 @@ from tests.support.photos import photo
 
 if TYPE_CHECKING:
     from gateway.mask.masker import FaceMasker
+    from tests.support.postgres import PostgresServer
+    from tests.support.s3 import S3Server
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +41,32 @@ def small_face() -> np.ndarray:
     rgb = cv2.resize(photo("astronaut"), (160, 120), interpolation=cv2.INTER_AREA)
     rgb.setflags(write=False)
     return rgb
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the run (Debian's postgresql-15), stopped at its end; the
+    tests that need it are skipped where its binaries are not installed."""
+    from tests.support import postgres as support
+
+    if not support.available():
+        pytest.skip("PostgreSQL 15 binaries (Debian postgresql-15) are not installed")
+    server = support.PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """An S3 endpoint (moto's server) on a loopback port for the run."""
+    from tests.support.s3 import S3Server
+
+    server = S3Server()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

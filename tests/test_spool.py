@@ -1,4 +1,8 @@
-"""The spool's state machine, crash recovery, limits and file hygiene, on a real folder + SQLite."""
+"""The spool's state machine, crash recovery, limits and file hygiene, on a real folder + SQLite.
+
+What does not depend on the backend also runs on the scale-out one: a real PostgreSQL server
+with its payloads in a shared folder or in an S3 endpoint (moto's server).
+"""
 
 from __future__ import annotations
 
@@ -7,32 +11,82 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from gateway.cli import app
+from gateway.config import FolderPayloads, S3Payloads
 from gateway.errors import SpoolFull, SpoolSchemaError
 from gateway.store import queue
+from gateway.store.payload_store import FolderStore, Payloads, S3Store
+from gateway.store.postgres_spool import PostgresSpool, upgrade_schema
 from gateway.store.queue import HeldInstance, Job, JobState, Spool
 from gateway.store.sqlite_spool import SCHEMA_VERSION, FolderSpool
 from tests.support.small_disk import fill, small_disk
 
-#: Where originals are kept: as files (large instances) or in the database (small ones).
-STORAGE = pytest.mark.parametrize("inline_max_bytes", [0, 1 << 20], ids=["file", "database"])
+#: Every backend and where it keeps originals: the embedded spool as files (large instances) or
+#: in its database (small ones); the scale-out one in a shared folder or an S3 bucket.
+BACKENDS = ["sqlite-file", "sqlite-database", "postgresql-folder", "postgresql-s3"]
+SpoolFactory = Callable[..., Spool]
 
 
-def _received_file(spool: FolderSpool, payload: bytes = b"DICM" * 100) -> Path:
+def payload_store(request: pytest.FixtureRequest, kind: str, folder: Path) -> Payloads:
+    """A payload store of ``kind`` (folder or s3) on real servers started for the run."""
+    if kind == "folder":
+        return FolderStore(FolderPayloads(type="folder", path=folder))
+    s3 = request.getfixturevalue("s3")
+    from tests.support.s3 import ACCESS_KEY, SECRET_KEY
+
+    os.environ.setdefault("DMASK_TEST_S3_KEY", ACCESS_KEY)
+    os.environ.setdefault("DMASK_TEST_S3_SECRET", SECRET_KEY)
+    bucket = s3.new_bucket(f"spool-{time.monotonic_ns()}")
+    return S3Store(S3Payloads(type="s3", bucket=bucket, endpoint_url=s3.url,
+                              access_key_id={"env": "DMASK_TEST_S3_KEY"},  # type: ignore[arg-type]
+                              secret_access_key={"env": "DMASK_TEST_S3_SECRET"}))  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=BACKENDS)
+def make_spool(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SpoolFactory]:
+    """Opens spools of one backend on shared state (one folder, or one database and store);
+    ``inline_max_bytes`` is the embedded spool's own and is fixed by the parameter."""
+    backend, storage = request.param.split("-")
+    opened: list[Spool] = []
+    if backend == "sqlite":
+        inline = 0 if storage == "file" else 1 << 20
+
+        def factory(**options: Any) -> Spool:
+            spool = FolderSpool(tmp_path / "spool", inline_max_bytes=inline, **options)
+            opened.append(spool)
+            return spool
+    else:
+        dsn = request.getfixturevalue("postgres").new_database()
+        upgrade_schema(dsn)
+        payloads = payload_store(request, storage, tmp_path / "shared")
+        nodes = iter(range(1, 100))
+
+        def factory(**options: Any) -> Spool:
+            spool = PostgresSpool(dsn, payloads, tmp_path / f"node{len(opened)}",
+                                  node=f"node{next(nodes)}", **options)
+            opened.append(spool)
+            return spool
+    yield factory
+    for spool in opened:
+        spool.close()
+
+
+def _received_file(spool: Spool, payload: bytes = b"DICM" * 100) -> Path:
     """A file as receive leaves it in ``incoming/`` before admitting it."""
     incoming = spool.incoming_dir() / f"rx-{time.monotonic_ns()}.dcm"
     incoming.write_bytes(payload)
     return incoming
 
 
-def _receive(spool: FolderSpool, payload: bytes = b"DICM" * 100) -> int:
+def _receive(spool: Spool, payload: bytes = b"DICM" * 100) -> int:
     return spool.admit(_received_file(spool, payload), calling_ae="CAMERA1", called_ae="DMASK")
 
 
@@ -50,7 +104,7 @@ def _set_user_version(spool_path: Path, version: int) -> None:
     db.close()
 
 
-def _has_original(spool: FolderSpool, job: Job) -> bool:
+def _has_original(spool: Spool, job: Job) -> bool:
     if job.original is not None:
         return job.original.exists()
     try:
@@ -82,10 +136,8 @@ def test_admit_keeps_a_small_instance_in_the_database(tmp_path: Path) -> None:
     assert not list(spool.incoming_dir().iterdir())
 
 
-@STORAGE
-def test_full_round_trip_deletes_original_and_output(tmp_path: Path,
-                                                     inline_max_bytes: int) -> None:
-    spool = FolderSpool(tmp_path / "spool", inline_max_bytes=inline_max_bytes)
+def test_full_round_trip_deletes_original_and_output(make_spool: SpoolFactory) -> None:
+    spool = make_spool()
     job_id = _receive(spool)
     job = spool.claim()
     assert job is not None and job.id == job_id and job.state is JobState.PROCESSING
@@ -105,9 +157,8 @@ def test_full_round_trip_deletes_original_and_output(tmp_path: Path,
     assert spool.counts() == {("done", None): 1}
 
 
-@STORAGE
-def test_dead_letter_and_requeue(tmp_path: Path, inline_max_bytes: int) -> None:
-    spool = FolderSpool(tmp_path / "spool", inline_max_bytes=inline_max_bytes)
+def test_dead_letter_and_requeue(make_spool: SpoolFactory) -> None:
+    spool = make_spool()
     job_id = _receive(spool)
     spool.claim()
     assert spool.record_deliveries(job_id, [], {"pacs": "forward-failed"}, None,
@@ -146,20 +197,19 @@ def test_recover_after_crash(tmp_path: Path) -> None:
     assert not orphan.exists() and not partial.exists()
 
 
-def test_capacity_limits_raise_spool_full_and_remove_the_file(tmp_path: Path) -> None:
-    spool = FolderSpool(tmp_path / "spool", max_bytes=1000)
+def test_capacity_limits_raise_spool_full_and_remove_the_file(make_spool: SpoolFactory) -> None:
+    spool = make_spool(max_bytes=1000)
     _receive(spool, b"x" * 600)
     with pytest.raises(SpoolFull):
         _receive(spool, b"x" * 600)
     assert not list(spool.incoming_dir().iterdir())
-    huge_floor = FolderSpool(tmp_path / "other", min_free_bytes=1 << 62)
+    huge_floor = make_spool(min_free_bytes=1 << 62)
     with pytest.raises(SpoolFull):
         huge_floor.check_capacity()
 
 
-@STORAGE
-def test_retention_keeps_original_until_purged(tmp_path: Path, inline_max_bytes: int) -> None:
-    spool = FolderSpool(tmp_path / "spool", retention=3600, inline_max_bytes=inline_max_bytes)
+def test_retention_keeps_original_until_purged(make_spool: SpoolFactory, tmp_path: Path) -> None:
+    spool = make_spool(retention=3600)
     job_id = _receive(spool, b"secret pixels")
     job = spool.claim()
     assert job is not None
@@ -170,7 +220,7 @@ def test_retention_keeps_original_until_purged(tmp_path: Path, inline_max_bytes:
     assert spool.purge(now=time.time() + 3601) == 1
     assert not _has_original(spool, job)
     spool.close()  # checkpoints the write-ahead log into the database file
-    for path in spool.path.rglob("*"):
+    for path in tmp_path.rglob("*"):
         assert not path.is_file() or b"secret pixels" not in path.read_bytes()
 
 
@@ -185,14 +235,17 @@ def test_second_process_sees_committed_jobs(tmp_path: Path) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_folder_spool_implements_every_method_of_the_spool_protocol(tmp_path: Path) -> None:
-    spool: Spool = FolderSpool(tmp_path / "spool")  # mypy checks the structure here
+@pytest.mark.parametrize("backend", [FolderSpool, PostgresSpool])
+def test_every_backend_implements_every_method_of_the_spool_protocol(tmp_path: Path,
+                                                                    backend: type) -> None:
+    if backend is FolderSpool:
+        spool: Spool = FolderSpool(tmp_path / "spool")  # mypy checks the structure here
+        spool.close()
     protocols = [cls for cls in Spool.__mro__ if cls.__module__ == queue.__name__]
     methods = {name for cls in protocols for name in vars(cls) if not name.startswith("_")}
     assert {"admit", "claim", "release", "purge", "counts", "jobs", "requeue", "close"} <= methods
     for name in methods:
-        assert inspect.signature(getattr(FolderSpool, name)) == inspect.signature(getattr(Spool, name)), name
-    spool.close()
+        assert inspect.signature(getattr(backend, name)) == inspect.signature(getattr(Spool, name)), name
 
 
 def test_a_new_database_gets_the_current_schema_version(tmp_path: Path) -> None:
@@ -239,9 +292,8 @@ def test_a_version_1_database_gets_the_instances_table(tmp_path: Path) -> None:
     assert _user_version(tmp_path / "spool") == SCHEMA_VERSION == 2
 
 
-@STORAGE
-def test_held_instances_are_found_by_their_original_uid(tmp_path: Path, inline_max_bytes: int) -> None:
-    spool = FolderSpool(tmp_path / "spool", inline_max_bytes=inline_max_bytes)
+def test_held_instances_are_found_by_their_original_uid(make_spool: SpoolFactory) -> None:
+    spool = make_spool()
 
     def admit(uid: str) -> int:
         return spool.admit(_received_file(spool), calling_ae="CAMERA1", called_ae="DMASK",
@@ -265,7 +317,6 @@ def test_held_instances_are_found_by_their_original_uid(tmp_path: Path, inline_m
     assert spool.held_instances([]) == {}
     many = [f"3.{n}" for n in range(1200)]
     assert spool.held_instances(many + ["2.1"]).keys() == {"2.1"}
-    spool.close()
 
 
 def test_an_unversioned_database_of_other_tables_is_refused(tmp_path: Path) -> None:

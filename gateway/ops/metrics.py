@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 import shutil
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
 
 from gateway.errors import StartupError
 from gateway.store.queue import JobState
@@ -29,11 +30,31 @@ _STAGE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 DEAD_LETTER_REASON = "forward-expired"
 
 
-class GatewayMetrics:
-    """The gateway's metrics, in their own registry (so tests can create several)."""
+class _NodeLabelled:
+    """A registry's metrics with a ``node`` label on every sample, so that the nodes of a
+    cluster can be told apart (and summed) whatever the scraper adds."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: CollectorRegistry, node: str) -> None:
+        self.registry = registry
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            family.samples = [sample._replace(labels={**sample.labels, "node": self.node})
+                              for sample in family.samples]
+            yield family
+
+
+class GatewayMetrics:
+    """The gateway's metrics, in their own registry (so tests can create several).
+
+    ``node`` (the configuration's node name) labels every sample that is served.
+    """
+
+    def __init__(self, node: str | None = None) -> None:
         self.registry = CollectorRegistry()
+        self.exposed: CollectorRegistry | _NodeLabelled = (
+            self.registry if node is None else _NodeLabelled(self.registry, node))
         self.received = Counter("dmask_received_instances", "Instances admitted into the spool",
                                 registry=self.registry)
         self.refused = Counter("dmask_refused_instances",
@@ -108,7 +129,7 @@ def serve_metrics(metrics: GatewayMetrics, host: str, port: int,
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             if self.path == "/metrics":
-                self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+                self._reply(200, generate_latest(metrics.exposed), CONTENT_TYPE_LATEST)
             elif self.path == "/healthz":
                 self._reply(200, b"ok\n")
             elif self.path == "/readyz":

@@ -8,7 +8,12 @@ Signals: SIGHUP reloads the configuration, refusing a broken one and keeping the
 SIGTERM (and SIGINT) stop accepting associations, let the in-flight jobs finish and exit.
 
 A full spool disk never ends the process (:mod:`gateway.ops.spool_space`): it opens, recovers,
-receives and records as soon as space is freed, and is not ready meanwhile.
+receives and records as soon as space is freed, and is not ready meanwhile. A shared queue
+that does not answer (PostgreSQL, its payload store) is waited out the same way.
+
+Roles (scale-out, on a shared queue): ``receive`` only listens and admits, ``process`` only
+claims, processes and forwards, ``all`` (the default, and the only one that makes sense on the
+embedded spool) does both.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from functools import partial
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
-from typing import Protocol
+from typing import Literal, Protocol
 
 from gateway.codec.pixels import DECODABLE_TRANSFER_SYNTAXES
 from gateway.config import (
@@ -57,6 +62,8 @@ log = logging.getLogger("dmask.service")
 MAX_WORKER_CRASHES = 3
 _HOUSEKEEPING_S = 5.0
 _GIL_SWITCH_INTERVAL_S = 0.0005
+
+Role = Literal["receive", "process", "all"]
 
 
 class _Listening(Protocol):
@@ -119,6 +126,8 @@ class Gateway:
     ----------
     config_path
         The YAML configuration; read again on SIGHUP.
+    role
+        What this process does: ``receive``, ``process`` or ``all``.
 
     Raises
     ------
@@ -128,18 +137,20 @@ class Gateway:
         The spool's state was written by a newer dmask, or is not a spool's.
     """
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, role: Role = "all") -> None:
         self.config_path = Path(config_path)
+        self.role = role
         self.config: GatewayConfig = load_config(self.config_path)
         self.secret = self.config.load_secret()
+        opened: Spool | SpoolFull
         try:
-            opened: Spool | None = open_spool(self.config.spool, receiver=True)
-        except SpoolFull:
-            opened = None
+            opened = open_spool(self.config.spool, receiver=True, node=self.config.node)
+        except SpoolFull as exc:
+            opened = exc
         self._native_output = NativeOutput()
         configure_logging(self.config.logging)
-        self.spool: Spool = opened or self._wait_for_spool()
-        self.metrics = GatewayMetrics()
+        self.spool: Spool = self._wait_for_spool(opened) if isinstance(opened, SpoolFull) else opened
+        self.metrics = GatewayMetrics(node=self.config.node)
         self._space = SpoolSpace(self.metrics)
         self.metrics.watch_spool(self.config.spool.path, self.config.spool.min_free_bytes)
         self._wake = threading.Event()
@@ -151,29 +162,40 @@ class Gateway:
         self._receiver: Receiver | None = None
         self._stow: StowReceiver | None = None
         self._listening = False
+        self._ports_open = False
 
-    def _wait_for_spool(self) -> Spool:
-        """Open the spool whose disk was too full to open it: wait and retry, never exit.
+    @property
+    def _receives(self) -> bool:
+        return self.role != "process"
+
+    @property
+    def _processes(self) -> bool:
+        return self.role != "receive"
+
+    def _wait_for_spool(self, error: SpoolFull) -> Spool:
+        """Open the spool whose disk was too full (or whose shared queue did not answer): wait
+        and retry, never exit.
 
         Nothing listens yet, so probes find the gateway not ready; SIGTERM ends the wait.
         """
-        log.error("the spool's disk is too full to open it; trying again until space is freed")
+        log.error("the spool cannot be opened (%s); trying again until it can", error)
         pause = 1.0
         while True:
             time.sleep(pause)
             pause = min(2 * pause, LONGEST_PAUSE_S)
             try:
-                return open_spool(self.config.spool, receiver=True)
+                return open_spool(self.config.spool, receiver=True, node=self.config.node)
             except SpoolFull:
                 continue
 
     # -- readiness and signals --------------------------------------------------------------
 
     def ready(self) -> bool:
-        """Listener up, workers started (models loaded) and the spool able to take an instance."""
-        if not self._listening or self._pool is None or self._stopping:
+        """Listener up (receive), workers started with their models loaded (process) and the
+        spool able to take an instance."""
+        if self._stopping or (self._receives and not self._listening):
             return False
-        if not self._pool.started():
+        if self._processes and (self._pool is None or not self._pool.started()):
             return False
         return self._spool_has_room()
 
@@ -278,7 +300,9 @@ class Gateway:
             self._drain()
             return
         http = self._open_ports()
-        self._pool = WorkerPool(self.config, self.secret, partial(configure_logging, self.config.logging))
+        self._ports_open = True
+        if self._processes:
+            self._pool = WorkerPool(self.config, self.secret, partial(configure_logging, self.config.logging))
         housekeeping = 0.0
         while not self._stopping:
             if self._reload_requested:
@@ -308,7 +332,8 @@ class Gateway:
             if self.config.metrics.enabled:
                 http = serve_metrics(self.metrics, self.config.metrics.host, self.config.metrics.port,
                                      self.ready)
-            self._start_receivers()
+            if self._receives:
+                self._start_receivers()
         except StartupError as error:
             log.error("cannot start: %s", error)
             if http is not None:
@@ -374,10 +399,15 @@ class Gateway:
                 log.exception("a claimed job has no original", extra={"job": job.id})
                 self._space.write("quarantine", partial(self._quarantine, job, "internal-error"))
                 continue
+            except SpoolFull:  # the payload store does not answer: wait for it
+                self._space.write("release", partial(self.spool.release, job.id))
+                self._space.ran_out("original")
+                return
             ticket = Ticket(job_id=job.id, original=original,
                             output=self.spool.output_path(job.id), calling_ae=job.calling_ae,
                             called_ae=job.called_ae, processed=job.output is not None,
-                            pending=job.pending)
+                            pending=job.pending,
+                            delivered=tuple(d for d in job.destinations if d not in job.pending))
             try:
                 future = self._pool.submit(ticket)
             except BrokenProcessPool:  # a worker died while the pool was idle
@@ -497,16 +527,20 @@ class Gateway:
                         extra={"job": job.id, "destination": name, "policy": policy})
 
     def _housekeeping(self) -> None:
-        if self._receiver is None and self._pool is not None and not self._stopping:
+        if self._receives and self._receiver is None and self._ports_open and not self._stopping:
             self._listen_again()
-        try:
-            self.spool.purge()
-        except SpoolFull:
-            self._space.ran_out("purge")
+        if self._processes:
+            try:
+                self.spool.purge()
+            except SpoolFull:
+                self._space.ran_out("purge")
         self._spool_has_room()
         counts: dict[str, int] = {}
-        for (state, _reason), count in self.spool.counts().items():
-            counts[state] = counts.get(state, 0) + count
+        try:
+            for (state, _reason), count in self.spool.counts().items():
+                counts[state] = counts.get(state, 0) + count
+        except SpoolFull:  # a shared queue that does not answer: the depth is unknown for now
+            return
         self.metrics.set_queue_depth(counts)
 
     # -- reload -----------------------------------------------------------------------------
@@ -534,9 +568,10 @@ class Gateway:
                 log.error("configuration reload failed: the new listener cannot start; the"
                           " running configuration stays", extra={"error": _why(exc)})
                 return
-        old_pool, self._pool = self._pool, WorkerPool(config, secret, partial(configure_logging, config.logging))
-        if old_pool is not None:
-            old_pool.shutdown(wait=False)
+        if self._processes:
+            old_pool, self._pool = self._pool, WorkerPool(config, secret, partial(configure_logging, config.logging))
+            if old_pool is not None:
+                old_pool.shutdown(wait=False)
         if config.spool != self.config.spool:
             log.warning("spool settings change only on restart")
         self.config, self.secret = config, secret

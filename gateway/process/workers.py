@@ -45,6 +45,8 @@ class Ticket:
     called_ae: str
     processed: bool = False
     pending: tuple[str, ...] = ()
+    #: Destinations the delivery ledger says have the result: never sent it again.
+    delivered: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ def run(ticket: Ticket) -> Outcome:
             pending = ticket.pending
         else:
             outgoing, outcome = _process(ticket)
-            pending = outcome.destinations
+            pending = tuple(name for name in outcome.destinations if name not in ticket.delivered)
     except SpoolFull:  # the gateway's disk, not the instance: the job waits for space
         return Outcome(job_id=ticket.job_id, out_of_space=True)
     except Exception as exc:  # every failure of one instance is a quarantine, never a crash

@@ -40,8 +40,9 @@ def test_probes_metrics_and_audit_trail(tmp_path: Path, dmask_server) -> None:
     wait_until(lambda: server.metric("dmask_quarantined_instances_total") == 1
                and server.metric("dmask_forwarded_instances_total") == 1, 60, "both outcomes")
     _, text = http_get(server.metrics_port, "/metrics")
-    assert 'dmask_quarantined_instances_total{reason="no-face"} 1.0' in text
-    assert 'dmask_stage_duration_seconds_count{stage="mask"}' in text
+    node = socket.gethostname()  # the default node name labels every sample
+    assert f'dmask_quarantined_instances_total{{node="{node}",reason="no-face"}} 1.0' in text
+    assert f'dmask_stage_duration_seconds_count{{node="{node}",stage="mask"}}' in text
     server.signal(signal.SIGTERM)
     server.process.wait(60)
     events = [json.loads(line)["audit"] for line in server.log.read_text().splitlines()

@@ -138,8 +138,9 @@ class Orthanc:
 class DmaskServer:
     """``dmask serve`` as a separate process, with a configuration written for the test."""
 
-    def __init__(self, folder: Path, settings: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, settings: dict[str, Any], role: str = "all") -> None:
         self.folder = folder
+        self.role = role
         folder.mkdir(parents=True, exist_ok=True)
         write_key(Path(settings["secret"]["file"]))
         self.port = settings["listener"]["port"]
@@ -155,7 +156,8 @@ class DmaskServer:
 
     def start(self, *, wait_ready: bool = True) -> None:
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([str(DMASK), "serve", "--config", str(self.config)],
+            self.process = subprocess.Popen([str(DMASK), "serve", "--config", str(self.config),
+                                             "--role", self.role],
                                             cwd=self.folder, stdout=log, stderr=subprocess.STDOUT,
                                             env=PEER_ENV)
         if wait_ready:

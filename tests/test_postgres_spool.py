@@ -1,0 +1,195 @@
+"""The scale-out queue on a real PostgreSQL server: leases, takeovers, the delivery ledger,
+schema versions and outages (what :mod:`tests.test_spool` cannot say for every backend)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gateway.cli import app
+from gateway.config import FolderPayloads
+from gateway.errors import SpoolSchemaError, SpoolUnavailable
+from gateway.store.payload_store import FolderStore
+from gateway.store.postgres_spool import SCHEMA_VERSION, PostgresSpool, upgrade_schema
+from gateway.store.queue import JobState
+from tests.support.postgres import PostgresServer
+
+LEASE = 1.0
+
+
+@pytest.fixture
+def dsn(postgres: PostgresServer) -> str:
+    database = postgres.new_database()
+    upgrade_schema(database)
+    return database
+
+
+@pytest.fixture
+def nodes(dsn: str, tmp_path: Path) -> Iterator[list[PostgresSpool]]:
+    """Two processors (and receivers) on one queue and one shared payload folder."""
+    payloads = FolderStore(FolderPayloads(type="folder", path=tmp_path / "shared"))
+    opened = [PostgresSpool(dsn, payloads, tmp_path / name, node=name, lease=LEASE)
+              for name in ("first", "second")]
+    yield opened
+    for spool in opened:
+        spool.close()
+
+
+def _receive(spool: PostgresSpool, payload: bytes = b"DICM" * 100) -> int:
+    incoming = spool.incoming_dir() / f"rx-{time.monotonic_ns()}.dcm"
+    incoming.write_bytes(payload)
+    return spool.admit(incoming, calling_ae="CAMERA1", called_ae="DMASK")
+
+
+def test_a_live_processor_keeps_its_jobs_past_the_lease(nodes: list[PostgresSpool]) -> None:
+    first, second = nodes
+    job_id = _receive(first)
+    assert (job := first.claim()) is not None and job.id == job_id
+    time.sleep(2.5 * LEASE)  # the heartbeat renews the lease meanwhile
+    assert second.claim() is None
+    assert first.record_deliveries(job_id, ["pacs"], {}, None, destinations=["pacs"],
+                                   output=first.output_path(job_id)) is JobState.DONE
+
+
+def test_a_dead_processors_job_is_taken_over_after_its_lease(nodes: list[PostgresSpool]) -> None:
+    first, second = nodes
+    job_id = _receive(second)
+    assert first.claim() is not None
+    first.close()  # dies: no heartbeat, no release
+    assert second.claim() is None  # the lease still runs
+    time.sleep(1.5 * LEASE)
+    taken = second.claim()
+    assert taken is not None and taken.id == job_id and taken.state is JobState.PROCESSING
+    assert second.claim() is None  # one holder at a time
+    assert second.record_deliveries(job_id, ["pacs"], {}, None, destinations=["pacs"],
+                                    output=second.output_path(job_id)) is JobState.DONE
+    assert second.counts() == {("done", None): 1}
+
+
+def test_an_outcome_from_a_processor_that_lost_its_lease_changes_no_state(
+        nodes: list[PostgresSpool], dsn: str, tmp_path: Path) -> None:
+    first, second = nodes
+    job_id = _receive(first)
+    assert first.claim() is not None
+    with psycopg.connect(dsn, autocommit=True) as db:  # as if first had stalled past its lease
+        db.execute("UPDATE jobs SET lease_until = 0 WHERE id = %s", (job_id,))
+    assert second.claim() is not None
+    # first sent to "a" before it stalled: the ledger keeps that, the state stays second's.
+    assert first.record_deliveries(job_id, ["a"], {"b": "forward-failed"}, time.time(),
+                                   destinations=["a", "b"], output=first.output_path(job_id)) \
+        is JobState.PROCESSING
+    (job,) = second.jobs()
+    assert job.state is JobState.PROCESSING and job.pending == ("b",) and job.destinations == ("a", "b")
+
+
+def test_a_delivered_destination_is_never_pending_again(nodes: list[PostgresSpool]) -> None:
+    first, second = nodes
+    job_id = _receive(first)
+    assert first.claim() is not None
+    output = first.output_path(job_id)
+    output.write_bytes(b"result")
+    assert first.record_deliveries(job_id, ["a"], {"b": "forward-failed"}, time.time() - 1,
+                                   output=output, destinations=["a", "b"]) is JobState.RETRY
+    assert not output.exists()  # kept in the payload store, not on the node
+    retry = second.claim()
+    assert retry is not None and retry.pending == ("b",) and retry.output is not None
+    assert retry.output.read_bytes() == b"result"  # fetched from the store for this node
+    # The next round ran the pipeline again (as after a lost result): "a" still counts as sent.
+    assert second.record_deliveries(job_id, ["b"], {}, None, output=second.output_path(job_id),
+                                    destinations=["a", "b"]) is JobState.DONE
+
+
+def test_a_database_without_tables_or_of_another_version_is_refused(
+        postgres: PostgresServer, tmp_path: Path) -> None:
+    payloads = FolderStore(FolderPayloads(type="folder", path=tmp_path / "shared"))
+    empty = postgres.new_database()
+    with pytest.raises(SpoolSchemaError, match="no queue tables"):
+        PostgresSpool(empty, payloads, tmp_path / "node", node="n")
+    assert upgrade_schema(empty) == (0, SCHEMA_VERSION)
+    assert upgrade_schema(empty) == (SCHEMA_VERSION, SCHEMA_VERSION)
+    with psycopg.connect(empty, autocommit=True) as db:
+        db.execute("UPDATE dmask_schema SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(SpoolSchemaError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        PostgresSpool(empty, payloads, tmp_path / "node", node="n")
+    with pytest.raises(SpoolSchemaError, match="knows versions up to"):
+        upgrade_schema(empty)
+
+
+def test_db_upgrade_and_serve_read_the_dsn_from_the_environment(
+        postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.ops.service import Gateway
+
+    monkeypatch.setattr(Gateway, "run", lambda _: None)
+    monkeypatch.setenv("DMASK_TEST_KEY", "0123456789abcdef0123456789abcdef")
+    monkeypatch.setenv("DMASK_TEST_DSN", postgres.new_database())
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml.safe_dump({
+        "listener": {"allowed_callers": [{"ae_title": "CAMERA1"}]},
+        "spool": {"backend": "postgresql", "path": str(tmp_path / "node"),
+                  "dsn": {"env": "DMASK_TEST_DSN"},
+                  "payloads": {"type": "folder", "path": str(tmp_path / "shared")}},
+        "destinations": {"out": {"type": "folder", "path": str(tmp_path / "out")}},
+        "profiles": {"tags-only": {"mask": None}},
+        "routes": [{"name": "all", "profile": "tags-only", "destinations": ["out"]}],
+        "secret": {"env": "DMASK_TEST_KEY"},
+    }))
+    runner = CliRunner()
+    refused = runner.invoke(app, ["serve", "--role", "process", "--config", str(config)])
+    assert refused.exit_code == 2 and "dmask db upgrade" in refused.stderr
+    upgraded = runner.invoke(app, ["db", "upgrade", "--config", str(config)])
+    assert upgraded.exit_code == 0 and upgraded.stdout == f"schema version {SCHEMA_VERSION} (was 0)\n"
+    assert runner.invoke(app, ["serve", "--role", "process", "--config", str(config)]).exit_code == 0
+    assert runner.invoke(app, ["queue", "--config", str(config)]).exit_code == 0
+    monkeypatch.delenv("DMASK_TEST_DSN")
+    missing = runner.invoke(app, ["queue", "--config", str(config)])
+    assert missing.exit_code == 2 and "environment variable DMASK_TEST_DSN" in missing.stderr
+
+
+def test_admission_fails_while_the_database_is_down_and_resumes_after(tmp_path: Path) -> None:
+    """A separate server: stopping the run's shared one would fail other tests."""
+    from tests.support import postgres as support
+
+    if not support.available():
+        pytest.skip("PostgreSQL 15 binaries are not installed")
+    server = PostgresServer()
+    server.start()
+    try:
+        dsn = server.new_database()
+        upgrade_schema(dsn)
+        payloads = FolderStore(FolderPayloads(type="folder", path=tmp_path / "shared"))
+        spool = PostgresSpool(dsn, payloads, tmp_path / "node", node="n")
+        first = _receive(spool)
+        server.stop()
+        with pytest.raises(SpoolUnavailable):
+            _receive(spool)
+        assert not list(spool.incoming_dir().iterdir())
+        assert not list((tmp_path / "shared" / "originals").iterdir())[1:]  # only the first
+        with pytest.raises(SpoolUnavailable):
+            spool.check_capacity()
+        server.start()
+        second = _receive(spool)
+        assert [job.id for job in spool.jobs()] == [first, second]
+        spool.close()
+    finally:
+        server.close()
+
+
+def test_a_restarted_node_gives_back_its_earlier_claims_at_once(
+        nodes: list[PostgresSpool], dsn: str, tmp_path: Path) -> None:
+    first, second = nodes
+    mine, theirs = _receive(first), _receive(first)
+    assert first.claim() is not None and second.claim() is not None
+    first.close()  # killed
+    restarted = PostgresSpool(dsn, first.payloads, tmp_path / "first", node="first", lease=LEASE)
+    try:
+        assert restarted.recover() == 1
+        states = {job.id: job.state for job in restarted.jobs()}
+        assert states == {mine: JobState.RECEIVED, theirs: JobState.PROCESSING}
+    finally:
+        restarted.close()
