@@ -20,7 +20,7 @@ from gateway import __version__
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
     from gateway.deid.settings import DeidSettings
-    from gateway.errors import ConfigError, SpoolSchemaError
+    from gateway.errors import ConfigError, SpoolFull, SpoolSchemaError
     from gateway.store.queue import QueueAdmin
 
 app = typer.Typer(
@@ -327,6 +327,19 @@ def _exit_on_spool_error(error: SpoolSchemaError) -> NoReturn:
     raise typer.Exit(EXIT_CONFIG_ERROR)
 
 
+def _exit_on_queue_error(error: ConfigError | SpoolSchemaError | SpoolFull) -> NoReturn:
+    """Exit as a command must when the queue cannot be opened or upgraded: status 2 for a
+    configuration or schema it cannot use, 1 for a queue that is full or does not answer."""
+    from gateway.errors import ConfigError, SpoolSchemaError
+
+    if isinstance(error, ConfigError):
+        _exit_on_config_error(error)
+    if isinstance(error, SpoolSchemaError):
+        _exit_on_spool_error(error)
+    typer.echo(f"{error.reason}: {error}", err=True)
+    raise typer.Exit(1)
+
+
 def _spool_of(config_path: Path) -> QueueAdmin:
     """The spool a configuration names (for the admin commands next to a running gateway), or
     exit with status 2."""
@@ -336,13 +349,8 @@ def _spool_of(config_path: Path) -> QueueAdmin:
     settings = _load_config(config_path, check_secret=False)
     try:
         return open_spool(settings.spool, node=settings.node)
-    except SpoolSchemaError as exc:
-        _exit_on_spool_error(exc)
-    except ConfigError as exc:
-        _exit_on_config_error(exc)
-    except SpoolFull as exc:
-        typer.echo(f"{exc.reason}: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except (ConfigError, SpoolSchemaError, SpoolFull) as exc:
+        _exit_on_queue_error(exc)
 
 
 @app.command()
@@ -447,13 +455,8 @@ def db_upgrade(
         raise typer.Exit(EXIT_CONFIG_ERROR)
     try:
         before, after = upgrade_schema(read_dsn(settings))
-    except ConfigError as exc:
-        _exit_on_config_error(exc)
-    except SpoolSchemaError as exc:
-        _exit_on_spool_error(exc)
-    except SpoolFull as exc:
-        typer.echo(f"{exc.reason}: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except (ConfigError, SpoolSchemaError, SpoolFull) as exc:
+        _exit_on_queue_error(exc)
     typer.echo(f"schema version {after}" + (" (unchanged)" if before == after else f" (was {before})"))
 
 

@@ -41,6 +41,17 @@ def model_directory() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
+def import_dlib() -> Any:
+    """The ``dlib`` module, or an AuditError that says which extra to install."""
+    try:
+        import dlib
+    except ImportError as exc:
+        raise AuditError(
+            "dlib is not installed: install the audit extra (pip install 'dmask-gateway[audit]')"
+        ) from exc
+    return dlib
+
+
 @dataclass(frozen=True)
 class FaceObservation:
     """Where a face is and what the attacker learns from it.
@@ -84,12 +95,7 @@ class Attacker:
     """
 
     def __init__(self, models: Path | None = None) -> None:
-        try:
-            import dlib
-        except ImportError as exc:
-            raise AuditError(
-                "dlib is not installed: install the audit extra (pip install 'dmask-gateway[audit]')"
-            ) from exc
+        dlib = import_dlib()
         folder = models or model_directory()
         self._dlib = dlib
         self._detector = dlib.get_frontal_face_detector()

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.audit.attacker import model_directory
-from gateway.errors import AuditError
+from gateway.audit.attacker import import_dlib, model_directory
 
 SHAPE_PREDICTOR_68_FILE = "shape_predictor_68_face_landmarks.dat"
 #: The six points of each eye in the 68-point markup: subject's right eye, then left.
@@ -78,12 +77,7 @@ class ShapeJudge:
     """dlib's 68-point shape predictor, loaded once by path from ``face_recognition_models``."""
 
     def __init__(self, models: Path | None = None) -> None:
-        try:
-            import dlib
-        except ImportError as exc:
-            raise AuditError(
-                "dlib is not installed: install the audit extra (pip install 'dmask-gateway[audit]')"
-            ) from exc
+        dlib = import_dlib()
         self._dlib = dlib
         self._predictor = dlib.shape_predictor(str((models or model_directory()) / SHAPE_PREDICTOR_68_FILE))
 
