@@ -27,7 +27,7 @@ from pathlib import Path
 import psycopg
 from pydicom.uid import SecondaryCaptureImageStorage
 
-from bench.results import add_record_option, recorded
+from bench.results import run_benchmark
 from gateway.config import FolderPayloads
 from gateway.store.payload_store import FolderStore
 from gateway.store.postgres_spool import PostgresSpool, upgrade_schema
@@ -178,10 +178,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--seconds", type=float, default=5)
-    add_record_option(parser)
-    args = parser.parse_args()
-    with recorded(args.record):
-        measure(args)
+    run_benchmark(parser, measure)
 
 
 if __name__ == "__main__":

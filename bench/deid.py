@@ -19,7 +19,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import VLPhotographicImageStorage
 
-from bench.results import add_record_option, recorded
+from bench.results import run_benchmark
 from gateway.deid.scrub import scrub
 from gateway.deid.settings import DeidSettings
 from tests.support.instances import code, part10_bytes, photographic_instance
@@ -91,10 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--per-round", type=int, default=200)
-    add_record_option(parser)
-    args = parser.parse_args()
-    with recorded(args.record):
-        measure(args)
+    run_benchmark(parser, measure)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 import cv2
 import numpy as np
 
-from bench.results import add_record_option, recorded
+from bench.results import run_benchmark
 from gateway.mask import FaceMasker, MaskSettings
 from tests.support.photos import photo
 
@@ -101,10 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--frames", type=int, default=90)
-    add_record_option(parser)
-    arguments = parser.parse_args()
-    with recorded(arguments.record):
-        measure(arguments)
+    run_benchmark(parser, measure)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import os
 import platform
 import shlex
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -101,3 +101,11 @@ def recorded(record: bool, *, path: Path = RESULTS) -> Iterator[None]:
     finally:
         sys.stdout = tee.stream
     append_results(tee.lines(), command_line(), path=path)
+
+
+def run_benchmark(parser: argparse.ArgumentParser, measure: Callable[[argparse.Namespace], None]) -> None:
+    """Parse a benchmark's arguments (``--record`` added) and run ``measure``, recorded when asked."""
+    add_record_option(parser)
+    args = parser.parse_args()
+    with recorded(args.record):
+        measure(args)

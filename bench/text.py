@@ -36,7 +36,7 @@ import numpy as np
 import pydicom
 import skimage
 
-from bench.results import add_record_option, recorded
+from bench.results import run_benchmark
 from bench.video import FRAME_RATE, SIZES, _worker_masker
 from bench.video import clip_file as video_instance
 from gateway.audit.text import tesseract_words
@@ -165,12 +165,14 @@ def main() -> None:
     parser.add_argument("--samples", type=Path, help="folder holding the DICOM samples " + ", ".join(SAMPLE_NAMES))
     parser.add_argument("--seconds", type=float, default=2.0, help="clip length")
     parser.add_argument("--rounds", type=int, default=3)
-    add_record_option(parser)
-    args = parser.parse_args()
-    with recorded(args.record):
-        quality(args.faces, args.faces_dir, args.samples)
-        still_speed()
-        video_speed(args.seconds, args.rounds)
+    run_benchmark(parser, measure)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Run the three measures and print their figures."""
+    quality(args.faces, args.faces_dir, args.samples)
+    still_speed()
+    video_speed(args.seconds, args.rounds)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 from pydicom.uid import SecondaryCaptureImageStorage
 from pynetdicom import AE, evt
 
-from bench.results import add_record_option, recorded
+from bench.results import run_benchmark
 from gateway.config import Listener
 from gateway.dicom.transport import set_tcp_nodelay
 from gateway.ingest.listener import SUCCESS  # also makes pynetdicom receive in chunks
@@ -159,10 +159,7 @@ def main() -> None:
     parser.add_argument("--mask-count", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    add_record_option(parser)
-    args = parser.parse_args()
-    with recorded(args.record):
-        measure(args)
+    run_benchmark(parser, measure)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import pydicom
 
-from bench.results import add_record_option, recorded
+from bench.results import run_benchmark
 from gateway.codec.pixels import decode_frames, encode_frames
 from gateway.mask import FaceMasker, MaskSettings
 from gateway.mask.video import mask_frames
@@ -115,10 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0, help="clip length")
-    add_record_option(parser)
-    args = parser.parse_args()
-    with recorded(args.record):
-        measure(args)
+    run_benchmark(parser, measure)
 
 
 if __name__ == "__main__":
