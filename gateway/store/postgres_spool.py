@@ -37,7 +37,7 @@ import psycopg
 from gateway.errors import SpoolFull, SpoolSchemaError, SpoolUnavailable
 from gateway.store.payload_files import secure_delete
 from gateway.store.payload_store import Payloads, new_key
-from gateway.store.queue import HeldInstance, Job, JobState
+from gateway.store.queue import HeldInstance, Job, JobState, held_by_uid
 
 log = logging.getLogger("dmask.spool")
 
@@ -374,12 +374,7 @@ class PostgresSpool:
             "SELECT instances.sop_instance_uid, instances.sop_class_uid, jobs.state"
             " FROM instances JOIN jobs ON jobs.id = instances.job_id"
             " WHERE instances.sop_instance_uid = ANY(%s) ORDER BY jobs.id", (uids,)).fetchall())
-        held: dict[str, HeldInstance] = {}
-        for uid, sop_class, state in rows:
-            known = held.get(uid)
-            if known is None or known.state is JobState.QUARANTINED or state != JobState.QUARANTINED:
-                held[uid] = HeldInstance(sop_class, JobState(state))
-        return held
+        return held_by_uid(rows)
 
     def _delete_payload(self, key: str) -> None:
         """Remove a payload; an unreachable store leaves it to the operator (logged)."""

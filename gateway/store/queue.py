@@ -69,6 +69,18 @@ class HeldInstance:
     state: JobState
 
 
+def held_by_uid(rows: Iterable[tuple[str, str, str]]) -> dict[str, HeldInstance]:
+    """What a backend's rows of (original SOP Instance UID, SOP Class UID, job state), oldest job
+    first, say of each instance: an instance received more than once is reported by a job that
+    is not quarantined when it has one, else by its latest job."""
+    held: dict[str, HeldInstance] = {}
+    for uid, sop_class, state in rows:
+        known = held.get(uid)
+        if known is None or known.state is JobState.QUARANTINED or state != JobState.QUARANTINED:
+            held[uid] = HeldInstance(sop_class, JobState(state))
+    return held
+
+
 class Intake(Protocol):
     """What receive needs from a spool: a place to write, a capacity check, durable admission."""
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from gateway.errors import OUT_OF_SPACE_ERRNOS, SpoolFull, SpoolSchemaError
 from gateway.store.payload_files import fsync_dir, secure_delete
-from gateway.store.queue import HeldInstance, Job, JobState
+from gateway.store.queue import HeldInstance, Job, JobState, held_by_uid
 
 #: Version of the tables below, kept in the database's ``PRAGMA user_version``. A change of the
 #: tables raises it and adds the step from the previous version to ``FolderSpool._open_schema``.
@@ -400,12 +400,7 @@ class FolderSpool:
                     " FROM instances JOIN jobs ON jobs.id = instances.job_id"
                     f" WHERE instances.sop_instance_uid IN ({','.join('?' * len(batch))})"
                     " ORDER BY jobs.id", batch).fetchall()
-        held: dict[str, HeldInstance] = {}
-        for uid, sop_class, state in rows:
-            known = held.get(uid)
-            if known is None or known.state is JobState.QUARANTINED or state != JobState.QUARANTINED:
-                held[uid] = HeldInstance(sop_class, JobState(state))
-        return held
+        return held_by_uid(rows)
 
     def _store_file(self, received: Path) -> Path:
         """Write-fsync-rename a large original into ``originals/`` (before its row commits)."""
