@@ -470,7 +470,14 @@ class DicomWebDestination(_Model):
         default=120, description="how long the server may be silent while it takes a request and answers"
     )
     max_instances_per_request: int = Field(
-        default=16, ge=1, le=1000, description="most instances one STOW-RS request carries"
+        default=16, ge=1, le=1000,
+        description="most instances one STOW-RS request carries; above 1, processed instances of several "
+        "jobs are gathered into one request"
+    )
+    batch_wait: Seconds = Field(
+        default=0.5, le=60,
+        description="longest a processed instance waits for others to fill its STOW-RS request before it "
+        "is sent with those that are ready"
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
 

@@ -1,5 +1,6 @@
 """The STOW-RS client against a STOW-RS server on loopback: batches, per-instance failures,
-credentials that change, a server that is down."""
+credentials that change, a server that is down; and how results of several jobs are gathered
+into batches."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import DicomWebDestination
+from gateway.config import DicomWebDestination, FolderDestination
+from gateway.deliver.batching import Batch, Batcher, Parcel, batched
 from gateway.deliver.dicomweb import StowSender
 from gateway.deliver.forward import Forwarder, Outgoing
 from gateway.errors import ForwardError
@@ -123,11 +125,67 @@ def test_a_missing_token_is_a_retryable_failure(tmp_path: Path, peer: StowPeer) 
 
 
 def test_the_forwarder_dispatches_dicomweb_destinations(tmp_path: Path, peer: StowPeer) -> None:
-    outgoing = _instances(tmp_path, 1)[0]
-    forwarder = Forwarder({"web": _destination(peer.url)}, "DMASK")
-    forwarder.send("web", outgoing)
+    outgoing = _instances(tmp_path, 3)
+    forwarder = Forwarder({"web": _destination(peer.url, max_instances_per_request=2),
+                           "folder": FolderDestination(type="folder", path=tmp_path / "out")}, "DMASK")
+    forwarder.send("web", outgoing[0])
+    peer.fail_once[outgoing[2].sop_instance_uid] = 0xA700
+    failures = forwarder.store("web", outgoing[1:])
+    with pytest.raises(ForwardError, match="no longer a DICOMweb"):
+        forwarder.store("folder", outgoing)
+    with pytest.raises(ForwardError, match="no longer configured"):
+        forwarder.store("gone", outgoing)
     forwarder.close()
-    assert list(peer.stored) == [outgoing.sop_instance_uid]
+    assert list(failures) == [outgoing[2].sop_instance_uid]
+    assert [len(request) for request in peer.requests] == [1, 2]
+    assert list(peer.stored) == [o.sop_instance_uid for o in outgoing[:2]]
+
+
+def _parcel(job_id: int, uid: str) -> Parcel:
+    return Parcel(job_id, Outgoing(Path(f"{job_id}.dcm"), "1.2.840.10008.5.1.4.1.1.7", uid, "1.2.840.10008.1.2.1"))
+
+
+def _job_ids(batches: list[Batch]) -> list[tuple[str, list[int]]]:
+    return [(batch.destination, [parcel.job_id for parcel in batch.parcels]) for batch in batches]
+
+
+def test_a_batch_goes_when_full_or_when_its_oldest_instance_waited_long_enough() -> None:
+    destinations = {"web": _destination("http://127.0.0.1:1", max_instances_per_request=2, batch_wait=1.0)}
+    batcher = Batcher()
+    for job_id in range(1, 6):
+        batcher.add("web", _parcel(job_id, f"1.2.{job_id}"), now=100.0 + job_id / 10)
+    assert _job_ids(batcher.due(destinations, now=100.5)) == [("web", [1, 2]), ("web", [3, 4])]
+    assert len(batcher) == 1
+    assert batcher.next_due(destinations, now=100.5) == pytest.approx(1.0)
+    assert batcher.due(destinations, now=101.4) == []
+    assert _job_ids(batcher.due(destinations, now=101.5)) == [("web", [5])]
+    assert len(batcher) == 0 and batcher.next_due(destinations) is None
+
+
+def test_one_request_never_carries_an_instance_twice() -> None:
+    destinations = {"web": _destination("http://127.0.0.1:1", max_instances_per_request=3, batch_wait=1.0)}
+    batcher = Batcher()
+    for job_id, uid in ((1, "1.2.1"), (2, "1.2.1"), (3, "1.2.3"), (4, "1.2.4")):
+        batcher.add("web", _parcel(job_id, uid), now=0.0)
+    assert _job_ids(batcher.due(destinations, now=0.0)) == [("web", [1, 3, 4])]
+    assert _job_ids(batcher.due(destinations, now=1.0)) == [("web", [2])]
+
+
+def test_stopping_or_an_unconfigured_destination_sends_what_waits_at_once() -> None:
+    destinations = {"web": _destination("http://127.0.0.1:1", max_instances_per_request=4, batch_wait=30)}
+    batcher = Batcher()
+    batcher.add("web", _parcel(1, "1.2.1"), now=0.0)
+    batcher.add("removed", _parcel(2, "1.2.2"), now=0.0)
+    assert batcher.next_due(destinations, now=0.0) == 0.0
+    assert _job_ids(batcher.due(destinations, now=0.0)) == [("removed", [2])]
+    assert _job_ids(batcher.due(destinations, now=0.0, everything=True)) == [("web", [1])]
+
+
+def test_only_dicomweb_destinations_with_a_cap_above_one_are_batched(tmp_path: Path) -> None:
+    assert batched(_destination("http://127.0.0.1:1"))
+    assert not batched(_destination("http://127.0.0.1:1", max_instances_per_request=1))
+    assert not batched(FolderDestination(type="folder", path=tmp_path))
+    assert not batched(None)
 
 
 def test_the_url_must_be_http(tmp_path: Path) -> None:

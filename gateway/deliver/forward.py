@@ -14,7 +14,7 @@ from __future__ import annotations
 import filecmp
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
@@ -291,13 +291,30 @@ class Forwarder:
 
         Returns the duplicate policy a folder destination applied, if it met one.
         """
+        return self._sender_for(name).send(outgoing)
+
+    def store(self, name: str, outgoings: Sequence[Outgoing]) -> dict[str, ForwardError]:
+        """Deliver several instances to the DICOMweb destination called ``name`` in as few
+        STOW-RS requests as its cap allows; return the failures by SOP Instance UID.
+
+        Raises
+        ------
+        ForwardError
+            The destination is no longer configured, or no longer a DICOMweb one.
+        """
+        sender = self._sender_for(name)
+        if not isinstance(sender, StowSender):
+            raise ForwardError("the destination is no longer a DICOMweb destination")
+        return sender.store(outgoings)
+
+    def _sender_for(self, name: str) -> FolderSender | DicomSender | StowSender:
         sender = self._senders.get(name)
         if sender is None:
             destination = self.destinations.get(name)
             if destination is None:  # removed from the configuration since the job was routed
                 raise ForwardError("the destination is no longer configured")
             self._senders[name] = sender = self._sender(destination)
-        return sender.send(outgoing)
+        return sender
 
     def _sender(self, destination: DicomDestination | FolderDestination | DicomWebDestination
                 ) -> FolderSender | DicomSender | StowSender:

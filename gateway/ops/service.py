@@ -3,6 +3,9 @@
 The serve process receives (threads, I/O only) and keeps the books: it claims due jobs from the
 spool, hands them to the workers and records their outcomes (processed, delivered, retried,
 quarantined) in the spool, the metrics and the audit trail. It is the spool's only writer.
+Results bound for a DICOMweb destination that takes several instances per request are gathered
+into batches (:mod:`gateway.deliver.batching`) and handed back to the workers; each job is
+recorded once every batch it is in has been answered.
 
 Signals: SIGHUP reloads the configuration, refusing a broken one and keeping the running one;
 SIGTERM (and SIGINT) stop accepting associations, let the in-flight jobs finish and exit.
@@ -25,7 +28,7 @@ import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -42,8 +45,10 @@ from gateway.config import (
     StowListener,
     load_config,
 )
+from gateway.deliver.batching import Batch, Batcher, Parcel
 from gateway.deliver.forward import next_attempt
-from gateway.errors import ConfigError, DuplicateInstance, SpoolFull, StartupError
+from gateway.deliver.outgoing import Outgoing
+from gateway.errors import ConfigError, DuplicateInstance, ForwardError, SpoolFull, StartupError
 from gateway.ingest.listener import Receiver
 from gateway.ingest.stow import StowReceiver
 from gateway.ops.audit_trail import InstanceEvent, InstanceRecord, audit
@@ -107,6 +112,24 @@ def _swap_all(swaps: list[_Swap]) -> None:
             swap.old.stop()
 
 
+@dataclass
+class _Held:
+    """A job whose outcome waits for its batched STOW-RS deliveries (``waiting``) before it is
+    recorded; each answered batch adds its destination to the outcome's delivered or failed."""
+
+    job: Job
+    ticket: Ticket
+    outcome: Outcome
+    waiting: set[str]
+
+    def answered(self, destination: str, failure: str | None) -> None:
+        self.waiting.discard(destination)
+        if failure is None:
+            self.outcome = replace(self.outcome, delivered=(*self.outcome.delivered, destination))
+        else:
+            self.outcome = replace(self.outcome, failed={**self.outcome.failed, destination: failure})
+
+
 def _address(settings: Listener | StowListener) -> tuple[str, int]:
     return settings.host, settings.port
 
@@ -157,6 +180,9 @@ class Gateway:
         self._stopping = False
         self._reload_requested = False
         self._inflight: dict[Future[Outcome], tuple[Job, Ticket]] = {}
+        self._batcher = Batcher()
+        self._held: dict[int, _Held] = {}
+        self._sending: dict[Future[dict[int, str]], Batch] = {}
         self._crashes: dict[int, int] = {}
         self._pool: WorkerPool | None = None
         self._receiver: Receiver | None = None
@@ -309,9 +335,12 @@ class Gateway:
                 self._reload_requested = False
                 self._reload()
             self._dispatch()
-            self._wake.wait(min(0.5, self._space.pause_seconds() or 0.5))
+            batch_due = self._batcher.next_due(self.config.destinations)
+            self._wake.wait(min(0.5, self._space.pause_seconds() or 0.5,
+                                0.5 if batch_due is None else batch_due))
             self._wake.clear()
             self._collect()
+            self._send_batches()
             if time.monotonic() - housekeeping > _HOUSEKEEPING_S:
                 housekeeping = time.monotonic()
                 self._housekeeping()
@@ -364,10 +393,12 @@ class Gateway:
         return False
 
     def _drain(self) -> None:
-        """Stop receiving, finish the jobs the workers have, stop the workers."""
-        log.info("stopping: draining in-flight work", extra={"jobs": len(self._inflight)})
+        """Stop receiving, finish the jobs the workers have (batches go without waiting for
+        more), stop the workers."""
+        log.info("stopping: draining in-flight work", extra={"jobs": len(self._inflight) + len(self._held)})
         self._stop_receivers()
-        while self._inflight:
+        while self._inflight or self._held:
+            self._send_batches(everything=True)
             self._wake.wait(0.5)
             self._wake.clear()
             self._collect()
@@ -385,7 +416,7 @@ class Gateway:
         if self._pool is None or not self._space.writable(self.spool):
             return
         capacity = 2 * self._pool.count
-        while len(self._inflight) < capacity and not self._stopping:
+        while len(self._inflight) + len(self._sending) < capacity and not self._stopping:
             try:
                 job = self.spool.claim()
             except SpoolFull:
@@ -438,9 +469,63 @@ class Gateway:
                 if not outcome.destinations:  # nothing was written or sent: back to the queue
                     self._space.write("release", partial(self.spool.release, job.id))
                     continue
+            if outcome.batched and outcome.result is not None:
+                self._hold(job, ticket, outcome, outcome.result)
+                continue
             self._space.write("record", partial(self._record, job, ticket, outcome))
+        for sent in [f for f in self._sending if f.done()]:
+            batch = self._sending.pop(sent)
+            try:
+                failed = sent.result()
+            except Exception as exc:  # a worker died or failed outside the delivery: retry them
+                broken = broken or isinstance(exc, BrokenProcessPool)
+                log.error("a batch delivery failed in its worker", extra={"destination": batch.destination,
+                                                                          "error": type(exc).__name__})
+                failed = {parcel.job_id: ForwardError.reason for parcel in batch.parcels}
+            self._answered(batch, failed)
         if broken and not self._stopping:
             self._replace_broken_pool()
+
+    # -- batched STOW-RS deliveries ---------------------------------------------------------
+
+    def _hold(self, job: Job, ticket: Ticket, outcome: Outcome, result: Outgoing) -> None:
+        """Keep a worker's outcome unrecorded while its result waits for batched deliveries."""
+        self._held[job.id] = _Held(job, ticket, outcome, set(outcome.batched))
+        for name in outcome.batched:
+            self._batcher.add(name, Parcel(job.id, result))
+
+    def _send_batches(self, *, everything: bool = False) -> None:
+        """Hand the batches that are due to the workers (all waiting ones with ``everything``)."""
+        if self._pool is None:
+            return
+        for batch in self._batcher.due(self.config.destinations, everything=everything):
+            try:
+                future = self._pool.submit_batch(batch)
+            except BrokenProcessPool:  # a worker died while the pool was idle: retry the batch
+                self._answered(batch, {parcel.job_id: ForwardError.reason for parcel in batch.parcels})
+                if not self._stopping:
+                    self._replace_broken_pool()
+                continue
+            self._sending[future] = batch
+            future.add_done_callback(lambda _: self._wake.set())
+
+    def _answered(self, batch: Batch, failed: dict[int, str]) -> None:
+        """Apply a batch's answer to its jobs; record each job whose batches are all answered."""
+        for parcel in batch.parcels:
+            held = self._held.get(parcel.job_id)
+            if held is None:
+                continue
+            held.answered(batch.destination, failed.get(parcel.job_id))
+            if not held.waiting:
+                del self._held[parcel.job_id]
+                self._space.write("record", partial(self._record_held, held))
+
+    def _record_held(self, held: _Held) -> None:
+        """Record a held job; a fresh result kept only for its batches goes first when every
+        destination has it (a spool would otherwise keep, or upload, a copy nobody reads)."""
+        if not held.outcome.failed and not held.ticket.processed:
+            held.ticket.output.unlink(missing_ok=True)
+        self._record(held.job, held.ticket, held.outcome)
 
     def _replace_broken_pool(self) -> None:
         log.error("a worker process died; starting a new pool")

@@ -6,6 +6,9 @@ create - one :class:`~gateway.mask.FaceMasker` per mask profile (mediapipe graph
 context) and one :class:`~gateway.deliver.forward.Forwarder` (open associations) - created once, when the
 process starts. A worker gets a :class:`Ticket` (a spool job, by path) and returns an
 :class:`Outcome`; it never touches the spool's state, so the serve loop stays its only writer.
+Results for a DICOMweb destination that takes several instances per request are left to a
+:class:`~gateway.deliver.batching.Batch`, which the serve loop hands back to a worker
+(:func:`deliver`) once it is full or has waited long enough.
 """
 
 from __future__ import annotations
@@ -17,15 +20,16 @@ import os
 import signal
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.util import Finalize
 from pathlib import Path
 
 from pydicom import dcmread
 
 from gateway.config import DuplicatePolicy, GatewayConfig
+from gateway.deliver.batching import Batch, batched
 from gateway.deliver.forward import Forwarder, Outgoing
-from gateway.errors import OUT_OF_SPACE_ERRNOS, DmaskError, DuplicateInstance, SpoolFull
+from gateway.errors import OUT_OF_SPACE_ERRNOS, DmaskError, DuplicateInstance, ForwardError, SpoolFull
 from gateway.process.pipeline import Masker, process_instance, quarantine_reason
 
 log = logging.getLogger("dmask.workers")
@@ -56,7 +60,9 @@ class Outcome:
     ``destinations`` is set when the pipeline ran in this round (the route's destinations);
     ``delivered`` and ``failed`` (destination -> reason) describe the forwarding round.
     ``duplicates`` names, per destination, the policy applied when it already held another
-    instance with the result's SOP Instance UID. ``out_of_space``: the spool's disk had no room
+    instance with the result's SOP Instance UID. ``batched`` names the DICOMweb destinations left
+    to a batched STOW-RS request (:mod:`gateway.deliver.batching`), ``result`` the processed
+    instance they get, kept at the ticket's output until then. ``out_of_space``: the spool's disk had no room
     for the result; without ``destinations`` the pipeline's output was not written and the job
     goes back to the queue as it was, otherwise only the copy kept for retrying the failed
     deliveries was lost (their next round runs the pipeline again).
@@ -69,6 +75,8 @@ class Outcome:
     delivered: tuple[str, ...] = ()
     failed: dict[str, str] = field(default_factory=dict)
     duplicates: dict[str, str] = field(default_factory=dict)
+    batched: tuple[str, ...] = ()
+    result: Outgoing | None = None
     out_of_space: bool = False
     masked: bool = False
     sop_class_uid: str | None = None
@@ -201,7 +209,10 @@ def run(ticket: Ticket) -> Outcome:
     delivered: list[str] = []
     failed: dict[str, str] = {}
     duplicates: dict[str, str] = {}
+    later = tuple(name for name in pending if batched(_state.config.destinations.get(name)))
     for name in pending:
+        if name in later:
+            continue
         try:
             applied = _state.forwarder.send(name, outgoing)
             if applied is not None:
@@ -221,14 +232,40 @@ def run(ticket: Ticket) -> Outcome:
     out_of_space = False
     if outgoing.path != ticket.output:
         try:
-            _settle(outgoing.path, ticket.output, keep=bool(failed))
+            _settle(outgoing.path, ticket.output, keep=bool(failed or later))
         except OSError as exc:
             outgoing.path.unlink(missing_ok=True)
             if exc.errno not in OUT_OF_SPACE_ERRNOS:
                 raise
             out_of_space = True
+            # Nothing is left to send: the batched destinations wait for the next round.
+            failed.update((name, SpoolFull.reason) for name in later)
+            later = ()
+    result = replace(outgoing, path=ticket.output) if later else None
     return Outcome(**{**outcome.__dict__, "delivered": tuple(delivered), "failed": failed,
-                      "duplicates": duplicates, "out_of_space": out_of_space})
+                      "duplicates": duplicates, "batched": later, "result": result,
+                      "out_of_space": out_of_space})
+
+
+def deliver(batch: Batch) -> dict[int, str]:
+    """Send a batch of processed instances to its DICOMweb destination; return the failure
+    reason of each job whose instance was not stored (the others were)."""
+    name = batch.destination
+    try:
+        failures = _state.forwarder.store(name, [parcel.outgoing for parcel in batch.parcels])
+    except DmaskError as exc:
+        log.warning("delivery failed: %s", exc, extra={"destination": name, "jobs": len(batch.parcels)})
+        return {parcel.job_id: exc.reason for parcel in batch.parcels}
+    except Exception:  # a defect in forwarding must not lose the jobs: retry them
+        log.exception("delivery failed unexpectedly", extra={"destination": name})
+        return {parcel.job_id: ForwardError.reason for parcel in batch.parcels}
+    failed: dict[int, str] = {}
+    for parcel in batch.parcels:
+        error = failures.get(parcel.outgoing.sop_instance_uid)
+        if error is not None:
+            log.warning("delivery failed: %s", error, extra={"job": parcel.job_id, "destination": name})
+            failed[parcel.job_id] = error.reason
+    return failed
 
 
 class WorkerPool:
@@ -257,6 +294,10 @@ class WorkerPool:
     def submit(self, ticket: Ticket) -> Future[Outcome]:
         """Queue a ticket; the future raises BrokenProcessPool if its worker died."""
         return self._executor.submit(run, ticket)
+
+    def submit_batch(self, batch: Batch) -> Future[dict[int, str]]:
+        """Queue a batch for its destination (:func:`deliver`); raises like :meth:`submit`."""
+        return self._executor.submit(deliver, batch)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the workers once the submitted tickets are done; ``wait`` blocks until then."""

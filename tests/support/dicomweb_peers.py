@@ -4,7 +4,8 @@ a STOW-RS server that plays a PACS (or a proxy in front of one) and a STOW-RS cl
 :class:`StowPeer` parses requests with the standard library's ``email`` package, checks the
 bearer token it is told to expect, can answer 503 for a while, can refuse chosen instances
 once with a FailureReason, and either keeps what it stored or passes the request on to an
-upstream DICOMweb server (Orthanc) and relays its answer.
+upstream DICOMweb server (Orthanc) and relays its answer (when it refuses some instances of a
+request, the others go upstream in a request of their own, and the answer lists both).
 """
 
 from __future__ import annotations
@@ -98,8 +99,8 @@ class StowPeer:
             return 401, "text/plain", b"bad token\n"
         if time.monotonic() < self.unavailable_until:
             return 503, "text/plain", b"busy\n"
-        parts = [pydicom.dcmread(io.BytesIO(data)) for _, data in
-                 split_multipart(headers["Content-Type"], body)]
+        raw = [data for _, data in split_multipart(headers["Content-Type"], body)]
+        parts = [pydicom.dcmread(io.BytesIO(data)) for data in raw]
         with self.lock:
             self.requests.append([str(ds.SOPInstanceUID) for ds in parts])
             refused = {str(ds.SOPInstanceUID): self.fail_once.pop(key) for ds in parts
@@ -111,6 +112,12 @@ class StowPeer:
         failed = [_item(ds, refused[str(ds.SOPInstanceUID)]) for ds in parts
                   if str(ds.SOPInstanceUID) in refused]
         stored = [ds for ds in parts if str(ds.SOPInstanceUID) not in refused]
+        if self.upstream is not None and stored:
+            kept = [("application/dicom", data) for data, ds in zip(raw, parts, strict=True)
+                    if str(ds.SOPInstanceUID) not in refused]
+            upstream = self._forward(*multipart_body(kept))
+            if upstream[0] != 200:
+                return upstream
         if failed:
             response[FAILED_SOP_SEQUENCE] = {"vr": "SQ", "Value": failed}
         if stored:
