@@ -1,5 +1,6 @@
 """DICOMweb through ``dmask serve``: STOW-RS to Orthanc's DICOMweb plugin (and to a test server
-in front of it), and the gateway's own STOW-RS endpoint feeding Orthanc by C-STORE."""
+in front of it, which counts the requests), instances of several jobs sharing requests on both
+spool backends, and the gateway's own STOW-RS endpoint feeding Orthanc by C-STORE."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import pydicom
 import pytest
 from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 
+from gateway.store.postgres_spool import upgrade_schema
+from tests.support import postgres as pg_support
 from tests.support.dicomweb_peers import (
     FAILED_SOP_SEQUENCE,
     REFERENCED_SOP_SEQUENCE,
@@ -28,6 +31,7 @@ from tests.support.instances import PATIENT_ID, PATIENT_NAME, photo_instance, wr
 from tests.support.loopback import free_port
 from tests.support.peers import (
     ORTHANC,
+    DmaskServer,
     Orthanc,
     acknowledged,
     gateway_settings,
@@ -36,6 +40,7 @@ from tests.support.peers import (
     wait_until,
 )
 from tests.support.photos import photo, resized
+from tests.support.postgres import PostgresServer
 
 USER = ("dmask", "orthanc-password-42")
 FAST_RETRY = {"initial_delay": 0.5, "max_delay": 2, "multiplier": 2, "max_age": 600}
@@ -50,6 +55,25 @@ def dicomweb_orthanc(tmp_path: Path) -> Iterator[Orthanc]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["folder", "postgresql"])
+def spool(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The spool settings of each backend: the embedded folder and SQLite, or a PostgreSQL queue
+    of its own with a shared payload folder."""
+    if request.param == "folder":
+        yield {}
+        return
+    if not pg_support.available():
+        pytest.skip("PostgreSQL 15 binaries (Debian postgresql-15) are not installed")
+    database = PostgresServer()
+    database.start()
+    dsn = database.new_database()
+    upgrade_schema(dsn)
+    (tmp_path / "dsn").write_text(dsn)
+    yield {"backend": "postgresql", "dsn": {"file": str(tmp_path / "dsn")},
+           "payloads": {"type": "folder", "path": str(tmp_path / "shared")}}
+    database.close()
 
 
 @pytest.fixture
@@ -136,15 +160,42 @@ def test_a_destination_answering_503_for_20_s_loses_nothing(tmp_path: Path, dico
     assert server.metric("dmask_forward_retries_total") >= 6
 
 
-def test_a_refused_instance_is_retried_alone(tmp_path: Path, dicomweb_orthanc: Orthanc, peer: StowPeer,
-                                             dmask_server) -> None:
-    server = dmask_server(gateway_settings(tmp_path, {"research": _web_destination(peer.url, {"type": "none"})}))
+def _batching_gateway(tmp_path: Path, peer: StowPeer, spool: dict[str, Any], dmask_server: Any,
+                      cap: int) -> DmaskServer:
+    """A gateway that gathers instances into requests of ``cap``, waiting up to 5 s for them
+    (long enough that instances received together share requests on a loaded machine)."""
+    destination = _web_destination(peer.url, {"type": "none"}, max_instances_per_request=cap, batch_wait=5)
+    settings = gateway_settings(tmp_path, {"research": destination})
+    settings["spool"].update(spool)
+    return dmask_server(settings)
+
+
+def test_instances_of_several_jobs_share_requests_up_to_the_cap(
+        tmp_path: Path, dicomweb_orthanc: Orthanc, peer: StowPeer, spool: dict[str, Any], dmask_server) -> None:
+    server = _batching_gateway(tmp_path, peer, spool, dmask_server, cap=3)
+    assert len(acknowledged(storescu(server.port, _tags_only_files(tmp_path, 7)))) == 7
+    wait_until(lambda: dicomweb_orthanc.instance_count() == 7, 90, "7 instances in Orthanc")
+    sizes = [len(request) for request in peer.requests]
+    assert len(sizes) < 7 and max(sizes) == 3, sizes
+    sent = [uid for request in peer.requests for uid in request]
+    assert len(sent) == len(set(sent)) == 7, "every instance is sent once"
+    wait_until(lambda: server.spool_counts() == {"done": 7}, 20, "every job done")
+    assert server.metric("dmask_forwarded_instances_total") == 7
+    assert server.metric("dmask_forward_retries_total") == 0
+
+
+def test_an_instance_refused_in_a_batch_is_retried_alone(
+        tmp_path: Path, dicomweb_orthanc: Orthanc, peer: StowPeer, spool: dict[str, Any], dmask_server) -> None:
+    server = _batching_gateway(tmp_path, peer, spool, dmask_server, cap=3)
     peer.fail_once[2] = 0xA700  # the instance numbered 2, once
     assert len(acknowledged(storescu(server.port, _tags_only_files(tmp_path, 3)))) == 3
     wait_until(lambda: dicomweb_orthanc.instance_count() == 3, 60, "3 instances in Orthanc")
-    sent = [uid for request in peer.requests for uid in request]
-    assert len(sent) == 4 and len(set(sent)) == 3, "only the refused instance is sent twice"
-    assert server.spool_counts() == {"done": 3}
+    assert [len(request) for request in peer.requests] == [3, 1], "one batch, then the refused instance"
+    assert peer.requests[1][0] in peer.requests[0]
+    assert peer.statuses == [202, 200]
+    wait_until(lambda: server.spool_counts() == {"done": 3}, 20, "every job done")
+    assert server.metric("dmask_forward_retries_total") == 1
+    assert server.metric("dmask_forwarded_instances_total") == 3
 
 
 def _raw_post(port: int, head: str, body: bytes) -> bytes:
