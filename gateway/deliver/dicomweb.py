@@ -6,9 +6,9 @@ and is answered with a data set naming what was stored (ReferencedSOPSequence) a
 failures by SOP Instance UID, so that an instance the server refused is retried or dead-lettered
 on its own while the others of its request count as delivered.
 
-The gateway's workers forward one job (one instance) at a time, so in the serve loop each
-request carries one instance; :meth:`StowSender.store` is where several instances share a
-request, up to the cap (see docs/operations.md, "DICOMweb destinations").
+In the serve loop the results of several jobs are gathered into one call of
+:meth:`StowSender.store` (:mod:`gateway.deliver.batching`), which sends them up to the cap per
+request (see docs/operations.md, "Retries and dead letter").
 
 How a response is read:
 

@@ -198,6 +198,25 @@ def test_an_instance_refused_in_a_batch_is_retried_alone(
     assert server.metric("dmask_forwarded_instances_total") == 3
 
 
+def test_a_batch_waiting_at_a_crash_is_sent_after_the_restart_and_at_a_stop_at_once(
+        tmp_path: Path, dicomweb_orthanc: Orthanc, peer: StowPeer, dmask_server) -> None:
+    """Results waiting for their batch are not yet recorded: SIGKILL then loses nothing (the jobs
+    are processed again), and SIGTERM sends what waits without waiting for more."""
+    destination = _web_destination(peer.url, {"type": "none"}, max_instances_per_request=3, batch_wait=60)
+    server = dmask_server(gateway_settings(tmp_path, {"research": destination}))
+    outputs = tmp_path / "spool" / "outputs"
+    assert len(acknowledged(storescu(server.port, _tags_only_files(tmp_path, 2)))) == 2
+    wait_until(lambda: len(list(outputs.glob("*.dcm"))) == 2, 60, "2 results waiting for their batch")
+    server.kill()
+    assert peer.requests == [] and server.spool_counts() == {"processing": 2}
+    server.start()
+    wait_until(lambda: len(list(outputs.glob("*.dcm"))) == 2, 60, "2 results waiting again")
+    assert server.stop() == 0
+    assert [len(request) for request in peer.requests] == [2]
+    assert dicomweb_orthanc.instance_count() == 2
+    assert server.spool_counts() == {"done": 2}
+
+
 def _raw_post(port: int, head: str, body: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(head.encode() + body)
