@@ -62,10 +62,11 @@ class Outcome:
     ``duplicates`` names, per destination, the policy applied when it already held another
     instance with the result's SOP Instance UID. ``batched`` names the DICOMweb destinations left
     to a batched STOW-RS request (:mod:`gateway.deliver.batching`), ``result`` the processed
-    instance they get, kept at the ticket's output until then. ``out_of_space``: the spool's disk had no room
-    for the result; without ``destinations`` the pipeline's output was not written and the job
-    goes back to the queue as it was, otherwise only the copy kept for retrying the failed
-    deliveries was lost (their next round runs the pipeline again).
+    instance they get, kept at the ticket's output until then. ``out_of_space``: the spool's
+    disk had no room for the result; without ``destinations`` the pipeline's output was not
+    written and the job goes back to the queue as it was, otherwise only the copy kept for
+    retrying the failed (or batched) deliveries was lost (their next round runs the pipeline
+    again).
     Identifiers are the pseudonymous ones of the result, for the audit trail.
     """
 
