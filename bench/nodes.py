@@ -17,6 +17,12 @@ from tests.support.peers import DmaskServer, gateway_settings, wait_until
 from tests.support.postgres import PostgresServer
 
 
+def _ticks(pid: int) -> int:
+    """User and system clock ticks of one process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time of a process and its live descendants (the worker pool), from /proc."""
     ticks = 0
@@ -24,13 +30,19 @@ def cpu_seconds(pid: int) -> float:
     while pending:
         current = pending.pop()
         try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
+            ticks += _ticks(current)
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending.extend(int(c) for c in (task / "children").read_text().split())
         except (OSError, ValueError):
             continue
     return ticks / 100  # USER_HZ
+
+
+def serve_cpu_seconds(node: DmaskServer) -> float:
+    """CPU time of a node's serve process alone (its loop and threads: the spool's work), not
+    of its workers."""
+    assert node.process is not None
+    return _ticks(node.process.pid) / 100
 
 
 def postmaster_pid(server: PostgresServer) -> int:
