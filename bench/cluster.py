@@ -24,83 +24,47 @@ import threading
 import time
 from pathlib import Path
 
-import psycopg
 from pydicom.uid import SecondaryCaptureImageStorage
 
+from bench import nodes
 from bench.results import run_benchmark
 from gateway.config import FolderPayloads
 from gateway.store.payload_store import FolderStore
 from gateway.store.postgres_spool import PostgresSpool, upgrade_schema
 from tests.support.instances import photo_instance, write
-from tests.support.peers import DmaskServer, acknowledged, gateway_settings, storescu, wait_until
+from tests.support.peers import DmaskServer, acknowledged, storescu, wait_until
 from tests.support.photos import photo, resized
 from tests.support.postgres import PostgresServer
 
 SMALL_PIXELS = 13_000
 
 
-def _cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its live descendants (the worker pool), from /proc."""
-    ticks = 0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending.extend(int(c) for c in (task / "children").read_text().split())
-        except (OSError, ValueError):
-            continue
-    return ticks / 100  # USER_HZ
-
-
-def _statistics(dsn: str) -> tuple[int, int]:
-    """Statements run (pg_stat_statements) and WAL bytes written, cluster-wide, so far."""
-    with psycopg.connect(dsn, autocommit=True) as db:
-        calls = db.execute("SELECT COALESCE(SUM(calls), 0) FROM pg_stat_statements").fetchone()
-        wal = db.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
-    assert calls is not None and wal is not None
-    return int(calls[0]), int(wal[0])
-
-
 def per_instance(server: PostgresServer, folder: Path, count: int) -> None:
-    dsn = server.new_database()
-    upgrade_schema(dsn)
-    with psycopg.connect(dsn, autocommit=True) as db:
-        db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-    folder.mkdir(parents=True)
-    (folder / "dsn").write_text(dsn)
+    dsn_file = nodes.new_queue(server, folder)
+    dsn = dsn_file.read_text()
     image = resized(photo("camera"), SMALL_PIXELS)
     (folder / "in").mkdir()
     files = [write(photo_instance(image, sop_class_uid=SecondaryCaptureImageStorage),
                    folder / "in" / f"{n:04d}.dcm") for n in range(count)]
-    nodes = {}
-    for role in ("receive", "process"):
-        settings = gateway_settings(folder / role, {"out": {"type": "folder", "path": str(folder / "out")}},
-                                    workers=1)
-        settings["node"] = role
-        settings["spool"].update({"backend": "postgresql", "dsn": {"file": str(folder / "dsn")},
-                                  "payloads": {"type": "folder", "path": str(folder / "shared")}})
-        nodes[role] = DmaskServer(folder / role, settings, role=role)
-        nodes[role].start()
+    started = {role: DmaskServer(folder / role, nodes.node_settings(
+        folder / role, folder / "out", dsn_file=dsn_file, shared=folder / "shared", node=role),
+        role=role) for role in ("receive", "process")}
+    nodes.start_nodes(list(started.values()))
     try:
-        with psycopg.connect(dsn, autocommit=True) as db:
-            db.execute("SELECT pg_stat_statements_reset()")
-        calls_before, wal_before = _statistics(dsn)
-        cpu_before = {role: _cpu_seconds(node.process.pid) for role, node in nodes.items()
-                      if node.process is not None}
-        started = time.perf_counter()
-        sent = acknowledged(storescu(nodes["receive"].port, files))
+        nodes.reset_statistics(dsn)
+        calls_before, wal_before = nodes.statistics(dsn)
+        cpu_before = {role: nodes.node_cpu_seconds(node) for role, node in started.items()}
+        began = time.perf_counter()
+        sent = acknowledged(storescu(started["receive"].port, files))
         assert len(sent) == count, "storescu did not get Success for every instance"
         wait_until(lambda: len(list((folder / "out").rglob("*.dcm"))) >= count, 600,
                    "every instance forwarded")
-        elapsed = time.perf_counter() - started
-        cpu = {role: _cpu_seconds(node.process.pid) - cpu_before[role]
-               for role, node in nodes.items() if node.process is not None}
-        calls, wal = _statistics(dsn)
+        elapsed = time.perf_counter() - began
+        cpu = {role: nodes.node_cpu_seconds(node) - cpu_before[role]
+               for role, node in started.items()}
+        calls, wal = nodes.statistics(dsn)
     finally:
-        for node in nodes.values():
+        for node in started.values():
             node.stop()
     print(f"per instance ({count} x 40 KB tags-only, 1 receiver + 1 processor with 1 worker,"
           f" {count / elapsed:.1f}/s end to end):")

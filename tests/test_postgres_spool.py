@@ -105,6 +105,22 @@ def test_a_delivered_destination_is_never_pending_again(nodes: list[PostgresSpoo
                                     destinations=["a", "b"]) is JobState.DONE
 
 
+def test_a_round_that_reached_every_destination_keeps_no_result_in_the_store(
+        nodes: list[PostgresSpool], tmp_path: Path) -> None:
+    """Only a result some destination still needs is copied to the shared store."""
+    first, _ = nodes
+    job_id = _receive(first)
+    assert first.claim() is not None
+    output = first.output_path(job_id)
+    output.write_bytes(b"result")
+    assert first.record_deliveries(job_id, ["a", "b"], {}, None, output=output,
+                                   destinations=["a", "b"]) is JobState.DONE
+    assert not output.exists()
+    assert list((tmp_path / "shared" / "outputs").iterdir()) == []
+    (job,) = first.jobs()
+    assert job.destinations == ("a", "b") and job.pending == () and job.output is None
+
+
 def test_a_database_without_tables_or_of_another_version_is_refused(
         postgres: PostgresServer, tmp_path: Path) -> None:
     payloads = FolderStore(FolderPayloads(type="folder", path=tmp_path / "shared"))

@@ -90,21 +90,31 @@ _VERSION_TABLE = "dmask_schema"
 _UPGRADE_LOCK = 0x646D61736B
 _JOB_COLUMNS = ("id, state, reason, original, output, calling_ae, called_ae, size, attempts,"
                 " received_at, updated_at, next_at, first_failure_at")
+#: A job's destinations and those still pending, in route order, read with its row (``jobs``
+#: names the row: of a SELECT, or the updated one in a RETURNING).
+_DESTINATION_COLUMNS = (
+    "ARRAY(SELECT destination FROM deliveries WHERE job_id = jobs.id ORDER BY position),"
+    " ARRAY(SELECT destination FROM deliveries WHERE job_id = jobs.id AND delivered_at IS NULL"
+    " ORDER BY position)")
 _DB_NOW = "extract(epoch FROM clock_timestamp())"
 _PURGE_BATCH = 100
 #: How often a receiver re-reads the queue's size for ``max_bytes`` (seconds).
 _SIZE_REFRESH_S = 2.0
 _CONNECT_TIMEOUT_S = 5
+#: Every commit of a spool's session skips the wait for the WAL flush unless it asks for it
+#: (admission, see :meth:`PostgresSpool._run`): a statement on its own then needs no
+#: transaction around it to set that.
+_ASYNCHRONOUS_COMMIT = "-c synchronous_commit=off"
 
 T = TypeVar("T")
 
 
-def _connect(dsn: str) -> psycopg.Connection[Any]:
+def _connect(dsn: str, options: str = "") -> psycopg.Connection[Any]:
     """A connection that fails fast when the server is gone, rather than hang a sender."""
     try:
         return psycopg.connect(dsn, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S,
                                keepalives=1, keepalives_idle=10, keepalives_interval=5,
-                               keepalives_count=3)
+                               keepalives_count=3, options=options)
     except psycopg.Error as exc:
         raise SpoolUnavailable(f"the queue database cannot be reached: {_why(exc)}") from None
 
@@ -211,7 +221,7 @@ class PostgresSpool:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._dsn = dsn
         self._lock = threading.Lock()
-        self._db: psycopg.Connection[Any] | None = _connect(dsn)
+        self._db: psycopg.Connection[Any] | None = _connect(dsn, _ASYNCHRONOUS_COMMIT)
         self._reachable = True
         self._queued_bytes = (0, 0.0)  # (bytes, monotonic time read)
         self._exhausted = False
@@ -231,12 +241,15 @@ class PostgresSpool:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _run(self, work: Callable[[psycopg.Connection[Any]], T], *, durable: bool = False) -> T:
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T], *, durable: bool = False,
+             single: bool = False) -> T:
         """Run ``work`` in one transaction, reconnecting after an outage.
 
         Only admission must be on disk before it returns (the sender is told Success); later
         state changes commit without waiting for the WAL flush: a lost one means the job runs
-        again, and the destinations get the same result once more.
+        again, and the destinations get the same result once more. ``single`` work is one
+        statement, a transaction of its own: it is sent without BEGIN and COMMIT, each a round
+        trip to the server.
 
         Raises
         ------
@@ -249,11 +262,15 @@ class PostgresSpool:
             try:
                 if self._db is None or self._db.closed:
                     self._db = psycopg.connect(self._dsn, autocommit=True,
-                                               connect_timeout=_CONNECT_TIMEOUT_S)
-                with self._db.transaction():
-                    if not durable:
-                        self._db.execute("SET LOCAL synchronous_commit = off")
+                                               connect_timeout=_CONNECT_TIMEOUT_S,
+                                               options=_ASYNCHRONOUS_COMMIT)
+                if single and not durable:
                     result = work(self._db)
+                else:
+                    with self._db.transaction():
+                        if durable:
+                            self._db.execute("SET LOCAL synchronous_commit = on")
+                        result = work(self._db)
             except psycopg.Error as exc:
                 if self._db is not None and (self._db.closed or self._db.broken):
                     self._db.close()
@@ -280,18 +297,16 @@ class PostgresSpool:
                 self._db.close()
                 self._db = None
 
-    def _job(self, db: psycopg.Connection[Any], row: Sequence[Any]) -> Job:
+    def _job(self, row: Sequence[Any]) -> Job:
+        """A job from its columns followed by its destination columns."""
         (job_id, state, reason, original, output, calling_ae, called_ae, size, attempts,
-         received_at, updated_at, next_at, first_failure_at) = row
-        deliveries = db.execute("SELECT destination, delivered_at FROM deliveries"
-                                " WHERE job_id = %s ORDER BY position", (job_id,)).fetchall()
+         received_at, updated_at, next_at, first_failure_at, destinations, pending) = row
         in_place = self.payloads.in_place(original) if original else None
         return Job(id=job_id, state=JobState(state), reason=reason, original=in_place,
                    output=self.output_path(job_id) if output else None, calling_ae=calling_ae,
                    called_ae=called_ae, size=size, attempts=attempts, received_at=received_at,
                    updated_at=updated_at, next_at=next_at, first_failure_at=first_failure_at,
-                   destinations=tuple(d for d, _ in deliveries),
-                   pending=tuple(d for d, at in deliveries if at is None))
+                   destinations=tuple(destinations), pending=tuple(pending))
 
     # -- receive side -----------------------------------------------------------------------
 
@@ -312,7 +327,7 @@ class PostgresSpool:
         queued, read_at = self._queued_bytes
         if not self._reachable or time.monotonic() - read_at > _SIZE_REFRESH_S:
             queued = self._run(lambda db: int(_one(db.execute(
-                "SELECT COALESCE(SUM(size), 0) FROM jobs WHERE state != 'done'"))))
+                "SELECT COALESCE(SUM(size), 0) FROM jobs WHERE state != 'done'"))), single=True)
             self._queued_bytes = (queued, time.monotonic())
         if self.max_bytes is not None and queued + expected_bytes > self.max_bytes:
             raise SpoolFull("the spool holds its configured maximum")
@@ -390,17 +405,18 @@ class PostgresSpool:
         now = time.time() if now is None else now
 
         def take(db: psycopg.Connection[Any]) -> tuple[Job, str | None] | None:
-            row = db.execute(
+            row = db.execute(  # one statement: the claim and the job's deliveries
                 f"UPDATE jobs SET state = 'processing', lease_owner = %s,"
                 f" lease_until = {_DB_NOW} + %s, updated_at = %s WHERE id = ("
                 " SELECT id FROM jobs WHERE state = 'received'"
                 " OR (state = 'retry' AND next_at <= %s)"
                 f" OR (state = 'processing' AND lease_until < {_DB_NOW})"
                 " ORDER BY next_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                f" RETURNING {_JOB_COLUMNS}", (self.owner, self.lease, now, now)).fetchone()
-            return None if row is None else (self._job(db, row), row[4])
+                f" RETURNING {_JOB_COLUMNS}, {_DESTINATION_COLUMNS}",
+                (self.owner, self.lease, now, now)).fetchone()
+            return None if row is None else (self._job(row), row[4])
 
-        taken = self._run(take)
+        taken = self._run(take, single=True)
         if taken is None:
             return None
         self._start_heartbeat()
@@ -429,7 +445,8 @@ class PostgresSpool:
             try:
                 self._run(lambda db: db.execute(
                     f"UPDATE jobs SET lease_until = {_DB_NOW} + %s"
-                    " WHERE lease_owner = %s AND state = 'processing'", (self.lease, self.owner)))
+                    " WHERE lease_owner = %s AND state = 'processing'", (self.lease, self.owner)),
+                    single=True)
             except SpoolFull:
                 continue  # logged once by _run; the leases may run out meanwhile
 
@@ -448,7 +465,7 @@ class PostgresSpool:
                 raise LookupError(f"job {job.id} has no original in the store")
             return job.original
         key = self._run(lambda db: db.execute("SELECT original FROM jobs WHERE id = %s",
-                                              (job.id,)).fetchone())
+                                              (job.id,)).fetchone(), single=True)
         if key is None or not key[0]:
             raise LookupError(f"job {job.id} has no original in the spool")
         local = self.path / "originals" / f"{job.id}.dcm"
@@ -476,34 +493,37 @@ class PostgresSpool:
         """
         delivered = list(delivered)
         output_key: str | None = None
-        if output is not None and output.exists():
+        # A result is kept only for a destination that does not have it yet: a round that
+        # delivered to every destination finishes the job.
+        if output is not None and output.exists() and set(destinations) - set(delivered):
             output_key = new_key("outputs")
             self.payloads.put(output, output_key)
         now = time.time()
 
         def record(db: psycopg.Connection[Any]) -> tuple[JobState, str | None, str | None]:
             if output is not None:
-                db.execute("DELETE FROM deliveries WHERE job_id = %s AND NOT destination = ANY(%s)",
-                           (job_id, list(destinations)))
-                for position, name in enumerate(destinations):
-                    db.execute("INSERT INTO deliveries (job_id, destination, position)"
-                               " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                               (job_id, name, position))
-            for name in delivered:
+                db.execute("WITH gone AS (DELETE FROM deliveries WHERE job_id = %(job)s"
+                           " AND NOT destination = ANY(%(names)s))"
+                           " INSERT INTO deliveries (job_id, destination, position)"
+                           " SELECT %(job)s, name, number - 1"
+                           " FROM unnest(%(names)s::text[]) WITH ORDINALITY AS d(name, number)"
+                           " ON CONFLICT DO NOTHING", {"job": job_id, "names": list(destinations)})
+            if delivered:
                 db.execute("UPDATE deliveries SET delivered_at = COALESCE(delivered_at, %s),"
                            " attempts = attempts + 1, reason = NULL"
-                           " WHERE job_id = %s AND destination = %s", (now, job_id, name))
-            for name, why in failed.items():
-                db.execute("UPDATE deliveries SET attempts = attempts + 1, reason = %s"
-                           " WHERE job_id = %s AND destination = %s AND delivered_at IS NULL",
-                           (why, job_id, name))
-            held = db.execute("SELECT output FROM jobs WHERE id = %s AND state = 'processing'"
-                              " AND lease_owner = %s FOR UPDATE", (job_id, self.owner)).fetchone()
+                           " WHERE job_id = %s AND destination = ANY(%s)", (now, job_id, delivered))
+            if failed:
+                db.execute("UPDATE deliveries SET attempts = attempts + 1, reason = f.reason"
+                           " FROM unnest(%s::text[], %s::text[]) AS f(destination, reason)"
+                           " WHERE job_id = %s AND deliveries.destination = f.destination"
+                           " AND delivered_at IS NULL", (list(failed), list(failed.values()), job_id))
+            held = db.execute("SELECT output, (SELECT COUNT(*) FROM deliveries WHERE job_id = jobs.id"
+                              " AND delivered_at IS NULL) FROM jobs WHERE id = %s"
+                              " AND state = 'processing' AND lease_owner = %s FOR UPDATE",
+                              (job_id, self.owner)).fetchone()
             if held is None:
                 return JobState.PROCESSING, None, output_key
-            previous_output = held[0]
-            pending = _one(db.execute("SELECT COUNT(*) FROM deliveries WHERE job_id = %s"
-                                      " AND delivered_at IS NULL", (job_id,)))
+            previous_output, pending = held
             reason: str | None
             if not pending:
                 state, reason = JobState.DONE, None
@@ -544,7 +564,8 @@ class PostgresSpool:
         """Stop a job with a reason; its original stays until it is requeued or purged."""
         self._run(lambda db: db.execute(
             "UPDATE jobs SET state = 'quarantined', reason = %s, updated_at = %s,"
-            " lease_owner = NULL, lease_until = NULL WHERE id = %s", (reason, time.time(), job_id)))
+            " lease_owner = NULL, lease_until = NULL WHERE id = %s", (reason, time.time(), job_id)),
+            single=True)
         self._forget_local(job_id)
 
     def release(self, job_id: int) -> None:
@@ -552,7 +573,8 @@ class PostgresSpool:
         self._run(lambda db: db.execute(
             "UPDATE jobs SET state = CASE WHEN first_failure_at IS NULL THEN 'received'"
             " ELSE 'retry' END, lease_owner = NULL, lease_until = NULL"
-            " WHERE id = %s AND state = 'processing' AND lease_owner = %s", (job_id, self.owner)))
+            " WHERE id = %s AND state = 'processing' AND lease_owner = %s", (job_id, self.owner)),
+            single=True)
         self._forget_local(job_id)
 
     def recover(self) -> int:
@@ -568,7 +590,7 @@ class PostgresSpool:
             "UPDATE jobs SET state = CASE WHEN first_failure_at IS NULL THEN 'received'"
             " ELSE 'retry' END, lease_owner = NULL, lease_until = NULL"
             " WHERE state = 'processing' AND starts_with(lease_owner, %s) AND lease_owner != %s",
-            (f"{self.node}/", self.owner)).rowcount))
+            (f"{self.node}/", self.owner)).rowcount, single=True))
 
     def purge(self, now: float | None = None) -> int:
         """Delete originals of done jobs past the retention time, cluster-wide; return how many.
@@ -597,13 +619,14 @@ class PostgresSpool:
     def counts(self) -> dict[tuple[str, str | None], int]:
         """Number of jobs per (state, reason), cluster-wide."""
         rows = self._run(lambda db: db.execute(
-            "SELECT state, reason, COUNT(*) FROM jobs GROUP BY state, reason").fetchall())
+            "SELECT state, reason, COUNT(*) FROM jobs GROUP BY state, reason").fetchall(),
+            single=True)
         return {(state, reason): count for state, reason, count in rows}
 
     def jobs(self, state: JobState | None = None, reason: str | None = None,
              limit: int = 1000) -> list[Job]:
         """Jobs filtered by state and reason, oldest first."""
-        query, args = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE TRUE", []
+        query, args = f"SELECT {_JOB_COLUMNS}, {_DESTINATION_COLUMNS} FROM jobs WHERE TRUE", []
         if state is not None:
             query += " AND state = %s"
             args.append(state.value)
@@ -613,9 +636,9 @@ class PostgresSpool:
 
         def read(db: psycopg.Connection[Any]) -> list[Job]:
             rows = db.execute(query + " ORDER BY id LIMIT %s", (*args, limit)).fetchall()
-            return [self._job(db, row) for row in rows]
+            return [self._job(row) for row in rows]
 
-        return self._run(read)
+        return self._run(read, single=True)
 
     def requeue(self, ids: Sequence[int] = (), *, reason: str | None = None,
                 all_failed: bool = False) -> int:
