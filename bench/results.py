@@ -38,11 +38,13 @@ def machine() -> str:
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:
-    """The command that ran the benchmark, with the script's path relative to the repository."""
+    """The command that ran the benchmark, as it is run: a module of the repository's ``bench``
+    package (``python -m bench.x``), so that a recorded heading can be pasted to run it again."""
     argv = list(sys.argv if argv is None else argv)
     script = Path(argv[0]).resolve()
     if script.is_relative_to(ROOT):
-        argv[0] = str(script.relative_to(ROOT))
+        module = ".".join(script.relative_to(ROOT).with_suffix("").parts)
+        return shlex.join(["python", "-m", module, *argv[1:]])
     return shlex.join(["python", *argv])
 
 

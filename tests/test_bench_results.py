@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from results import append_results, command_line, recorded  # noqa: E402
+from bench.results import append_results, command_line, recorded
 
 
 def test_a_section_holds_the_date_the_command_the_machine_and_the_lines(tmp_path: Path) -> None:
@@ -24,9 +22,9 @@ def test_a_section_holds_the_date_the_command_the_machine_and_the_lines(tmp_path
     assert "```text\na: 1.0/s\nb: 2.0/s\n```\n" in text
 
 
-def test_the_command_names_the_script_relative_to_the_repository() -> None:
+def test_the_command_names_the_benchmark_as_a_module_of_the_repository() -> None:
     script = Path(__file__).resolve().parents[1] / "bench" / "deid.py"
-    assert command_line([str(script), "--rounds", "1"]) == "python bench/deid.py --rounds 1"
+    assert command_line([str(script), "--rounds", "1"]) == "python -m bench.deid --rounds 1"
 
 
 def test_recorded_prints_and_appends_only_when_asked_and_only_on_success(
