@@ -1,5 +1,6 @@
-"""The scale-out queue on a real PostgreSQL server: leases, takeovers, the delivery ledger,
-schema versions and outages (what :mod:`tests.test_spool` cannot say for every backend)."""
+"""The scale-out queue on a real PostgreSQL server: leases, takeovers, late outcomes, schema
+versions and outages (what :mod:`tests.test_spool` cannot say for every backend; the state
+machine, the delivery ledger and retention are asserted there on both)."""
 
 from __future__ import annotations
 
@@ -88,21 +89,39 @@ def test_an_outcome_from_a_processor_that_lost_its_lease_changes_no_state(
     assert job.state is JobState.PROCESSING and job.pending == ("b",) and job.destinations == ("a", "b")
 
 
-def test_a_delivered_destination_is_never_pending_again(nodes: list[PostgresSpool]) -> None:
+def test_a_late_outcome_for_a_job_finished_and_forgotten_changes_nothing(
+        nodes: list[PostgresSpool], dsn: str, tmp_path: Path) -> None:
+    """A processor that stalled past its lease reports after another one finished the job and
+    a purge deleted its row: nothing is recorded (no ledger row without its job), nothing
+    fails, and the result it kept for a retry is not left in the store."""
     first, second = nodes
     job_id = _receive(first)
     assert first.claim() is not None
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute("UPDATE jobs SET lease_until = 0 WHERE id = %s", (job_id,))
+    assert second.claim() is not None
+    assert second.record_deliveries(job_id, ["a", "b"], {}, None, destinations=["a", "b"],
+                                    output=second.output_path(job_id)) is JobState.DONE
+    second.history = 0
+    second.purge(now=time.time() + 1)
+    assert second.jobs() == []
     output = first.output_path(job_id)
-    output.write_bytes(b"result")
-    assert first.record_deliveries(job_id, ["a"], {"b": "forward-failed"}, time.time() - 1,
-                                   output=output, destinations=["a", "b"]) is JobState.RETRY
-    assert not output.exists()  # kept in the payload store, not on the node
-    retry = second.claim()
-    assert retry is not None and retry.pending == ("b",) and retry.output is not None
-    assert retry.output.read_bytes() == b"result"  # fetched from the store for this node
-    # The next round ran the pipeline again (as after a lost result): "a" still counts as sent.
-    assert second.record_deliveries(job_id, ["b"], {}, None, output=second.output_path(job_id),
-                                    destinations=["a", "b"]) is JobState.DONE
+    output.write_bytes(b"late result")
+    assert first.record_deliveries(job_id, ["a"], {"b": "forward-failed"}, time.time(),
+                                   destinations=["a", "b"], output=output) is JobState.PROCESSING
+    assert second.jobs() == []
+    assert not list((tmp_path / "shared" / "outputs").iterdir())
+
+
+def test_a_version_2_database_is_upgraded_to_the_indexes_of_done_jobs(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute("DROP INDEX jobs_done_holding")
+        db.execute("DROP INDEX jobs_done_purged")
+        db.execute("UPDATE dmask_schema SET version = 2")
+    assert upgrade_schema(dsn) == (2, SCHEMA_VERSION)
+    with psycopg.connect(dsn, autocommit=True) as db:
+        indexes = {row[0] for row in db.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'jobs'")}
+    assert {"jobs_done_holding", "jobs_done_purged"} <= indexes
 
 
 def test_a_database_without_tables_or_of_another_version_is_refused(
