@@ -20,6 +20,7 @@ from gateway.store.payload_store import FolderStore
 from gateway.store.postgres_spool import SCHEMA_VERSION, PostgresSpool, upgrade_schema
 from gateway.store.queue import JobState
 from tests.support.postgres import PostgresServer
+from tests.support.spools import receive
 
 LEASE = 1.0
 
@@ -42,15 +43,21 @@ def nodes(dsn: str, tmp_path: Path) -> Iterator[list[PostgresSpool]]:
         spool.close()
 
 
-def _receive(spool: PostgresSpool, payload: bytes = b"DICM" * 100) -> int:
-    incoming = spool.incoming_dir() / f"rx-{time.monotonic_ns()}.dcm"
-    incoming.write_bytes(payload)
-    return spool.admit(incoming, calling_ae="CAMERA1", called_ae="DMASK")
+def _taken_over(first: PostgresSpool, second: PostgresSpool, dsn: str) -> int:
+    """A job claimed by ``first``, which then stalls past its lease, and taken over by
+    ``second``; its id."""
+    job_id = receive(first)
+    assert first.claim() is not None
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute("UPDATE jobs SET lease_until = 0 WHERE id = %s", (job_id,))
+    taken = second.claim()
+    assert taken is not None and taken.id == job_id
+    return job_id
 
 
 def test_a_live_processor_keeps_its_jobs_past_the_lease(nodes: list[PostgresSpool]) -> None:
     first, second = nodes
-    job_id = _receive(first)
+    job_id = receive(first)
     assert (job := first.claim()) is not None and job.id == job_id
     time.sleep(2.5 * LEASE)  # the heartbeat renews the lease meanwhile
     assert second.claim() is None
@@ -60,7 +67,7 @@ def test_a_live_processor_keeps_its_jobs_past_the_lease(nodes: list[PostgresSpoo
 
 def test_a_dead_processors_job_is_taken_over_after_its_lease(nodes: list[PostgresSpool]) -> None:
     first, second = nodes
-    job_id = _receive(second)
+    job_id = receive(second)
     assert first.claim() is not None
     first.close()  # dies: no heartbeat, no release
     assert second.claim() is None  # the lease still runs
@@ -76,11 +83,7 @@ def test_a_dead_processors_job_is_taken_over_after_its_lease(nodes: list[Postgre
 def test_an_outcome_from_a_processor_that_lost_its_lease_changes_no_state(
         nodes: list[PostgresSpool], dsn: str, tmp_path: Path) -> None:
     first, second = nodes
-    job_id = _receive(first)
-    assert first.claim() is not None
-    with psycopg.connect(dsn, autocommit=True) as db:  # as if first had stalled past its lease
-        db.execute("UPDATE jobs SET lease_until = 0 WHERE id = %s", (job_id,))
-    assert second.claim() is not None
+    job_id = _taken_over(first, second, dsn)
     # first sent to "a" before it stalled: the ledger keeps that, the state stays second's.
     assert first.record_deliveries(job_id, ["a"], {"b": "forward-failed"}, time.time(),
                                    destinations=["a", "b"], output=first.output_path(job_id)) \
@@ -95,11 +98,7 @@ def test_a_late_outcome_for_a_job_finished_and_forgotten_changes_nothing(
     a purge deleted its row: nothing is recorded (no ledger row without its job), nothing
     fails, and the result it kept for a retry is not left in the store."""
     first, second = nodes
-    job_id = _receive(first)
-    assert first.claim() is not None
-    with psycopg.connect(dsn, autocommit=True) as db:
-        db.execute("UPDATE jobs SET lease_until = 0 WHERE id = %s", (job_id,))
-    assert second.claim() is not None
+    job_id = _taken_over(first, second, dsn)
     assert second.record_deliveries(job_id, ["a", "b"], {}, None, destinations=["a", "b"],
                                     output=second.output_path(job_id)) is JobState.DONE
     second.history = 0
@@ -183,16 +182,16 @@ def test_admission_fails_while_the_database_is_down_and_resumes_after(tmp_path: 
         upgrade_schema(dsn)
         payloads = FolderStore(FolderPayloads(type="folder", path=tmp_path / "shared"))
         spool = PostgresSpool(dsn, payloads, tmp_path / "node", node="n")
-        first = _receive(spool)
+        first = receive(spool)
         server.stop()
         with pytest.raises(SpoolUnavailable):
-            _receive(spool)
+            receive(spool)
         assert not list(spool.incoming_dir().iterdir())
         assert not list((tmp_path / "shared" / "originals").iterdir())[1:]  # only the first
         with pytest.raises(SpoolUnavailable):
             spool.check_capacity()
         server.start()
-        second = _receive(spool)
+        second = receive(spool)
         assert [job.id for job in spool.jobs()] == [first, second]
         spool.close()
     finally:
@@ -202,7 +201,7 @@ def test_admission_fails_while_the_database_is_down_and_resumes_after(tmp_path: 
 def test_a_restarted_node_gives_back_its_earlier_claims_at_once(
         nodes: list[PostgresSpool], dsn: str, tmp_path: Path) -> None:
     first, second = nodes
-    mine, theirs = _receive(first), _receive(first)
+    mine, theirs = receive(first), receive(first)
     assert first.claim() is not None and second.claim() is not None
     first.close()  # killed
     restarted = PostgresSpool(dsn, first.payloads, tmp_path / "first", node="first", lease=LEASE)

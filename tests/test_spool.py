@@ -32,6 +32,7 @@ from gateway.store.postgres_spool import PostgresSpool, upgrade_schema
 from gateway.store.queue import HeldInstance, Job, JobState, Spool
 from gateway.store.sqlite_spool import SCHEMA_VERSION, FolderSpool
 from tests.support.small_disk import fill, small_disk
+from tests.support.spools import receive, received_file
 
 #: Every backend and where it keeps originals: the embedded spool as files (large instances) or
 #: in its database (small ones); the scale-out one in a shared folder or an S3 bucket.
@@ -89,17 +90,6 @@ def make_spool(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Spool
         spool.close()
 
 
-def _received_file(spool: Spool, payload: bytes = b"DICM" * 100) -> Path:
-    """A file as receive leaves it in ``incoming/`` before admitting it."""
-    incoming = spool.incoming_dir() / f"rx-{time.monotonic_ns()}.dcm"
-    incoming.write_bytes(payload)
-    return incoming
-
-
-def _receive(spool: Spool, payload: bytes = b"DICM" * 100) -> int:
-    return spool.admit(_received_file(spool, payload), calling_ae="CAMERA1", called_ae="DMASK")
-
-
 def _user_version(spool_path: Path) -> int:
     db = sqlite3.connect(spool_path / "state.sqlite")
     try:
@@ -127,7 +117,7 @@ def test_admit_moves_a_large_file_into_the_spool_with_0600(tmp_path: Path) -> No
     """The embedded spool's own file layout (a PostgreSQL node keeps originals in the payload
     store, not in its folder)."""
     spool = FolderSpool(tmp_path / "spool", inline_max_bytes=100)
-    job_id = _receive(spool)
+    job_id = receive(spool)
     (job,) = spool.jobs()
     assert job.id == job_id and job.state is JobState.RECEIVED
     assert job.original is not None and spool.original(job) == job.original
@@ -142,7 +132,7 @@ def test_admit_keeps_a_small_instance_in_the_database(tmp_path: Path) -> None:
     """Small originals inside SQLite are the embedded spool's own (PostgreSQL rows never hold
     payloads)."""
     spool = FolderSpool(tmp_path / "spool", inline_max_bytes=400)
-    job_id = _receive(spool, b"DICM" * 100)
+    job_id = receive(spool, b"DICM" * 100)
     (job,) = spool.jobs()
     assert job.id == job_id and job.original is None
     assert spool.original(job) == b"DICM" * 100
@@ -152,7 +142,7 @@ def test_admit_keeps_a_small_instance_in_the_database(tmp_path: Path) -> None:
 
 def test_full_round_trip_deletes_original_and_output(make_spool: SpoolFactory) -> None:
     spool = make_spool()
-    job_id = _receive(spool)
+    job_id = receive(spool)
     job = spool.claim()
     assert job is not None and job.id == job_id and job.state is JobState.PROCESSING
     assert spool.claim() is None
@@ -173,12 +163,12 @@ def test_full_round_trip_deletes_original_and_output(make_spool: SpoolFactory) -
 
 def test_dead_letter_and_requeue(make_spool: SpoolFactory) -> None:
     spool = make_spool()
-    job_id = _receive(spool)
+    job_id = receive(spool)
     spool.claim()
     assert spool.record_deliveries(job_id, [], {"pacs": "forward-failed"}, None,
                                    output=spool.output_path(job_id), destinations=["pacs"]) \
         is JobState.QUARANTINED
-    other = _receive(spool)
+    other = receive(spool)
     spool.claim()
     spool.quarantine(other, "no-face")
     assert spool.counts() == {("quarantined", "forward-failed"): 1, ("quarantined", "no-face"): 1}
@@ -195,7 +185,7 @@ def test_a_delivered_destination_is_never_pending_again(make_spool: SpoolFactory
     (its kept result lost) reports every destination of the route, and the one that had the
     result already stays delivered, on another process (PostgreSQL: another node) too."""
     first, second = make_spool(), make_spool()
-    job_id = _receive(first)
+    job_id = receive(first)
     assert first.claim() is not None
     output = first.output_path(job_id)
     output.write_bytes(b"result")
@@ -214,7 +204,7 @@ def test_done_jobs_are_forgotten_after_their_history(make_spool: SpoolFactory) -
     """A done job keeps its original for ``retention``, then its row (state, ledger, UIDs)
     until ``history``: listed and committed (storage commitment) until then, gone after."""
     spool = make_spool(retention=60, history=3600)
-    job_id = spool.admit(_received_file(spool), calling_ae="CAMERA1", called_ae="DMASK",
+    job_id = spool.admit(received_file(spool), calling_ae="CAMERA1", called_ae="DMASK",
                          sop_class_uid="1.2.3", sop_instance_uid="1.2.3.4")
     job = spool.claim()
     assert job is not None
@@ -235,7 +225,7 @@ def test_a_done_row_outlives_its_original(make_spool: SpoolFactory) -> None:
     """A history shorter than the retention counts as the retention: a row never goes while it
     still names an original, which would then be left behind."""
     spool = make_spool(retention=3600, history=0)
-    job_id = _receive(spool)
+    job_id = receive(spool)
     job = spool.claim()
     assert job is not None
     spool.record_deliveries(job_id, ["pacs"], {}, None, output=spool.output_path(job_id),
@@ -251,7 +241,7 @@ def test_forgetting_done_jobs_keeps_the_ledger_of_unfinished_ones(make_spool: Sp
     """Only done jobs go: a job still retrying keeps its ledger through every purge, so when it
     is redone after a crash (the pipeline again) the destination that had it is not sent it."""
     spool = make_spool(history=0)
-    done, retrying, quarantined = _receive(spool), _receive(spool), _receive(spool)
+    done, retrying, quarantined = receive(spool), receive(spool), receive(spool)
     for _ in range(3):
         assert spool.claim() is not None
     spool.record_deliveries(done, ["a", "b"], {}, None, output=spool.output_path(done),
@@ -282,7 +272,7 @@ def test_recover_after_crash(make_spool: SpoolFactory) -> None:
     embedded spool an original renamed but never committed, on a PostgreSQL node its working
     copies; partial receives on both."""
     spool = make_spool()
-    first, second = _receive(spool), _receive(spool)
+    first, second = receive(spool), receive(spool)
     spool.claim()
     spool.claim()
     spool.record_deliveries(second, [], {"pacs": "forward-failed"}, time.time() + 10,
@@ -303,9 +293,9 @@ def test_recover_after_crash(make_spool: SpoolFactory) -> None:
 
 def test_capacity_limits_raise_spool_full_and_remove_the_file(make_spool: SpoolFactory) -> None:
     spool = make_spool(max_bytes=1000)
-    _receive(spool, b"x" * 600)
+    receive(spool, b"x" * 600)
     with pytest.raises(SpoolFull):
-        _receive(spool, b"x" * 600)
+        receive(spool, b"x" * 600)
     assert not list(spool.incoming_dir().iterdir())
     huge_floor = make_spool(min_free_bytes=1 << 62)
     with pytest.raises(SpoolFull):
@@ -314,7 +304,7 @@ def test_capacity_limits_raise_spool_full_and_remove_the_file(make_spool: SpoolF
 
 def test_retention_keeps_original_until_purged(make_spool: SpoolFactory, tmp_path: Path) -> None:
     spool = make_spool(retention=3600)
-    job_id = _receive(spool, b"secret pixels")
+    job_id = receive(spool, b"secret pixels")
     job = spool.claim()
     assert job is not None
     spool.record_deliveries(job_id, ["folder"], {}, None, output=spool.output_path(job_id),
@@ -330,7 +320,7 @@ def test_retention_keeps_original_until_purged(make_spool: SpoolFactory, tmp_pat
 
 def test_second_process_sees_committed_jobs(make_spool: SpoolFactory) -> None:
     spool = make_spool()
-    job_id = _receive(spool)
+    job_id = receive(spool)
     pid = os.fork()
     if pid == 0:  # a separate process, like `dmask queue` next to `dmask serve`
         other = make_spool()
@@ -362,7 +352,7 @@ def test_an_unversioned_spool_database_is_adopted(tmp_path: Path, missing_table:
     """Spools written before the schema had a version (0), also from before small originals were
     kept in the database, keep their jobs."""
     spool = FolderSpool(tmp_path / "spool", inline_max_bytes=0)
-    job_id = _receive(spool)
+    job_id = receive(spool)
     spool.close()
     _set_user_version(tmp_path / "spool", 0)
     if missing_table is not None:
@@ -399,7 +389,7 @@ def test_a_version_2_database_gets_the_indexes_of_done_jobs(tmp_path: Path) -> N
 def test_a_version_1_database_gets_the_instances_table(tmp_path: Path) -> None:
     """A spool of version 1 keeps its jobs; they are unknown to storage commitment (no UIDs)."""
     spool = FolderSpool(tmp_path / "spool")
-    job_id = _receive(spool)
+    job_id = receive(spool)
     spool.close()
     db = sqlite3.connect(tmp_path / "spool" / "state.sqlite")
     db.execute("DROP TABLE instances")
@@ -408,7 +398,7 @@ def test_a_version_1_database_gets_the_instances_table(tmp_path: Path) -> None:
 
     reopened = FolderSpool(tmp_path / "spool")
     assert [job.id for job in reopened.jobs()] == [job_id]
-    reopened.admit(_received_file(reopened), calling_ae="CAMERA1", called_ae="DMASK",
+    reopened.admit(received_file(reopened), calling_ae="CAMERA1", called_ae="DMASK",
                    sop_class_uid="1.2.3", sop_instance_uid="1.2.3.4")
     assert reopened.held_instances(["1.2.3.4"]) == {"1.2.3.4": HeldInstance("1.2.3", JobState.RECEIVED)}
     reopened.close()
@@ -419,14 +409,14 @@ def test_held_instances_are_found_by_their_original_uid(make_spool: SpoolFactory
     spool = make_spool()
 
     def admit(uid: str) -> int:
-        return spool.admit(_received_file(spool), calling_ae="CAMERA1", called_ae="DMASK",
+        return spool.admit(received_file(spool), calling_ae="CAMERA1", called_ae="DMASK",
                            sop_class_uid="1.2.840.10008.5.1.4.1.1.77.1.4", sop_instance_uid=uid)
 
     delivered, quarantined, again = admit("2.2"), admit("2.3"), admit("2.4")
     for _ in range(3):
         assert spool.claim() is not None
     admit("2.1")
-    _receive(spool)  # admitted without its UIDs
+    receive(spool)  # admitted without its UIDs
     spool.record_deliveries(delivered, ["pacs"], {}, None, destinations=["pacs"],
                             output=spool.output_path(delivered))
     spool.purge(now=time.time() + 1)
@@ -498,8 +488,8 @@ def disk(tmp_path: Path) -> Iterator[Path]:
 
 def test_a_full_disk_refuses_instances_until_space_is_freed(disk: Path) -> None:
     spool = FolderSpool(disk / "spool")
-    first = _receive(spool)
-    received = _received_file(spool, b"x" * 100_000)
+    first = receive(spool)
+    received = received_file(spool, b"x" * 100_000)
     # Room for the instance as the free-space check counts it, not for the database's log.
     filler = fill(disk, leave=100_000 + 4096)
     with pytest.raises(SpoolFull, match="disk is full"):
@@ -511,13 +501,13 @@ def test_a_full_disk_refuses_instances_until_space_is_freed(disk: Path) -> None:
         spool.check_capacity()
     filler.unlink()
     spool.check_capacity()
-    second = _receive(spool, b"x" * 100_000)
+    second = receive(spool, b"x" * 100_000)
     assert [job.id for job in spool.jobs()] == [first, second]
 
 
 def test_state_changes_on_a_full_disk_leave_jobs_as_they_were(disk: Path) -> None:
     spool = FolderSpool(disk / "spool")
-    ids = [_receive(spool) for _ in range(3)]
+    ids = [receive(spool) for _ in range(3)]
     delivered, rejected = spool.claim(), spool.claim()
     assert delivered is not None and rejected is not None
     output = spool.output_path(delivered.id)
@@ -560,10 +550,10 @@ def test_recovery_removes_partial_receives_before_it_needs_the_disk(disk: Path) 
     """Partial receives filled the disk: the receiver removes them before opening the
     database, and recovery commits once they are gone; still full, it raises SpoolFull."""
     spool = FolderSpool(disk / "spool")
-    job_id = _receive(spool)
+    job_id = receive(spool)
     assert spool.claim() is not None
     spool.close()
-    partial = _received_file(spool, b"half" * 100_000)
+    partial = received_file(spool, b"half" * 100_000)
     fill(disk)
     reopened = FolderSpool(disk / "spool", receiver=True)
     assert not partial.exists()

@@ -231,8 +231,8 @@ class FolderSpool:
         tables they have are the current ones they are adopted as they are, and tables added
         since they were made (``original_data``) are created. Version 1 lacks only the
         ``instances`` table (and its index), version 2 the indexes of done jobs, created the
-        same way. A newer version was written
-        by a newer dmask, whose rows this one would misread.
+        same way. A newer version was written by a newer dmask, whose rows this one would
+        misread.
 
         Raises
         ------
@@ -473,11 +473,10 @@ class FolderSpool:
         On the round that ran the pipeline, ``output`` is the processed instance and
         ``destinations`` the route's destinations (one delivery each); a destination that had
         the result from an earlier round (the pipeline ran again, its result lost) keeps it,
-        so it is not sent again. Every destination in
-        ``delivered`` has the result; those in ``failed`` (destination -> reason code) are
-        retried at ``next_at``, or the job is quarantined (dead letter) when ``next_at`` is
-        None. Once nothing is pending the job is done: its output is removed now, its original
-        by :meth:`purge` after the retention time.
+        so it is not sent again. Every destination in ``delivered`` has the result; those in
+        ``failed`` (destination -> reason code) are retried at ``next_at``, or the job is
+        quarantined (dead letter) when ``next_at`` is None. Once nothing is pending the job is
+        done: its output is removed now, its original by :meth:`purge` after the retention time.
         """
         now = time.time()
         with self._transaction() as db:
