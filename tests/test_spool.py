@@ -343,6 +343,7 @@ def test_every_backend_implements_every_method_of_the_spool_protocol(tmp_path: P
 
 
 def test_a_new_database_gets_the_current_schema_version(tmp_path: Path) -> None:
+    """SQLite's schema versions (PostgreSQL's are tests.test_postgres_spool's)."""
     FolderSpool(tmp_path / "spool").close()
     assert _user_version(tmp_path / "spool") == SCHEMA_VERSION
 
@@ -350,7 +351,8 @@ def test_a_new_database_gets_the_current_schema_version(tmp_path: Path) -> None:
 @pytest.mark.parametrize("missing_table", [None, "original_data"], ids=["current", "no-inline-originals"])
 def test_an_unversioned_spool_database_is_adopted(tmp_path: Path, missing_table: str | None) -> None:
     """Spools written before the schema had a version (0), also from before small originals were
-    kept in the database, keep their jobs."""
+    kept in the database, keep their jobs (SQLite's own history: PostgreSQL queues always had
+    a version)."""
     spool = FolderSpool(tmp_path / "spool", inline_max_bytes=0)
     job_id = receive(spool)
     spool.close()
@@ -368,7 +370,7 @@ def test_an_unversioned_spool_database_is_adopted(tmp_path: Path, missing_table:
 
 
 def test_a_version_2_database_gets_the_indexes_of_done_jobs(tmp_path: Path) -> None:
-    """Schema versions are the embedded spool's own (PostgreSQL's: tests.test_postgres_spool)."""
+    """SQLite's own upgrade path (PostgreSQL's: ``dmask db upgrade``, tests.test_postgres_spool)."""
     FolderSpool(tmp_path / "spool").close()
     db = sqlite3.connect(tmp_path / "spool" / "state.sqlite")
     db.execute("DROP INDEX jobs_done_holding")
@@ -387,7 +389,8 @@ def test_a_version_2_database_gets_the_indexes_of_done_jobs(tmp_path: Path) -> N
 
 
 def test_a_version_1_database_gets_the_instances_table(tmp_path: Path) -> None:
-    """A spool of version 1 keeps its jobs; they are unknown to storage commitment (no UIDs)."""
+    """A spool of version 1 keeps its jobs; they are unknown to storage commitment (no UIDs).
+    SQLite's own upgrade path (PostgreSQL's: ``dmask db upgrade``, tests.test_postgres_spool)."""
     spool = FolderSpool(tmp_path / "spool")
     job_id = receive(spool)
     spool.close()
@@ -433,6 +436,8 @@ def test_held_instances_are_found_by_their_original_uid(make_spool: SpoolFactory
 
 
 def test_an_unversioned_database_of_other_tables_is_refused(tmp_path: Path) -> None:
+    """Adopting an unversioned file is SQLite's own (a PostgreSQL queue without a version is
+    refused outright: tests.test_postgres_spool)."""
     (tmp_path / "spool").mkdir()
     db = sqlite3.connect(tmp_path / "spool" / "state.sqlite")
     db.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY, payload BLOB)")
@@ -443,6 +448,7 @@ def test_an_unversioned_database_of_other_tables_is_refused(tmp_path: Path) -> N
 
 
 def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
+    """SQLite's schema versions (PostgreSQL's are tests.test_postgres_spool's)."""
     FolderSpool(tmp_path / "spool").close()
     _set_user_version(tmp_path / "spool", SCHEMA_VERSION + 1)
     with pytest.raises(SpoolSchemaError, match=f"schema version is {SCHEMA_VERSION + 1}") as caught:
@@ -454,6 +460,8 @@ def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", [["serve"], ["queue"], ["requeue", "--all-failed"]])
 def test_commands_report_a_spool_of_a_newer_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     command: list[str]) -> None:
+    """SQLite's schema versions; for PostgreSQL, serve and db upgrade are in
+    tests.test_postgres_spool."""
     from gateway.ops.service import Gateway
 
     monkeypatch.setattr(Gateway, "run", lambda _: pytest.fail("serve started on a spool it cannot read"))
@@ -477,6 +485,9 @@ def test_commands_report_a_spool_of_a_newer_version(tmp_path: Path, monkeypatch:
 
 
 # -- a full disk: every write refused for lack of space is SpoolFull, and nothing is lost -----
+# The embedded spool keeps its state and originals on this disk. A PostgreSQL node's state is
+# on the database server and its payloads in the shared store: its local disk holds only what
+# it is receiving and working on, so these tests are the embedded spool's.
 
 
 @pytest.fixture
@@ -487,6 +498,7 @@ def disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_full_disk_refuses_instances_until_space_is_freed(disk: Path) -> None:
+    """On the embedded spool's own disk (see above)."""
     spool = FolderSpool(disk / "spool")
     first = receive(spool)
     received = received_file(spool, b"x" * 100_000)
@@ -506,6 +518,7 @@ def test_a_full_disk_refuses_instances_until_space_is_freed(disk: Path) -> None:
 
 
 def test_state_changes_on_a_full_disk_leave_jobs_as_they_were(disk: Path) -> None:
+    """On the embedded spool's own disk (see above)."""
     spool = FolderSpool(disk / "spool")
     ids = [receive(spool) for _ in range(3)]
     delivered, rejected = spool.claim(), spool.claim()
@@ -538,6 +551,7 @@ def test_state_changes_on_a_full_disk_leave_jobs_as_they_were(disk: Path) -> Non
 
 
 def test_a_spool_that_cannot_open_on_a_full_disk_says_so(disk: Path) -> None:
+    """On the embedded spool's own disk (see above)."""
     FolderSpool(disk / "spool").close()  # a clean close removes the write-ahead log's index
     filler = fill(disk)
     with pytest.raises(SpoolFull, match="too full to open"):
@@ -548,7 +562,8 @@ def test_a_spool_that_cannot_open_on_a_full_disk_says_so(disk: Path) -> None:
 
 def test_recovery_removes_partial_receives_before_it_needs_the_disk(disk: Path) -> None:
     """Partial receives filled the disk: the receiver removes them before opening the
-    database, and recovery commits once they are gone; still full, it raises SpoolFull."""
+    database, and recovery commits once they are gone; still full, it raises SpoolFull (on the
+    embedded spool's own disk, see above)."""
     spool = FolderSpool(disk / "spool")
     job_id = receive(spool)
     assert spool.claim() is not None
