@@ -81,6 +81,9 @@ def _validate_ae_title(value: str) -> str:
 AETitle = Annotated[str, AfterValidator(_validate_ae_title), Field(title="AE title (1-16 characters)")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, title="seconds")]
+#: How long a delivered job stays on record by default (``spool.history``): a week, so that a
+#: sender's storage commitment request finds it long after the job was delivered.
+DEFAULT_HISTORY_S = 7 * 86400
 
 
 def sop_class_uid(value: str) -> str:
@@ -377,6 +380,13 @@ class Spool(_Model):
         default=0,
         ge=0,
         description="seconds to keep an original after every destination has its result",
+    )
+    history: float = Field(
+        default=DEFAULT_HISTORY_S,
+        ge=0,
+        description="seconds a delivered job stays on record (dmask queue, storage commitment)"
+        " after every destination has its result; then its row and delivery ledger are deleted"
+        " (never before its original)",
     )
     min_free_bytes: int = Field(
         default=1 << 30, ge=0, description="refuse new instances (0xA700) below this free space"

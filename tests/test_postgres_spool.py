@@ -1,5 +1,6 @@
-"""The scale-out queue on a real PostgreSQL server: leases, takeovers, the delivery ledger,
-schema versions and outages (what :mod:`tests.test_spool` cannot say for every backend)."""
+"""The scale-out queue on a real PostgreSQL server: leases, takeovers, late outcomes, schema
+versions and outages (what :mod:`tests.test_spool` cannot say for every backend; the state
+machine, the delivery ledger and retention are asserted there on both)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from gateway.store.payload_store import FolderStore
 from gateway.store.postgres_spool import SCHEMA_VERSION, PostgresSpool, upgrade_schema
 from gateway.store.queue import JobState
 from tests.support.postgres import PostgresServer
+from tests.support.spools import receive
 
 LEASE = 1.0
 
@@ -41,15 +43,21 @@ def nodes(dsn: str, tmp_path: Path) -> Iterator[list[PostgresSpool]]:
         spool.close()
 
 
-def _receive(spool: PostgresSpool, payload: bytes = b"DICM" * 100) -> int:
-    incoming = spool.incoming_dir() / f"rx-{time.monotonic_ns()}.dcm"
-    incoming.write_bytes(payload)
-    return spool.admit(incoming, calling_ae="CAMERA1", called_ae="DMASK")
+def _taken_over(first: PostgresSpool, second: PostgresSpool, dsn: str) -> int:
+    """A job claimed by ``first``, which then stalls past its lease, and taken over by
+    ``second``; its id."""
+    job_id = receive(first)
+    assert first.claim() is not None
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute("UPDATE jobs SET lease_until = 0 WHERE id = %s", (job_id,))
+    taken = second.claim()
+    assert taken is not None and taken.id == job_id
+    return job_id
 
 
 def test_a_live_processor_keeps_its_jobs_past_the_lease(nodes: list[PostgresSpool]) -> None:
     first, second = nodes
-    job_id = _receive(first)
+    job_id = receive(first)
     assert (job := first.claim()) is not None and job.id == job_id
     time.sleep(2.5 * LEASE)  # the heartbeat renews the lease meanwhile
     assert second.claim() is None
@@ -59,7 +67,7 @@ def test_a_live_processor_keeps_its_jobs_past_the_lease(nodes: list[PostgresSpoo
 
 def test_a_dead_processors_job_is_taken_over_after_its_lease(nodes: list[PostgresSpool]) -> None:
     first, second = nodes
-    job_id = _receive(second)
+    job_id = receive(second)
     assert first.claim() is not None
     first.close()  # dies: no heartbeat, no release
     assert second.claim() is None  # the lease still runs
@@ -75,11 +83,7 @@ def test_a_dead_processors_job_is_taken_over_after_its_lease(nodes: list[Postgre
 def test_an_outcome_from_a_processor_that_lost_its_lease_changes_no_state(
         nodes: list[PostgresSpool], dsn: str, tmp_path: Path) -> None:
     first, second = nodes
-    job_id = _receive(first)
-    assert first.claim() is not None
-    with psycopg.connect(dsn, autocommit=True) as db:  # as if first had stalled past its lease
-        db.execute("UPDATE jobs SET lease_until = 0 WHERE id = %s", (job_id,))
-    assert second.claim() is not None
+    job_id = _taken_over(first, second, dsn)
     # first sent to "a" before it stalled: the ledger keeps that, the state stays second's.
     assert first.record_deliveries(job_id, ["a"], {"b": "forward-failed"}, time.time(),
                                    destinations=["a", "b"], output=first.output_path(job_id)) \
@@ -88,21 +92,35 @@ def test_an_outcome_from_a_processor_that_lost_its_lease_changes_no_state(
     assert job.state is JobState.PROCESSING and job.pending == ("b",) and job.destinations == ("a", "b")
 
 
-def test_a_delivered_destination_is_never_pending_again(nodes: list[PostgresSpool]) -> None:
+def test_a_late_outcome_for_a_job_finished_and_forgotten_changes_nothing(
+        nodes: list[PostgresSpool], dsn: str, tmp_path: Path) -> None:
+    """A processor that stalled past its lease reports after another one finished the job and
+    a purge deleted its row: nothing is recorded (no ledger row without its job), nothing
+    fails, and the result it kept for a retry is not left in the store."""
     first, second = nodes
-    job_id = _receive(first)
-    assert first.claim() is not None
+    job_id = _taken_over(first, second, dsn)
+    assert second.record_deliveries(job_id, ["a", "b"], {}, None, destinations=["a", "b"],
+                                    output=second.output_path(job_id)) is JobState.DONE
+    second.history = 0
+    second.purge(now=time.time() + 1)
+    assert second.jobs() == []
     output = first.output_path(job_id)
-    output.write_bytes(b"result")
-    assert first.record_deliveries(job_id, ["a"], {"b": "forward-failed"}, time.time() - 1,
-                                   output=output, destinations=["a", "b"]) is JobState.RETRY
-    assert not output.exists()  # kept in the payload store, not on the node
-    retry = second.claim()
-    assert retry is not None and retry.pending == ("b",) and retry.output is not None
-    assert retry.output.read_bytes() == b"result"  # fetched from the store for this node
-    # The next round ran the pipeline again (as after a lost result): "a" still counts as sent.
-    assert second.record_deliveries(job_id, ["b"], {}, None, output=second.output_path(job_id),
-                                    destinations=["a", "b"]) is JobState.DONE
+    output.write_bytes(b"late result")
+    assert first.record_deliveries(job_id, ["a"], {"b": "forward-failed"}, time.time(),
+                                   destinations=["a", "b"], output=output) is JobState.PROCESSING
+    assert second.jobs() == []
+    assert not list((tmp_path / "shared" / "outputs").iterdir())
+
+
+def test_a_version_2_database_is_upgraded_to_the_indexes_of_done_jobs(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute("DROP INDEX jobs_done_holding")
+        db.execute("DROP INDEX jobs_done_purged")
+        db.execute("UPDATE dmask_schema SET version = 2")
+    assert upgrade_schema(dsn) == (2, SCHEMA_VERSION)
+    with psycopg.connect(dsn, autocommit=True) as db:
+        indexes = {row[0] for row in db.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'jobs'")}
+    assert {"jobs_done_holding", "jobs_done_purged"} <= indexes
 
 
 def test_a_round_that_reached_every_destination_keeps_no_result_in_the_store(
@@ -180,16 +198,16 @@ def test_admission_fails_while_the_database_is_down_and_resumes_after(tmp_path: 
         upgrade_schema(dsn)
         payloads = FolderStore(FolderPayloads(type="folder", path=tmp_path / "shared"))
         spool = PostgresSpool(dsn, payloads, tmp_path / "node", node="n")
-        first = _receive(spool)
+        first = receive(spool)
         server.stop()
         with pytest.raises(SpoolUnavailable):
-            _receive(spool)
+            receive(spool)
         assert not list(spool.incoming_dir().iterdir())
         assert not list((tmp_path / "shared" / "originals").iterdir())[1:]  # only the first
         with pytest.raises(SpoolUnavailable):
             spool.check_capacity()
         server.start()
-        second = _receive(spool)
+        second = receive(spool)
         assert [job.id for job in spool.jobs()] == [first, second]
         spool.close()
     finally:
@@ -199,7 +217,7 @@ def test_admission_fails_while_the_database_is_down_and_resumes_after(tmp_path: 
 def test_a_restarted_node_gives_back_its_earlier_claims_at_once(
         nodes: list[PostgresSpool], dsn: str, tmp_path: Path) -> None:
     first, second = nodes
-    mine, theirs = _receive(first), _receive(first)
+    mine, theirs = receive(first), receive(first)
     assert first.claim() is not None and second.claim() is not None
     first.close()  # killed
     restarted = PostgresSpool(dsn, first.payloads, tmp_path / "first", node="first", lease=LEASE)

@@ -56,7 +56,7 @@ def open_spool(settings: SpoolSettings, *, receiver: bool = False, node: str | N
         return PostgresSpool(read_dsn(settings), open_payloads(settings.payloads), settings.path,
                              node=node or socket.gethostname(), lease=settings.lease,
                              min_free_bytes=settings.min_free_bytes, max_bytes=settings.max_bytes,
-                             retention=settings.retention)
+                             retention=settings.retention, history=settings.history)
     return FolderSpool(settings.path, min_free_bytes=settings.min_free_bytes,
                        max_bytes=settings.max_bytes, retention=settings.retention,
-                       receiver=receiver)
+                       history=settings.history, receiver=receiver)

@@ -14,6 +14,9 @@ replaced at any time.
   recorded only by the lease's holder, so no job is finished by two processors.
 - Deliveries form a ledger (one row per job and destination): a destination marked delivered is
   never sent that job again, whoever processes it next.
+- A done job keeps its original for ``retention`` seconds and its row (with its ledger and
+  UIDs) for ``history`` seconds: nothing is sent for a done job again, so its ledger is only a
+  record by then (``dmask queue``, storage commitment).
 - Times of leases come from the database's clock, so nodes need not agree on theirs.
 
 The tables carry a version (``dmask_schema``); ``dmask db upgrade`` creates or migrates them,
@@ -34,6 +37,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from gateway.config import DEFAULT_HISTORY_S
 from gateway.errors import SpoolFull, SpoolSchemaError, SpoolUnavailable
 from gateway.store.payload_files import secure_delete
 from gateway.store.payload_store import Payloads, new_key
@@ -42,7 +46,7 @@ from gateway.store.queue import HeldInstance, Job, JobState, held_by_uid
 log = logging.getLogger("dmask.spool")
 
 #: The version :data:`MIGRATIONS` lead to; a database at another version is refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Statements that bring a database from the version before to the key's version.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -83,6 +87,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     sop_class_uid TEXT NOT NULL
 )""",
         "CREATE INDEX instances_uid ON instances (sop_instance_uid)",
+    ),
+    3: (  # the done jobs due for purge (originals, then rows) without reading every done job
+        "CREATE INDEX jobs_done_holding ON jobs (updated_at) WHERE state = 'done' AND original != ''",
+        "CREATE INDEX jobs_done_purged ON jobs (updated_at) WHERE state = 'done' AND original = ''",
     ),
 }
 _VERSION_TABLE = "dmask_schema"
@@ -193,7 +201,7 @@ class PostgresSpool:
         This node's name (unique in the cluster); claims are held as ``node/pid-token``.
     lease
         Seconds a claim lasts without renewal.
-    min_free_bytes, max_bytes, retention
+    min_free_bytes, max_bytes, retention, history
         As for the embedded spool; ``max_bytes`` counts every unfinished job of the cluster.
 
     Raises
@@ -207,7 +215,7 @@ class PostgresSpool:
 
     def __init__(self, dsn: str, payloads: Payloads, path: Path, *, node: str,
                  lease: float = 60, min_free_bytes: int = 0, max_bytes: int | None = None,
-                 retention: float = 0) -> None:
+                 retention: float = 0, history: float = DEFAULT_HISTORY_S) -> None:
         self.path = Path(path)
         self.payloads = payloads
         self.node = node
@@ -216,6 +224,7 @@ class PostgresSpool:
         self.min_free_bytes = min_free_bytes
         self.max_bytes = max_bytes
         self.retention = retention
+        self.history = history
         for folder in (self.path, self.path / "incoming", self.path / "originals",
                        self.path / "outputs"):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -489,7 +498,7 @@ class PostgresSpool:
         A result kept for retry rounds goes to the payload store first, so that any processor
         can run the next round. Deliveries are recorded whoever holds the lease (they
         happened); a process whose lease was taken over records no state and gets
-        ``processing`` back.
+        ``processing`` back, also when the job was finished and its row deleted meanwhile.
         """
         delivered = list(delivered)
         output_key: str | None = None
@@ -501,6 +510,8 @@ class PostgresSpool:
         now = time.time()
 
         def record(db: psycopg.Connection[Any]) -> tuple[JobState, str | None, str | None]:
+            if db.execute("SELECT 1 FROM jobs WHERE id = %s FOR KEY SHARE", (job_id,)).fetchone() is None:
+                return JobState.PROCESSING, None, output_key  # finished by another, forgotten
             if output is not None:
                 db.execute("WITH gone AS (DELETE FROM deliveries WHERE job_id = %(job)s"
                            " AND NOT destination = ANY(%(names)s))"
@@ -593,13 +604,17 @@ class PostgresSpool:
             (f"{self.node}/", self.owner)).rowcount, single=True))
 
     def purge(self, now: float | None = None) -> int:
-        """Delete originals of done jobs past the retention time, cluster-wide; return how many.
+        """Delete originals of done jobs past the retention time, then the rows of done jobs
+        past their history, cluster-wide; return how many originals.
 
         Each batch is marked purged (committed durably) before its payloads are deleted, so no
         job that still needs its original is left without one; processors purging at the same
-        time take different batches (SKIP LOCKED).
+        time take different batches (SKIP LOCKED). A row goes only after its original (a
+        ``history`` shorter than ``retention`` counts as ``retention``), its deliveries and
+        UIDs with it (cascade).
         """
-        cutoff = (time.time() if now is None else now) - self.retention
+        now = time.time() if now is None else now
+        cutoff = now - self.retention
         total = 0
         while True:
             purged = self._run(lambda db: db.execute(
@@ -612,7 +627,14 @@ class PostgresSpool:
                 self._forget_local(job_id)
             total += len(purged)
             if len(purged) < _PURGE_BATCH:
-                return total
+                break
+        forget_before, deleted = now - max(self.retention, self.history), _PURGE_BATCH
+        while deleted == _PURGE_BATCH:
+            deleted = self._run(lambda db: db.execute(
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state = 'done'"
+                " AND original = '' AND updated_at <= %s LIMIT %s FOR UPDATE SKIP LOCKED)",
+                (forget_before, _PURGE_BATCH)).rowcount)
+        return total
 
     # -- administration ---------------------------------------------------------------------
 

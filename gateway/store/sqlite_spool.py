@@ -12,8 +12,14 @@ a fan-out that reached one PACS and not the other retries only the missing one.
 The database carries the version of its tables (``PRAGMA user_version``), checked when the
 spool opens: a new database gets the current version, one written before the tables had a
 version (0, with the current tables) is adopted, one of version 1 gets the ``instances`` table
-(its jobs have no UIDs: storage commitment does not know them), and one of a newer dmask is
-refused with :class:`~gateway.errors.SpoolSchemaError` rather than misread.
+(its jobs have no UIDs: storage commitment does not know them), one of version 2 the indexes of
+done jobs, and one of a newer dmask is refused with :class:`~gateway.errors.SpoolSchemaError`
+rather than misread.
+
+A delivered (done) job is kept in two steps: its original for ``retention`` seconds, then its
+row (state, delivery ledger, original UIDs) until ``history`` seconds have passed, so that
+``dmask queue`` and storage commitment still know it. Nothing is sent for a done job again, so
+its ledger protects nothing once it is done; the ledger of every unfinished job stays with it.
 
 A full disk is a state, not a failure of the job at hand. Every write (a file, a transaction)
 that fails for lack of space raises :class:`~gateway.errors.SpoolFull` and leaves the job as it
@@ -34,13 +40,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from gateway.config import DEFAULT_HISTORY_S
 from gateway.errors import OUT_OF_SPACE_ERRNOS, SpoolFull, SpoolSchemaError
 from gateway.store.payload_files import fsync_dir, secure_delete
 from gateway.store.queue import HeldInstance, Job, JobState, held_by_uid
 
 #: Version of the tables below, kept in the database's ``PRAGMA user_version``. A change of the
 #: tables raises it and adds the step from the previous version to ``FolderSpool._open_schema``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -78,6 +85,13 @@ _TABLES = (
     sop_class_uid TEXT NOT NULL
 )""",
     "CREATE INDEX IF NOT EXISTS instances_uid ON instances (sop_instance_uid)",
+    # Version 3: the done jobs due for purge, first their originals, then their rows, found
+    # without reading every done job (named by the purge's queries: without statistics, the
+    # planner would take jobs_state for them).
+    "CREATE INDEX IF NOT EXISTS jobs_done_holding ON jobs (updated_at)"
+    " WHERE state = 'done' AND original != ''",
+    "CREATE INDEX IF NOT EXISTS jobs_done_purged ON jobs (updated_at)"
+    " WHERE state = 'done' AND original = ''",
 )
 
 _DATABASE = "state.sqlite"
@@ -149,6 +163,9 @@ class FolderSpool:
         Refuse new instances once the originals in the spool add up to this many bytes.
     retention
         Seconds an original is kept after every destination has its result.
+    history
+        Seconds a done job's row is kept after every destination has its result (never less
+        than ``retention``).
     inline_max_bytes
         Originals up to this size are kept in the database, larger ones as files.
     receiver
@@ -165,12 +182,13 @@ class FolderSpool:
     """
 
     def __init__(self, path: Path, *, min_free_bytes: int = 0, max_bytes: int | None = None,
-                 retention: float = 0, inline_max_bytes: int = INLINE_MAX_BYTES,
-                 receiver: bool = False) -> None:
+                 retention: float = 0, history: float = DEFAULT_HISTORY_S,
+                 inline_max_bytes: int = INLINE_MAX_BYTES, receiver: bool = False) -> None:
         self.path = Path(path)
         self.min_free_bytes = min_free_bytes
         self.max_bytes = max_bytes
         self.retention = retention
+        self.history = history
         self.inline_max_bytes = inline_max_bytes
         for folder in (self.path, self.path / _ORIGINALS, self.path / _OUTPUTS,
                        self.path / _INCOMING):
@@ -212,8 +230,9 @@ class FolderSpool:
         Databases written before the tables had a version have ``user_version`` 0; when the
         tables they have are the current ones they are adopted as they are, and tables added
         since they were made (``original_data``) are created. Version 1 lacks only the
-        ``instances`` table (and its index), created the same way. A newer version was written
-        by a newer dmask, whose rows this one would misread.
+        ``instances`` table (and its index), version 2 the indexes of done jobs, created the
+        same way. A newer version was written by a newer dmask, whose rows this one would
+        misread.
 
         Raises
         ------
@@ -452,18 +471,20 @@ class FolderSpool:
         """Record one processing/forwarding round in one transaction.
 
         On the round that ran the pipeline, ``output`` is the processed instance and
-        ``destinations`` the route's destinations (one delivery each). Every destination in
-        ``delivered`` has the result; those in ``failed`` (destination -> reason code) are
-        retried at ``next_at``, or the job is quarantined (dead letter) when ``next_at`` is
-        None. Once nothing is pending the job is done: its output is removed now, its original
-        by :meth:`purge` after the retention time.
+        ``destinations`` the route's destinations (one delivery each); a destination that had
+        the result from an earlier round (the pipeline ran again, its result lost) keeps it,
+        so it is not sent again. Every destination in ``delivered`` has the result; those in
+        ``failed`` (destination -> reason code) are retried at ``next_at``, or the job is
+        quarantined (dead letter) when ``next_at`` is None. Once nothing is pending the job is
+        done: its output is removed now, its original by :meth:`purge` after the retention time.
         """
         now = time.time()
         with self._transaction() as db:
             if output is not None:
                 db.execute("UPDATE jobs SET output = ? WHERE id = ?", (str(output), job_id))
-                db.execute("DELETE FROM deliveries WHERE job_id = ?", (job_id,))
-                db.executemany("INSERT INTO deliveries (job_id, destination) VALUES (?, ?)",
+                db.execute("DELETE FROM deliveries WHERE job_id = ? AND destination NOT IN"
+                           f" ({','.join('?' * len(destinations))})", (job_id, *destinations))
+                db.executemany("INSERT OR IGNORE INTO deliveries (job_id, destination) VALUES (?, ?)",
                                [(job_id, name) for name in destinations])
             db.executemany(
                 "UPDATE deliveries SET delivered_at = ?, attempts = attempts + 1, reason = NULL"
@@ -542,7 +563,8 @@ class FolderSpool:
             secure_delete(path)
 
     def purge(self, now: float | None = None) -> int:
-        """Securely delete originals of done jobs past the retention time; return how many.
+        """Securely delete originals of done jobs past the retention time, then the rows of
+        done jobs past their history; return how many originals.
 
         Done states are committed without their own fsync; the durable commit here (which marks
         the originals gone) syncs them all before any original is deleted, so a power cut never
@@ -550,12 +572,15 @@ class FolderSpool:
         :data:`_PURGE_BATCH` jobs, not per job. Receive can admit between batches: overwriting
         originals held in the database holds the spool's lock, and one transaction for every
         due job would stall every sender for the whole purge.
+
+        A row goes only after its original (a ``history`` shorter than ``retention`` counts as
+        ``retention``), with its delivery ledger and original UIDs (:meth:`_forget_done`).
         """
         now = time.time() if now is None else now
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, original FROM jobs WHERE state = 'done' AND original != ''"
-                " AND updated_at <= ?", (now - self.retention,)).fetchall()
+                "SELECT id, original FROM jobs INDEXED BY jobs_done_holding WHERE state = 'done'"
+                " AND original != '' AND updated_at <= ?", (now - self.retention,)).fetchall()
         for start in range(0, len(rows), _PURGE_BATCH):
             batch = rows[start:start + _PURGE_BATCH]
             with self._transaction(durable=True) as db:
@@ -568,7 +593,26 @@ class FolderSpool:
                     secure_delete(Path(original))
             # Freed pages inside the database hold new instances without growing its file.
             self._exhausted_free = None
+        self._forget_done(now - max(self.retention, self.history))
         return len(rows)
+
+    def _forget_done(self, before: float) -> None:
+        """Delete the rows of done jobs whose original is gone and that finished before
+        ``before``, a batch per transaction; their deliveries and UIDs go with them (cascade).
+
+        Ids are never reused (AUTOINCREMENT), so a job's output file name stays its own. Losing
+        these commits to a power cut only means the rows are deleted again by the next purge.
+        """
+        while True:
+            with self._transaction() as db:
+                deleted = db.execute(
+                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_done_purged"
+                    " WHERE state = 'done' AND original = '' AND updated_at <= ? LIMIT ?)",
+                    (before, _PURGE_BATCH)).rowcount
+            if deleted:
+                self._exhausted_free = None
+            if deleted < _PURGE_BATCH:
+                return
 
     # -- administration ---------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Fixtures that start the real peers (see ``tests.support.peers``) and stop them by process id."""
+"""Fixtures that start the real peers (see ``tests.support.peers``) and stop them by process id,
+and the spool backend a gateway test runs on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.peers import ORTHANC, DmaskServer, Orthanc
+from tests.support.peers import ORTHANC, DmaskServer, Orthanc, on_postgresql
+
+#: A gateway configuration -> the same on the backend under test.
+OnBackend = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -43,3 +47,19 @@ def dmask_server(tmp_path: Path) -> Iterator[Callable[..., DmaskServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def spool_backend(request: pytest.FixtureRequest, tmp_path: Path) -> OnBackend:
+    """Puts a gateway's spool on each backend in turn: the embedded folder + SQLite as
+    configured, then a fresh database of the run's PostgreSQL server (``dmask db upgrade``
+    done) with the payloads in a shared folder. The gateway is one node of role ``all``;
+    restarted, it keeps its node name, so it takes its earlier claims back at once."""
+    if request.param == "sqlite":
+        return lambda settings: settings
+    from gateway.store.postgres_spool import upgrade_schema
+
+    dsn = request.getfixturevalue("postgres").new_database()
+    upgrade_schema(dsn)
+    (tmp_path / "dsn").write_text(dsn)
+    return lambda settings: on_postgresql(settings, tmp_path / "dsn", tmp_path / "shared")

@@ -24,6 +24,7 @@ from tests.support.peers import (
     DmaskServer,
     acknowledged,
     gateway_settings,
+    on_postgresql,
     orthanc_destination,
     storescu,
     wait_until,
@@ -82,9 +83,7 @@ class Cluster:
         settings = gateway_settings(self.folder / name, {"research": self.destination},
                                     workers=workers)
         settings["node"] = name
-        settings["spool"].update({
-            "backend": "postgresql", "lease": LEASE_S, "dsn": {"file": str(self.folder / "dsn")},
-            "payloads": {"type": "folder", "path": str(self.folder / "shared")}})
+        on_postgresql(settings, self.folder / "dsn", self.folder / "shared", lease=LEASE_S)
         server = DmaskServer(self.folder / name, settings, role=role)
         self.nodes.append(server)
         return server

@@ -77,8 +77,9 @@ def test_sighup_reload_keeps_last_good_config(tmp_path: Path, dmask_server) -> N
                "the new caller to be allowed")
 
 
-def test_queue_and_requeue_commands(tmp_path: Path, dmask_server) -> None:
-    settings = gateway_settings(tmp_path, {"out": {"type": "folder", "path": str(tmp_path / "out")}})
+def test_queue_and_requeue_commands(tmp_path: Path, dmask_server, spool_backend) -> None:
+    """The admin commands on each spool backend (cluster-wide on PostgreSQL)."""
+    settings = spool_backend(gateway_settings(tmp_path, {"out": {"type": "folder", "path": str(tmp_path / "out")}}))
     settings["routes"] = [{"name": "photos", "match": {"modality": "XC"},
                            "profile": "tags-only", "destinations": ["out"]},
                           {"name": "rest", "reject": True}]

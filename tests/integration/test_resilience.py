@@ -1,4 +1,5 @@
-"""Nothing lost, nothing unmasked: PACS outage, gateway crashes and malformed input."""
+"""Nothing lost, nothing unmasked: PACS outage, gateway crashes and malformed input, on each
+spool backend (``spool_backend``: the embedded SQLite spool, a PostgreSQL queue)."""
 
 from __future__ import annotations
 
@@ -48,8 +49,8 @@ def _instance_numbers(orthanc) -> list[int]:
             for instance in orthanc.instances()]
 
 
-def test_pacs_down_for_20_seconds(tmp_path: Path, orthanc, dmask_server) -> None:
-    server = dmask_server(gateway_settings(tmp_path, {"research": orthanc_destination(orthanc)}))
+def test_pacs_down_for_20_seconds(tmp_path: Path, orthanc, dmask_server, spool_backend) -> None:
+    server = dmask_server(spool_backend(gateway_settings(tmp_path, {"research": orthanc_destination(orthanc)})))
     files = _tags_only_files(tmp_path / "in", 100)
     orthanc.stop()
     down_since = time.monotonic()
@@ -65,8 +66,8 @@ def test_pacs_down_for_20_seconds(tmp_path: Path, orthanc, dmask_server) -> None
     wait_until(lambda: server.spool_counts() == {"done": 100}, 10, "every job done")
 
 
-def test_sigkill_twice_while_sending_and_processing(tmp_path: Path, orthanc,
-                                                    dmask_server) -> None:
+def test_sigkill_twice_while_sending_and_processing(tmp_path: Path, orthanc, dmask_server,
+                                                    spool_backend) -> None:
     """300 photos, masked; the gateway is killed twice; whatever storescu saw acknowledged
     reaches Orthanc exactly once and masked, and nothing is left in processing."""
     image = resized(photo("grace_hopper"), 60_000)
@@ -76,7 +77,7 @@ def test_sigkill_twice_while_sending_and_processing(tmp_path: Path, orthanc,
         ds = photo_instance(image)
         ds.InstanceNumber = number
         files.append(write(ds, tmp_path / "in" / f"{number:04d}.dcm"))
-    server = dmask_server(gateway_settings(tmp_path, {"research": orthanc_destination(orthanc)}))
+    server = dmask_server(spool_backend(gateway_settings(tmp_path, {"research": orthanc_destination(orthanc)})))
 
     acked: list[str] = []
     finished = threading.Event()
@@ -174,10 +175,10 @@ def _malformed(folder: Path) -> dict[str, list[Path]]:
 
 
 def test_malformed_inputs_fail_closed_while_valid_ones_flow(tmp_path: Path, orthanc,
-                                                            dmask_server,
+                                                            dmask_server, spool_backend,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
-    server = dmask_server(gateway_settings(tmp_path, {"research": orthanc_destination(orthanc)}))
+    server = dmask_server(spool_backend(gateway_settings(tmp_path, {"research": orthanc_destination(orthanc)})))
     kinds = _malformed(tmp_path / "bad")
     valid = _tags_only_files(tmp_path / "good", 40)
 
@@ -212,9 +213,9 @@ def _workers(server) -> list[int]:
             if "resource_tracker" not in Path(f"/proc/{child}/cmdline").read_text()]
 
 
-def test_a_worker_killed_mid_job_loses_nothing(tmp_path: Path, dmask_server) -> None:
+def test_a_worker_killed_mid_job_loses_nothing(tmp_path: Path, dmask_server, spool_backend) -> None:
     out = tmp_path / "out"
-    server = dmask_server(gateway_settings(tmp_path, {"out": {"type": "folder", "path": str(out)}}))
+    server = dmask_server(spool_backend(gateway_settings(tmp_path, {"out": {"type": "folder", "path": str(out)}})))
     image = resized(photo("grace_hopper"), 60_000)
     (tmp_path / "in").mkdir()
     files = [write(photo_instance(image), tmp_path / "in" / f"{n}.dcm") for n in range(30)]
@@ -225,9 +226,9 @@ def test_a_worker_killed_mid_job_loses_nothing(tmp_path: Path, dmask_server) -> 
     assert "a worker process died" in server.log.read_text()
 
 
-def test_a_worker_killed_while_idle_is_replaced(tmp_path: Path, dmask_server) -> None:
+def test_a_worker_killed_while_idle_is_replaced(tmp_path: Path, dmask_server, spool_backend) -> None:
     out = tmp_path / "out"
-    server = dmask_server(gateway_settings(tmp_path, {"out": {"type": "folder", "path": str(out)}}))
+    server = dmask_server(spool_backend(gateway_settings(tmp_path, {"out": {"type": "folder", "path": str(out)}})))
     for pid in _workers(server):
         os.kill(pid, signal.SIGKILL)
     files = _tags_only_files(tmp_path / "in", 5)
@@ -236,9 +237,10 @@ def test_a_worker_killed_while_idle_is_replaced(tmp_path: Path, dmask_server) ->
     assert len(list(out.iterdir())) == 5
 
 
-def test_dead_letter_after_max_age_then_requeue(tmp_path: Path, orthanc, dmask_server) -> None:
-    server = dmask_server(gateway_settings(
-        tmp_path, {"research": orthanc_destination(orthanc, max_age=3)}))
+def test_dead_letter_after_max_age_then_requeue(tmp_path: Path, orthanc, dmask_server,
+                                                spool_backend) -> None:
+    server = dmask_server(spool_backend(gateway_settings(
+        tmp_path, {"research": orthanc_destination(orthanc, max_age=3)})))
     orthanc.stop()
     files = _tags_only_files(tmp_path / "in", 3)
     assert len(acknowledged(storescu(server.port, files))) == 3

@@ -269,6 +269,16 @@ def gateway_settings(folder: Path, destinations: dict[str, Any],
     }
 
 
+def on_postgresql(settings: dict[str, Any], dsn_file: Path, payloads: Path,
+                  **spool: Any) -> dict[str, Any]:
+    """A gateway configuration with its spool moved to a PostgreSQL queue (the DSN read from
+    ``dsn_file``) and payloads in the shared folder ``payloads``; the spool's ``path`` stays,
+    as the node's local folder. ``spool`` sets more of the section (``lease``)."""
+    settings["spool"].update({"backend": "postgresql", "dsn": {"file": str(dsn_file)},
+                              "payloads": {"type": "folder", "path": str(payloads)}, **spool})
+    return settings
+
+
 def orthanc_destination(orthanc: Orthanc, **retry: float) -> dict[str, Any]:
     """A ``dicom`` destination for the Orthanc fixture, with a fast retry policy for tests."""
     return {"type": "dicom", "ae_title": Orthanc.AE_TITLE, "host": "127.0.0.1",
