@@ -127,7 +127,7 @@ def test_a_round_that_reached_every_destination_keeps_no_result_in_the_store(
         nodes: list[PostgresSpool], tmp_path: Path) -> None:
     """Only a result some destination still needs is copied to the shared store."""
     first, _ = nodes
-    job_id = _receive(first)
+    job_id = receive(first)
     assert first.claim() is not None
     output = first.output_path(job_id)
     output.write_bytes(b"result")
