@@ -3,8 +3,11 @@
 Two workloads, each timed ``--repeats`` times (medians printed):
 
 * 40 KB Secondary Capture instances through a tags-only profile (target: at least half the
-  direct rate);
-* 1 MP photos of a face through the mask profile (target: at least 10 per second on 2 cores).
+  direct rate), whose burned-in text step is ``--tags-text`` (``redact``, the default of every
+  profile, decodes the pixels and runs the text detector on them; ``keep`` leaves them as they
+  are);
+* 1 MP photos of a face through the mask profile (target: at least 10 per second on 2 cores);
+  ``--mask-count 0`` leaves it out.
 
 Both figures are end to end: from the start of storescu until Orthanc holds every instance
 (polled every 20 ms; direct, that is when storescu returns). ``ingest`` is the rate at which
@@ -14,7 +17,7 @@ keeps nothing (set up like the gateway's listener): the most any receive path bu
 pynetdicom can take on this machine, since storescu waits for each response.
 
 Usage, from the repository root: ``.venv/bin/python -m bench.throughput [--tags-count 300]
-[--mask-count 40] [--repeats 3] [--record]``
+[--tags-text redact|keep] [--mask-count 40] [--repeats 3] [--record]``
 """
 
 from __future__ import annotations
@@ -136,18 +139,20 @@ def measure(args: argparse.Namespace) -> None:
         folder = Path(scratch)
         orthanc = Orthanc(folder / "orthanc")
         orthanc.start()
-        settings = gateway_settings(folder, {"research": orthanc_destination(orthanc)},
+        profiles = {"face-photos": {}, "tags-only": {"mask": None, "burned_in_text": {"action": args.tags_text}}}
+        settings = gateway_settings(folder, {"research": orthanc_destination(orthanc)}, profiles=profiles,
                                     workers=args.workers)
         settings["logging"]["level"] = "WARNING"
         server = DmaskServer(folder / "dmask", settings)
         server.start()
         try:
-            _workload("tags-only", orthanc, server, folder, args.repeats, args.tags_count,
+            _workload(f"tags-only, text {args.tags_text}", orthanc, server, folder, args.repeats, args.tags_count,
                       bare_max_pdu=Listener.model_fields["max_pdu_size"].default,
                       pixels=13_000, name="camera", sop_class=SecondaryCaptureImageStorage,
                       modality="OT")
-            _workload("mask 1 MP", orthanc, server, folder, args.repeats, args.mask_count,
-                      pixels=1_000_000, name="grace_hopper", sop_class=None, modality="XC")
+            if args.mask_count:
+                _workload("mask 1 MP", orthanc, server, folder, args.repeats, args.mask_count,
+                          pixels=1_000_000, name="grace_hopper", sop_class=None, modality="XC")
         finally:
             server.stop()
             orthanc.stop()
@@ -156,7 +161,9 @@ def measure(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tags-count", type=int, default=300)
-    parser.add_argument("--mask-count", type=int, default=40)
+    parser.add_argument("--tags-text", choices=("redact", "keep"), default="redact",
+                        help="burned_in_text action of the tags-only profile")
+    parser.add_argument("--mask-count", type=int, default=40, help="1 MP photos to mask; 0 leaves them out")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     run_benchmark(parser, measure)
