@@ -155,7 +155,7 @@ class MaskBatch:
     def _mask_video(self, job: FileJob) -> None:
         job.target.parent.mkdir(parents=True, exist_ok=True)
         preview = preview_path(job.target) if self._preview else None
-        mask_video_file(self._masker, job.source, job.target, preview)
+        mask_video_file(self._masker, job.source, job.target, preview, text=self._text_settings())
 
     def _text_settings(self) -> TextSettings:
         """The profile's burned-in text step; the defaults (redact) without a profile."""
