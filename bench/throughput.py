@@ -5,7 +5,7 @@ Two workloads, each timed ``--repeats`` times (medians printed):
 * 40 KB Secondary Capture instances through a tags-only profile (target: at least half the
   direct rate), whose burned-in text step is ``--tags-text`` (``redact``, the default of every
   profile, decodes the pixels and runs the text detector on them; ``keep`` leaves them as they
-  are);
+  are; ``redact,keep`` measures both in one run, each through a gateway of its own);
 * 1 MP photos of a face through the mask profile (target: at least 10 per second on 2 cores);
   ``--mask-count 0`` leaves it out.
 
@@ -17,7 +17,7 @@ keeps nothing (set up like the gateway's listener): the most any receive path bu
 pynetdicom can take on this machine, since storescu waits for each response.
 
 Usage, from the repository root: ``.venv/bin/python -m bench.throughput [--tags-count 300]
-[--tags-text redact|keep] [--mask-count 40] [--repeats 3] [--record]``
+[--tags-text redact,keep] [--mask-count 40] [--repeats 3] [--record]``
 """
 
 from __future__ import annotations
@@ -133,36 +133,57 @@ def _workload(label: str, orthanc: Orthanc, server: DmaskServer, folder: Path, r
               f"({statistics.median(bare) / statistics.median(direct):.2f} of direct)")
 
 
+def _server(folder: Path, orthanc: Orthanc, text_action: str, workers: int) -> DmaskServer:
+    """A started gateway forwarding to ``orthanc``, its tags-only profile with ``text_action``."""
+    profiles = {"face-photos": {}, "tags-only": {"mask": None, "burned_in_text": {"action": text_action}}}
+    settings = gateway_settings(folder, {"research": orthanc_destination(orthanc)}, profiles=profiles,
+                                workers=workers)
+    settings["logging"]["level"] = "WARNING"
+    server = DmaskServer(folder / "dmask", settings)
+    server.start()
+    return server
+
+
 def measure(args: argparse.Namespace) -> None:
     """Run the benchmark and print its figures."""
     with tempfile.TemporaryDirectory(prefix="dmask-bench-") as scratch:
         folder = Path(scratch)
         orthanc = Orthanc(folder / "orthanc")
         orthanc.start()
-        profiles = {"face-photos": {}, "tags-only": {"mask": None, "burned_in_text": {"action": args.tags_text}}}
-        settings = gateway_settings(folder, {"research": orthanc_destination(orthanc)}, profiles=profiles,
-                                    workers=args.workers)
-        settings["logging"]["level"] = "WARNING"
-        server = DmaskServer(folder / "dmask", settings)
-        server.start()
         try:
-            _workload(f"tags-only, text {args.tags_text}", orthanc, server, folder, args.repeats, args.tags_count,
-                      bare_max_pdu=Listener.model_fields["max_pdu_size"].default,
-                      pixels=13_000, name="camera", sop_class=SecondaryCaptureImageStorage,
-                      modality="OT")
+            for action in args.tags_text:
+                server = _server(folder / f"gateway-{action}", orthanc, action, args.workers)
+                try:
+                    _workload(f"tags-only, text {action}", orthanc, server, folder, args.repeats,
+                              args.tags_count, bare_max_pdu=Listener.model_fields["max_pdu_size"].default,
+                              pixels=13_000, name="camera", sop_class=SecondaryCaptureImageStorage,
+                              modality="OT")
+                finally:
+                    server.stop()
             if args.mask_count:
-                _workload("mask 1 MP", orthanc, server, folder, args.repeats, args.mask_count,
-                          pixels=1_000_000, name="grace_hopper", sop_class=None, modality="XC")
+                server = _server(folder / "gateway-mask", orthanc, "redact", args.workers)
+                try:
+                    _workload("mask 1 MP", orthanc, server, folder, args.repeats, args.mask_count,
+                              pixels=1_000_000, name="grace_hopper", sop_class=None, modality="XC")
+                finally:
+                    server.stop()
         finally:
-            server.stop()
             orthanc.stop()
+
+
+def _text_actions(value: str) -> list[str]:
+    actions = value.split(",")
+    if not actions or any(action not in ("redact", "keep") for action in actions):
+        raise argparse.ArgumentTypeError("redact, keep or both, comma-separated")
+    return actions
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tags-count", type=int, default=300)
-    parser.add_argument("--tags-text", choices=("redact", "keep"), default="redact",
-                        help="burned_in_text action of the tags-only profile")
+    parser.add_argument("--tags-text", type=_text_actions, default=["redact"],
+                        help="burned_in_text action(s) of the tags-only profile, e.g. redact,keep: one "
+                        "gateway and one tags-only workload each, in the same run")
     parser.add_argument("--mask-count", type=int, default=40, help="1 MP photos to mask; 0 leaves them out")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
