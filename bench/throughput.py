@@ -14,7 +14,9 @@ Both figures are end to end: from the start of storescu until Orthanc holds ever
 storescu got its responses from the gateway. The two paths alternate which goes first. For the
 tags-only workload a third figure is storescu -> a bare pynetdicom SCP that answers Success and
 keeps nothing (set up like the gateway's listener): the most any receive path built on
-pynetdicom can take on this machine, since storescu waits for each response.
+pynetdicom can take on this machine, since storescu waits for each response. The last line of
+each workload is the workers' mean time per instance in each pipeline stage (from the gateway's
+stage histogram, every instance of the workload).
 
 Usage, from the repository root: ``.venv/bin/python -m bench.throughput [--tags-count 300]
 [--tags-text redact,keep] [--mask-count 40] [--repeats 3] [--record]``
@@ -23,9 +25,11 @@ Usage, from the repository root: ``.venv/bin/python -m bench.throughput [--tags-
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from pydicom.uid import SecondaryCaptureImageStorage
@@ -45,6 +49,9 @@ from tests.support.peers import (
     storescu,
 )
 from tests.support.photos import photo, resized
+
+STAGE_SAMPLE = re.compile(r'^dmask_stage_duration_seconds_(sum|count)\{[^}]*stage="([^"]+)"[^}]*\} (\S+)$', re.M)
+"""The sum and count of the stage duration histogram, per stage, in the metrics' text format."""
 
 
 def _instances(folder: Path, count: int, *, pixels: int, name: str, sop_class: str | None,
@@ -104,6 +111,14 @@ def _bare_pynetdicom(files: list[Path], max_pdu_size: int) -> float:
     return len(files) / elapsed
 
 
+def _stage_milliseconds(server: DmaskServer) -> dict[str, float]:
+    """Mean worker time per instance of every pipeline stage so far, from the gateway's metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5) as reply:
+        samples = {(kind, stage): float(value) for kind, stage, value in STAGE_SAMPLE.findall(reply.read().decode())}
+    return {stage: 1000 * total / samples[("count", stage)]
+            for (kind, stage), total in samples.items() if kind == "sum" and samples.get(("count", stage))}
+
+
 def _workload(label: str, orthanc: Orthanc, server: DmaskServer, folder: Path, repeats: int,
               count: int, bare_max_pdu: int | None = None, **instance_options) -> None:
     direct, gateway, ingest, bare = [], [], [], []
@@ -131,6 +146,8 @@ def _workload(label: str, orthanc: Orthanc, server: DmaskServer, folder: Path, r
     if bare:
         print(f"  storescu -> bare pynetdicom  {statistics.median(bare):8.1f} instances/s "
               f"({statistics.median(bare) / statistics.median(direct):.2f} of direct)")
+    stages = ", ".join(f"{stage} {ms:.1f}" for stage, ms in _stage_milliseconds(server).items())
+    print(f"  worker time per instance, ms: {stages}")
 
 
 def _server(folder: Path, orthanc: Orthanc, text_action: str, workers: int) -> DmaskServer:
