@@ -185,7 +185,8 @@ def mask(
 
     Photos and videos keep their format (videos: H.264, no audio); DICOM files (video ones
     included) go through the gateway pipeline with the profile
-    (masked and de-identified). Each output keeps the input's relative path under OUTPUT. A
+    (masked and de-identified). Burned-in text is then redacted, refused or kept as the profile
+    says (default: redacted), in every kind of file. Each output keeps the input's relative path under OUTPUT. A
     refused file is reported with its reason and the batch goes on; the exit status is 1 when
     any file was refused.
     """
