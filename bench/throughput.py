@@ -3,26 +3,33 @@
 Two workloads, each timed ``--repeats`` times (medians printed):
 
 * 40 KB Secondary Capture instances through a tags-only profile (target: at least half the
-  direct rate);
-* 1 MP photos of a face through the mask profile (target: at least 10 per second on 2 cores).
+  direct rate), whose burned-in text step is ``--tags-text`` (``redact``, the default of every
+  profile, decodes the pixels and runs the text detector on them; ``keep`` leaves them as they
+  are; ``redact,keep`` measures both in one run, each through a gateway of its own);
+* 1 MP photos of a face through the mask profile (target: at least 10 per second on 2 cores);
+  ``--mask-count 0`` leaves it out.
 
 Both figures are end to end: from the start of storescu until Orthanc holds every instance
 (polled every 20 ms; direct, that is when storescu returns). ``ingest`` is the rate at which
 storescu got its responses from the gateway. The two paths alternate which goes first. For the
 tags-only workload a third figure is storescu -> a bare pynetdicom SCP that answers Success and
 keeps nothing (set up like the gateway's listener): the most any receive path built on
-pynetdicom can take on this machine, since storescu waits for each response.
+pynetdicom can take on this machine, since storescu waits for each response. The last line of
+each workload is the workers' mean time per instance in each pipeline stage (from the gateway's
+stage histogram, every instance of the workload).
 
 Usage, from the repository root: ``.venv/bin/python -m bench.throughput [--tags-count 300]
-[--mask-count 40] [--repeats 3] [--record]``
+[--tags-text redact,keep] [--mask-count 40] [--repeats 3] [--record]``
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from pydicom.uid import SecondaryCaptureImageStorage
@@ -42,6 +49,9 @@ from tests.support.peers import (
     storescu,
 )
 from tests.support.photos import photo, resized
+
+STAGE_SAMPLE = re.compile(r'^dmask_stage_duration_seconds_(sum|count)\{[^}]*stage="([^"]+)"[^}]*\} (\S+)$', re.M)
+"""The sum and count of the stage duration histogram, per stage, in the metrics' text format."""
 
 
 def _instances(folder: Path, count: int, *, pixels: int, name: str, sop_class: str | None,
@@ -101,6 +111,14 @@ def _bare_pynetdicom(files: list[Path], max_pdu_size: int) -> float:
     return len(files) / elapsed
 
 
+def _stage_milliseconds(server: DmaskServer) -> dict[str, float]:
+    """Mean worker time per instance of every pipeline stage so far, from the gateway's metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5) as reply:
+        samples = {(kind, stage): float(value) for kind, stage, value in STAGE_SAMPLE.findall(reply.read().decode())}
+    return {stage: 1000 * total / samples[("count", stage)]
+            for (kind, stage), total in samples.items() if kind == "sum" and samples.get(("count", stage))}
+
+
 def _workload(label: str, orthanc: Orthanc, server: DmaskServer, folder: Path, repeats: int,
               count: int, bare_max_pdu: int | None = None, **instance_options) -> None:
     direct, gateway, ingest, bare = [], [], [], []
@@ -128,6 +146,19 @@ def _workload(label: str, orthanc: Orthanc, server: DmaskServer, folder: Path, r
     if bare:
         print(f"  storescu -> bare pynetdicom  {statistics.median(bare):8.1f} instances/s "
               f"({statistics.median(bare) / statistics.median(direct):.2f} of direct)")
+    stages = ", ".join(f"{stage} {ms:.1f}" for stage, ms in _stage_milliseconds(server).items())
+    print(f"  worker time per instance, ms: {stages}")
+
+
+def _server(folder: Path, orthanc: Orthanc, text_action: str, workers: int) -> DmaskServer:
+    """A started gateway forwarding to ``orthanc``, its tags-only profile with ``text_action``."""
+    profiles = {"face-photos": {}, "tags-only": {"mask": None, "burned_in_text": {"action": text_action}}}
+    settings = gateway_settings(folder, {"research": orthanc_destination(orthanc)}, profiles=profiles,
+                                workers=workers)
+    settings["logging"]["level"] = "WARNING"
+    server = DmaskServer(folder / "dmask", settings)
+    server.start()
+    return server
 
 
 def measure(args: argparse.Namespace) -> None:
@@ -136,27 +167,41 @@ def measure(args: argparse.Namespace) -> None:
         folder = Path(scratch)
         orthanc = Orthanc(folder / "orthanc")
         orthanc.start()
-        settings = gateway_settings(folder, {"research": orthanc_destination(orthanc)},
-                                    workers=args.workers)
-        settings["logging"]["level"] = "WARNING"
-        server = DmaskServer(folder / "dmask", settings)
-        server.start()
         try:
-            _workload("tags-only", orthanc, server, folder, args.repeats, args.tags_count,
-                      bare_max_pdu=Listener.model_fields["max_pdu_size"].default,
-                      pixels=13_000, name="camera", sop_class=SecondaryCaptureImageStorage,
-                      modality="OT")
-            _workload("mask 1 MP", orthanc, server, folder, args.repeats, args.mask_count,
-                      pixels=1_000_000, name="grace_hopper", sop_class=None, modality="XC")
+            for action in args.tags_text:
+                server = _server(folder / f"gateway-{action}", orthanc, action, args.workers)
+                try:
+                    _workload(f"tags-only, text {action}", orthanc, server, folder, args.repeats,
+                              args.tags_count, bare_max_pdu=Listener.model_fields["max_pdu_size"].default,
+                              pixels=13_000, name="camera", sop_class=SecondaryCaptureImageStorage,
+                              modality="OT")
+                finally:
+                    server.stop()
+            if args.mask_count:
+                server = _server(folder / "gateway-mask", orthanc, "redact", args.workers)
+                try:
+                    _workload("mask 1 MP", orthanc, server, folder, args.repeats, args.mask_count,
+                              pixels=1_000_000, name="grace_hopper", sop_class=None, modality="XC")
+                finally:
+                    server.stop()
         finally:
-            server.stop()
             orthanc.stop()
+
+
+def _text_actions(value: str) -> list[str]:
+    actions = value.split(",")
+    if not actions or any(action not in ("redact", "keep") for action in actions):
+        raise argparse.ArgumentTypeError("redact, keep or both, comma-separated")
+    return actions
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tags-count", type=int, default=300)
-    parser.add_argument("--mask-count", type=int, default=40)
+    parser.add_argument("--tags-text", type=_text_actions, default=["redact"],
+                        help="burned_in_text action(s) of the tags-only profile, e.g. redact,keep: one "
+                        "gateway and one tags-only workload each, in the same run")
+    parser.add_argument("--mask-count", type=int, default=40, help="1 MP photos to mask; 0 leaves them out")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     run_benchmark(parser, measure)

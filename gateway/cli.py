@@ -18,8 +18,7 @@ import typer
 from gateway import __version__
 
 if TYPE_CHECKING:
-    from gateway.config import GatewayConfig
-    from gateway.deid.settings import DeidSettings
+    from gateway.config import GatewayConfig, Profile
     from gateway.errors import ConfigError, SpoolFull, SpoolSchemaError
     from gateway.store.queue import QueueAdmin
 
@@ -154,8 +153,8 @@ def audit_privacy(
         typer.echo(path)
 
 
-def _deid_profile(config: Path, profile: str, *, with_secret: bool = True) -> tuple[DeidSettings, bytes]:
-    """The deid settings of a named profile and the pseudonym key (b"" when not asked for), or
+def _named_profile(config: Path, profile: str, *, with_secret: bool = True) -> tuple[Profile, bytes]:
+    """A named profile of the configuration and the pseudonym key (b"" when not asked for), or
     exit with status 2."""
     from gateway.errors import ConfigError
 
@@ -167,7 +166,7 @@ def _deid_profile(config: Path, profile: str, *, with_secret: bool = True) -> tu
     if profile not in loaded.profiles:
         typer.echo(f"{config}: no profile {profile!r} (have: {', '.join(loaded.profiles)})", err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR)
-    return loaded.profiles[profile].deid, secret
+    return loaded.profiles[profile], secret
 
 
 @app.command("mask")
@@ -186,12 +185,14 @@ def mask(
 
     Photos and videos keep their format (videos: H.264, no audio); DICOM files (video ones
     included) go through the gateway pipeline with the profile
-    (masked and de-identified). Each output keeps the input's relative path under OUTPUT. A
+    (masked and de-identified). Burned-in text is then redacted, refused or kept as the profile
+    says (default: redacted), in every kind of file. Each output keeps the input's relative path under OUTPUT. A
     refused file is reported with its reason and the batch goes on; the exit status is 1 when
     any file was refused.
     """
     from gateway.errors import ConfigError
-    from gateway.files.mask_batch import MaskBatch, plan_mask_files, resolve_profile
+    from gateway.files.mask_batch import MaskBatch, resolve_profile
+    from gateway.files.plan import plan_files
     from gateway.mask.masker import FaceMasker
 
     try:
@@ -201,7 +202,7 @@ def mask(
         message = str(exc)
         typer.echo(message if message.startswith(str(config)) else f"{config}: {message}", err=True)
         raise typer.Exit(EXIT_CONFIG_ERROR) from None
-    jobs = plan_mask_files(inputs, output)
+    jobs = plan_files(inputs, output)
     refused = 0
     with FaceMasker(chosen.settings, key=chosen.secret) as masker:
         for outcome in MaskBatch(masker, chosen, preview).run(jobs):
@@ -217,29 +218,42 @@ def mask(
 def deid(
     inputs: list[Path] = typer.Argument(..., exists=True, help="DICOM files or folders."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for the de-identified files."),
-    profile: str = typer.Option(..., help="Profile whose deid settings apply."),
+    profile: str = typer.Option(..., help="Profile whose deid settings and burned-in text step apply."),
     config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Gateway configuration (profiles, secret)."),
+    preview: bool = typer.Option(
+        False, "--preview", help="Also write a side-by-side PNG, the filled text outlined, next to each output."
+    ),
 ) -> None:
-    """De-identify attributes of DICOM files (tags only: pixels are not masked).
+    """De-identify attributes of DICOM files, and the text burned into their pixels (faces are not masked).
 
-    Each output keeps the input's relative path under OUTPUT. A file that fails is reported
-    and the batch goes on; the exit status is 1 when any file failed.
+    The profile's burned-in text step runs as on the gateway's tags-only routes (redact, refuse
+    or keep; instances without Pixel Data are only scrubbed). Each output keeps the input's
+    relative path under OUTPUT. A file that fails (or is refused for its text) is reported and
+    the batch goes on; the exit status is 1 when any file failed.
     """
-    from gateway.files.deid_batch import deidentify_files
+    from gateway.files.deid_batch import DeidBatch
     from gateway.files.plan import plan_files
 
-    settings, secret = _deid_profile(config, profile)
+    chosen, secret = _named_profile(config, profile)
     jobs = plan_files(inputs, output)
-    failed = 0
+    failed = redacted = text_left = 0
     with typer.progressbar(
-        deidentify_files(jobs, settings, secret, profile), length=len(jobs), label="deid",
+        DeidBatch(chosen, secret, profile, preview).run(jobs), length=len(jobs), label="deid",
         file=sys.stderr, hidden=len(jobs) < 10,
-    ) as results:
-        for job, error in results:
-            if error is not None:
+    ) as outcomes:
+        for outcome in outcomes:
+            if outcome.error is not None:
                 failed += 1
-                typer.echo(f"\n{job.source}: {error.reason}: {error}", err=True)
+                typer.echo(f"\n{outcome.job.source}: {outcome.error.reason}: {outcome.error}", err=True)
+            elif outcome.burned_in_text.startswith("redacted"):
+                redacted += 1
+                if outcome.burned_in_text.endswith("text left"):
+                    text_left += 1
+                    typer.echo(f"\n{outcome.job.source}: burned-in text still found after redaction "
+                               "(Burned In Annotation YES)", err=True)
     typer.echo(f"{len(jobs) - failed} de-identified, {failed} failed, in {output}")
+    if redacted:
+        typer.echo(f"burned-in text redacted in {redacted} file(s), still found in {text_left}")
     if failed:
         raise typer.Exit(1)
 
@@ -264,8 +278,8 @@ def audit_phi(
     if profile is not None:
         from gateway.deid.plan import compile_plan
 
-        settings, _ = _deid_profile(config, profile, with_secret=False)
-        plan = compile_plan(settings)
+        chosen, _ = _named_profile(config, profile, with_secret=False)
+        plan = compile_plan(chosen.deid)
     pairs, unpaired = pair_files(original, deidentified)
     for source in unpaired:
         typer.echo(f"{source}: no de-identified counterpart, not compared", err=True)

@@ -1,10 +1,13 @@
-"""``dmask deid``: files and folders, one failure does not stop the batch."""
+"""``dmask deid``: files and folders, one failure does not stop the batch; burned-in text as the
+gateway's tags-only routes treat it."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import ImplicitVRLittleEndian, SecondaryCaptureImageStorage, VLPhotographicImageStorage
@@ -16,7 +19,18 @@ from gateway.errors import InvalidDataset
 from gateway.files.plan import FileJob, plan_files
 from gateway.process.pipeline import parse
 from tests.support.cli import write_config
-from tests.support.instances import photographic_instance, pydicom_test_file, write, write_without_meta
+from tests.support.instances import (
+    photo_instance,
+    photographic_instance,
+    pydicom_test_file,
+    write,
+    write_without_meta,
+)
+from tests.support.photos import photo
+from tests.support.planted_text import PlantedImage, coverage, plant
+
+CLEAN_PIXEL_DATA = "113101"
+OUTLINE = (255, 0, 255)
 
 
 def _series(folder: Path, count: int) -> list[Path]:
@@ -112,3 +126,101 @@ def test_deid_command_refuses_an_unknown_profile(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "no profile 'nope'" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _planted_photo(folder: Path, name: str = "photo.dcm") -> tuple[PlantedImage, Path]:
+    """A real photo with a name, an ID and dates burned in, as a DICOM file that says it has none."""
+    planted = plant(photo("astronaut"), np.random.default_rng(1), 4, sizes=(14, 32))
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = photo_instance(planted.rgb)
+    assert ds.BurnedInAnnotation == "NO"  # the source's claim is not what the output says
+    return planted, write(ds, folder / name)
+
+
+def _codes(ds: pydicom.Dataset) -> set[str]:
+    return {item.CodeValue for item in ds.DeidentificationMethodCodeSequence}
+
+
+def _deid(tmp_path: Path, inputs: Path, profile: str, *options: str):
+    return CliRunner().invoke(app, ["deid", str(inputs), "-o", str(tmp_path / "out"), "--profile", profile,
+                                    "--config", str(write_config(tmp_path)), *options])
+
+
+def test_deid_redacts_burned_in_text_marks_it_and_previews_the_boxes(tmp_path: Path) -> None:
+    planted, source = _planted_photo(tmp_path / "in")
+    shutil.copy(pydicom_test_file("ExplVR_LitEndNoMeta.dcm"), tmp_path / "in" / "rt_plan.dcm")
+
+    result = _deid(tmp_path, tmp_path / "in", "tags", "--preview")
+
+    assert result.exit_code == 0, result.output
+    assert "2 de-identified, 0 failed" in result.stdout
+    assert "burned-in text redacted in 1 file(s), still found in 0" in result.stdout
+    out = pydicom.dcmread(tmp_path / "out" / "in" / "photo.dcm")
+    pixels = out.pixel_array
+    filled = (pixels == 0).all(axis=-1)
+    assert [coverage(token, filled) for token in planted.tokens] == [1.0] * len(planted.tokens)
+    assert (pixels != planted.rgb).any(axis=-1).mean() < 0.1  # the text boxes, not the photo
+    assert CLEAN_PIXEL_DATA in _codes(out) and out.BurnedInAnnotation == "NO"
+    assert "pixels not masked" in out.DeidentificationMethod
+    assert "burned-in text removed" in out.DeidentificationMethod
+    assert "RecognizableVisualFeatures" not in out
+    assert out.PatientName != pydicom.dcmread(source).PatientName
+    preview = cv2.cvtColor(cv2.imread(str(tmp_path / "out" / "in" / "photo.dcm.preview.png")), cv2.COLOR_BGR2RGB)
+    assert preview.shape == (pixels.shape[0], 2 * pixels.shape[1], 3)
+    outline = (preview[:, pixels.shape[1]:] == OUTLINE).all(axis=-1)
+    for token in planted.tokens:  # every box is outlined on the output half, around the token
+        x0, y0 = np.floor(token.corners.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(token.corners.max(axis=0)).astype(int)
+        assert outline[max(0, y0 - 30):y1 + 30, max(0, x0 - 30):x1 + 30].any()
+    assert not (preview[:, :pixels.shape[1]] == OUTLINE).all(axis=-1).any()  # the input half as it was
+    # Without Pixel Data the text step has nothing to examine: scrubbed only, no Clean Pixel Data.
+    plan = pydicom.dcmread(tmp_path / "out" / "in" / "rt_plan.dcm")
+    assert plan.PatientIdentityRemoved == "YES" and CLEAN_PIXEL_DATA not in _codes(plan)
+    assert not (tmp_path / "out" / "in" / "rt_plan.dcm.preview.png").exists()
+    # An independent check of the output: neither the detector nor Tesseract reads text left.
+    audit = CliRunner().invoke(app, ["audit", "text", str(tmp_path / "in" / "photo.dcm"),
+                                     str(tmp_path / "out" / "in" / "photo.dcm")])
+    assert audit.exit_code == 0, audit.output
+
+
+def test_deid_keeps_text_when_the_profile_says_keep_and_marks_it_yes(tmp_path: Path) -> None:
+    _, source = _planted_photo(tmp_path / "in")
+    ds = pydicom.dcmread(source)
+    ds.BurnedInAnnotation = "YES"
+    ds.save_as(source)
+
+    result = _deid(tmp_path, source, "keep-text", "--preview")
+
+    assert result.exit_code == 0, result.output
+    assert "burned-in text" not in result.stdout
+    out = pydicom.dcmread(tmp_path / "out" / "photo.dcm")
+    assert out.PixelData == ds.PixelData
+    assert out.BurnedInAnnotation == "YES" and CLEAN_PIXEL_DATA not in _codes(out)
+    assert not (tmp_path / "out" / "photo.dcm.preview.png").exists()  # nothing was changed to show
+
+
+def test_deid_refuses_text_when_the_profile_says_refuse_and_goes_on(tmp_path: Path) -> None:
+    _planted_photo(tmp_path / "in", "text.dcm")
+    write(photo_instance(photo("astronaut")[300:, 300:]), tmp_path / "in" / "plain.dcm")
+
+    result = _deid(tmp_path, tmp_path / "in", "refuse-text")
+
+    assert result.exit_code == 1
+    assert "text.dcm: burned-in-text: " in result.stderr
+    assert "1 de-identified, 1 failed" in result.stdout
+    assert not (tmp_path / "out" / "in" / "text.dcm").exists()
+    plain = pydicom.dcmread(tmp_path / "out" / "in" / "plain.dcm")
+    assert CLEAN_PIXEL_DATA in _codes(plain) and plain.BurnedInAnnotation == "NO"
+
+
+def test_deid_refuses_pixels_it_cannot_examine_for_text(tmp_path: Path) -> None:
+    _, source = _planted_photo(tmp_path / "in")
+    ds = pydicom.dcmread(source)
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+    ds.save_as(source)
+
+    result = _deid(tmp_path, source, "tags")
+
+    assert result.exit_code == 1
+    assert "photo.dcm: pixel-data: " in result.stderr
+    assert not (tmp_path / "out" / "photo.dcm").exists()

@@ -24,11 +24,11 @@ import numpy as np
 
 from gateway.config import Profile
 from gateway.errors import ConfigError, DmaskError, FileAccessError, PixelDataError
-from gateway.files.plan import FileJob, plan_files
+from gateway.files.plan import FileJob
+from gateway.files.preview import preview_path, write_instance_preview, write_preview
 from gateway.files.video_file import VIDEO_SUFFIXES, mask_video_file
 from gateway.mask.masker import FaceMasker
 from gateway.mask.settings import MaskSettings
-from gateway.text.redactor import outlined
 from gateway.text.settings import TextAction, TextSettings
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
@@ -103,16 +103,6 @@ def write_image(path: Path, rgb: np.ndarray) -> None:
     path.write_bytes(encoded.tobytes())
 
 
-def preview_path(target: Path) -> Path:
-    """Where the side-by-side preview of ``target`` goes."""
-    return target.with_name(target.name + ".preview.png")
-
-
-def side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """``before`` and ``after`` next to each other (same height)."""
-    return np.hstack([before, after]) if before.shape == after.shape else after
-
-
 class MaskBatch:
     """Masks files with one masker; DICOM files through the pipeline of one profile.
 
@@ -153,22 +143,25 @@ class MaskBatch:
 
         rgb = read_image(job.source)
         masked = self._masker.mask_image(rgb)
-        text = self._profile.profile.burned_in_text if self._profile.profile is not None else TextSettings()
+        text = self._text_settings()
         polygons: tuple[np.ndarray, ...] = ()
         if text.action != TextAction.KEEP:
             redaction = redact_text([masked], text, {})
             masked, polygons = redaction.frames[0], redaction.polygons
         write_image(job.target, masked)
         if self._preview:
-            write_image(preview_path(job.target), side_by_side(rgb, outlined(masked, polygons)))
+            write_preview(job.target, rgb, masked, polygons)
 
     def _mask_video(self, job: FileJob) -> None:
         job.target.parent.mkdir(parents=True, exist_ok=True)
         preview = preview_path(job.target) if self._preview else None
-        mask_video_file(self._masker, job.source, job.target, preview)
+        mask_video_file(self._masker, job.source, job.target, preview, text=self._text_settings())
+
+    def _text_settings(self) -> TextSettings:
+        """The profile's burned-in text step; the defaults (redact) without a profile."""
+        return self._profile.profile.burned_in_text if self._profile.profile is not None else TextSettings()
 
     def _mask_instance(self, job: FileJob) -> None:
-        from gateway.codec.pixels import decode_frames
         from gateway.dicom.read import read_part10
         from gateway.process.pipeline import apply_profile, parse
 
@@ -181,11 +174,4 @@ class MaskBatch:
         job.target.parent.mkdir(parents=True, exist_ok=True)
         job.target.write_bytes(processed.encoded)
         if self._preview:
-            before = next(iter(decode_frames(parse(data))))
-            after = next(iter(decode_frames(parse(processed.encoded))))
-            write_image(preview_path(job.target), side_by_side(before, outlined(after, processed.text_polygons)))
-
-
-def plan_mask_files(inputs: list[Path], output: Path) -> list[FileJob]:
-    """Every input file paired with its output path (folders mirrored, previews excluded)."""
-    return [job for job in plan_files(inputs, output) if not job.source.name.endswith(".preview.png")]
+            write_instance_preview(job.target, parse(data), processed.encoded, processed.text_polygons)

@@ -4,15 +4,24 @@ A convenience beside DICOM: a clinician can try the mask on a clip from a phone 
 camera. The output is H.264 High Profile in the same container type, at the same frame rate,
 size and frame count, with no audio and no metadata of the input (voices and device tags
 identify). Frames are streamed: the clip is never held in memory as decoded RGB.
+
+Burned-in text is then looked for in the written clip as in a DICOM video instance
+(``gateway.process.pipeline.redact_text``: the frames the text step samples, the union of what
+it finds filled in every frame, the filled frames verified). Only the sampled frames are held
+for it: the clip is decoded once to choose them (``gateway.text.redactor.examined_frames``) and
+once to collect them, and the redactor examines exactly those. When something was found every
+frame is filled and the clip encoded again; a clip refused for its text, or whose text step
+fails, leaves no output.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import overload
 
 import av
 import cv2
@@ -23,6 +32,10 @@ from gateway.codec.video import read_video_stream, write_video_stream
 from gateway.errors import PixelDataError
 from gateway.mask.masker import FaceMasker
 from gateway.mask.video import mask_frames
+from gateway.process.pipeline import redact_text
+from gateway.text.redactor import examined_frames, outlined
+from gateway.text.regions import fill_mask
+from gateway.text.settings import TextAction, TextSettings
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v"})
 """File name suffixes ``dmask mask`` treats as plain video files."""
@@ -118,8 +131,74 @@ class ContactSheet:
             raise OSError(f"cannot write {path}")
 
 
-def mask_video_file(masker: FaceMasker, source: Path, target: Path, preview: Path | None = None) -> int:
-    """Mask every frame of the video file `source` into `target`; optionally a contact sheet.
+class WrittenClip(Sequence[np.ndarray]):
+    """The frames of a clip file of known length, decoded anew on every pass, never held.
+
+    For :func:`gateway.text.redactor.examined_frames`, which goes through the frames once and
+    needs their count; indexing decodes up to the frame asked for.
+    """
+
+    def __init__(self, path: Path, count: int) -> None:
+        self._path = path
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return read_frames(self._path)
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            wanted = range(*index.indices(self._count))
+            return [frame for number, frame in enumerate(read_frames(self._path)) if number in wanted]
+        if not -self._count <= index < self._count:
+            raise IndexError(index)
+        return next(itertools.islice(read_frames(self._path), index % self._count, None))
+
+
+def redact_clip_text(path: Path, count: int, frame_rate: Fraction, text: TextSettings) -> tuple[np.ndarray, ...]:
+    """Redact the burned-in text of the clip file ``path`` (``count`` frames) in place.
+
+    The frames the text step samples are collected and given to the pipeline's redaction as
+    they are, each examined (``sample_every`` 1): what it finds in them, fills and verifies is
+    what it would on the whole clip held in memory. Returns the filled polygons.
+
+    Raises
+    ------
+    BurnedInText
+        The profile refuses text and some was found.
+    """
+    chosen = set(examined_frames(WrittenClip(path, count), text.sample_every, text.scene_change))
+    sampled = [frame for index, frame in enumerate(read_frames(path)) if index in chosen]
+    redaction = redact_text(sampled, text.model_copy(update={"sample_every": 1}), {})
+    if redaction.filled:
+        mask = fill_mask(redaction.polygons, (sampled[0].shape[0], sampled[0].shape[1]))
+        filling = path.with_name(f".{path.stem}.filling{path.suffix}")  # the suffix names the container
+        try:
+            write_frames(filling, _filled(read_frames(path), mask, text.fill_color), frame_rate)
+            filling.replace(path)
+        finally:
+            filling.unlink(missing_ok=True)
+    return redaction.polygons
+
+
+def _filled(frames: Iterable[np.ndarray], mask: np.ndarray, colour: tuple[int, int, int]) -> Iterator[np.ndarray]:
+    for frame in frames:
+        frame[mask] = colour
+        yield frame
+
+
+def mask_video_file(masker: FaceMasker, source: Path, target: Path, preview: Path | None = None, *,
+                    text: TextSettings) -> int:
+    """Mask every frame of the video file `source` into `target`, then its burned-in text as
+    `text` says; optionally a contact sheet (the text filled outlined).
 
     Returns
     -------
@@ -133,21 +212,22 @@ def mask_video_file(masker: FaceMasker, source: Path, target: Path, preview: Pat
     TrackingGap, NoFaceFound, ResidualFace
         As :func:`gateway.mask.video.mask_frames`; `target` is then removed, never left half
         written with unmasked frames.
+    BurnedInText
+        `text` refuses text and some was found; `target` is removed.
     """
     info = probe(source)
-    rate = float(info.frame_rate)
-    sheet = None
-    if preview is None:
-        masked = mask_frames(masker, read_frames(source), rate)
-    else:  # the tee holds only the frames the tracker's window runs ahead by
-        originals, to_mask = itertools.tee(read_frames(source))
-        sheet = ContactSheet(info.frame_count or CONTACT_SHEET_FRAMES)
-        masked = sheet.pairs(originals, mask_frames(masker, to_mask, rate))
+    polygons: tuple[np.ndarray, ...] = ()
     try:
-        count = write_frames(target, masked, info.frame_rate)
+        count = write_frames(target, mask_frames(masker, read_frames(source), float(info.frame_rate)),
+                             info.frame_rate)
+        if text.action != TextAction.KEEP:
+            polygons = redact_clip_text(target, count, info.frame_rate, text)
     except BaseException:
         target.unlink(missing_ok=True)
         raise
-    if sheet is not None and preview is not None:
+    if preview is not None:
+        sheet = ContactSheet(count)
+        for _ in sheet.pairs(read_frames(source), (outlined(frame, polygons) for frame in read_frames(target))):
+            pass
         sheet.write(preview)
     return count

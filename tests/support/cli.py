@@ -17,6 +17,9 @@ profiles:
   tags: {{mask: null, deid: {{}}}}
   keep-ref: {{mask: null, deid: {{keep: [ReferencedImageSequence]}}}}
   modified-dates: {{mask: null, deid: {{options: [retain_longitudinal_modified_dates]}}}}
+  keep-text: {{mask: null, burned_in_text: {{action: keep}}}}
+  refuse-text: {{mask: null, burned_in_text: {{action: refuse}}}}
+  masking: {{}}
 routes: [{{name: all, match: {{}}, profile: tags, destinations: [out]}}]
 secret: {{file: {key}}}
 """
