@@ -9,8 +9,8 @@ model from the installed wheel. On the same image and region it gives exactly th
 whole graph gives, without the cost of the detector (docs/results.md).
 
 Both graphs run their models as mediapipe does on desktop Linux, on one thread each (XNNPACK's
-default there), so a worker process uses one core and the landmarks do not depend on how many
-cores the machine has.
+default there): the gateway runs one worker process per core, and with two threads, which give
+the same landmarks, a pass on busy cores took many times as long (docs/results.md).
 """
 
 from __future__ import annotations
