@@ -31,9 +31,9 @@ def refiner() -> EyeRefiner:
 
 def seen_error(refiner: EyeRefiner, output: np.ndarray, face: FaceLandmarks) -> float:
     """How far Face Mesh finds the eyes of ``face`` on ``output``, looking the way the mask does."""
-    found = refiner.displacement(output, face.view, face.points)
+    found = refiner.look(output, face.view, face.points)
     assert found is not None
-    return eye_error(found, face.points)
+    return eye_error(found.displacement, face.points)
 
 
 @pytest.mark.parametrize("name", ["grace_hopper", "astronaut"])
@@ -56,8 +56,21 @@ def test_the_eyes_are_looked_at_in_the_view_the_photo_was_measured_in(masker: Fa
     face = masker.detect(rgb)[0]
 
     assert face.view == MeshView((0, 0, rgb.shape[1], rgb.shape[0]), face.view.side)
-    found = refiner.displacement(rgb, face.view, face.points)
-    assert found is not None and not found.any()
+    found = refiner.look(rgb, face.view, face.points)
+    assert found is not None and not found.displacement.any()
+
+
+def test_a_look_on_the_region_of_a_whole_look_finds_the_same_eyes(masker: FaceMasker, refiner: EyeRefiner) -> None:
+    rgb = photo("grace_hopper")
+    face = masker.detect(rgb)[0]
+    output = masker.render(rgb, [face])
+
+    whole = refiner.look(output, face.view, face.points)
+
+    assert whole is not None and whole.region is not None
+    again = refiner.look(output, face.view, face.points, whole.region)
+    assert again is not None and again.region == whole.region
+    assert np.array_equal(again.displacement, whole.displacement)
 
 
 def test_without_corrections_the_calibrated_drawing_is_left_as_it_is(masker: FaceMasker) -> None:
@@ -74,10 +87,10 @@ def test_landmarks_without_a_view_are_looked_at_around_their_face(masker: FaceMa
     region = masker._region(masker._shape(face), face.points, rgb.shape)
     view = crop_view(region, rgb.shape)
 
-    found = refiner.displacement(masker.render(rgb, [face]), view, face.points)
+    found = refiner.look(masker.render(rgb, [face]), view, face.points)
 
     assert found is not None
-    assert eye_error(found, face.points) < MISMATCH
+    assert eye_error(found.displacement, face.points) < MISMATCH
 
 
 def test_a_view_without_these_eyes_gives_no_displacement(masker: FaceMasker, refiner: EyeRefiner) -> None:
@@ -85,9 +98,9 @@ def test_a_view_without_these_eyes_gives_no_displacement(masker: FaceMasker, ref
     face = masker.detect(hopper)[0]
     elsewhere = face.points + [hopper.shape[1] / 2, 0.0, 0.0]
 
-    assert refiner.displacement(hopper, face.view, elsewhere) is None
+    assert refiner.look(hopper, face.view, elsewhere) is None
     blank = np.full_like(hopper, 128)
-    assert refiner.displacement(blank, face.view, face.points) is None
+    assert refiner.look(blank, face.view, face.points) is None
 
 
 @pytest.fixture(scope="module")

@@ -74,14 +74,16 @@ class MeshView:
         pixels of ``rgb``. ``seen`` is ``self.image(rgb)`` when the caller has it already."""
         seen = self.image(rgb) if seen is None else seen
         result = mesh.process(seen)  # type: ignore[attr-defined]
+        return [self.points(face, seen) for face in result.multi_face_landmarks or []]
+
+    def points(self, landmarks: object, seen: np.ndarray) -> np.ndarray:
+        """One face's landmarks as Face Mesh reports them on ``seen`` (this view's image):
+        (478, 3) in pixels of the image the view is of."""
         height, width = seen.shape[:2]
         upright_w, upright_h = (width, height) if self.turns % 2 == 0 else (height, width)
         x0, y0, x1, y1 = self.box
         scale = np.array([(x1 - x0) / upright_w, (y1 - y0) / upright_h, (x1 - x0) / upright_w])
-        return [
-            _unrotate(_as_array(face, width, height), self.turns, upright_w, upright_h) * scale + [x0, y0, 0.0]
-            for face in result.multi_face_landmarks or []
-        ]
+        return _unrotate(_as_array(landmarks, width, height), self.turns, upright_w, upright_h) * scale + [x0, y0, 0.0]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,15 @@ worse, and so did following the corrections without keeping the best: past the s
 correction Face Mesh finds the lids about as far off on average, but each drawing by a
 different amount, and the best one seen is kept.
 
+Every second look (the first included) is the whole of Face Mesh, its face detector included,
+as an analysis of the output runs it; the looks between run only its landmark model, on the
+region the last whole look read the face in (``gateway.mask.mesh_passes``), and skip the
+detector. On one drawing both give the same landmarks, but the detector's region follows the
+drawn eyes a little, so a look that keeps an earlier region sees a redrawn eye slightly
+differently from an analysis. On faces-tune every look after the first on the first region left
+the eyes as far off as one correction fewer; a whole look every second drawing came close to
+whole looks throughout (figures in docs/results.md).
+
 Frame sequences do not use it: their landmarks are smoothed over time, and another landmark
 pass per frame would cost a large share of the frame rate.
 """
@@ -24,12 +33,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import mediapipe as mp
 import numpy as np
+from mediapipe.framework.formats.rect_pb2 import NormalizedRect
 
 from gateway.mask.compose import RIM, compose_face
 from gateway.mask.geometry import eye_frame
 from gateway.mask.landmarks import Box, FaceLandmarks, MeshView, square_box
+from gateway.mask.mesh_passes import FaceMeshPasses, FoundFace
 from gateway.mask.render import REGION_MARGIN
 from gateway.mask.settings import MaskSettings
 from gateway.mask.topology import LEFT_EYE_OPENING, LEFT_IRIS, RIGHT_EYE_OPENING, RIGHT_IRIS
@@ -47,6 +57,10 @@ LARGEST_CORRECTION = 0.05
 MISMATCH = 0.25
 LIDS = np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING])
 IRISES = (RIGHT_IRIS, LEFT_IRIS)
+#: The whole of Face Mesh (detector and landmark model) looks at every this many drawings, the
+#: first included; the looks between run its landmark model alone on the region the last whole
+#: look read the face in. 1: every look is an analysis's own, at the cost of a detector pass each.
+WHOLE_LOOK_EVERY = 2
 
 
 @dataclass(frozen=True)
@@ -97,58 +111,80 @@ class EyeDrawing:
         return output[y0:y1, x0:x1]
 
 
+@dataclass(frozen=True)
+class Look:
+    """Where Face Mesh found the eyes of a drawing."""
+
+    #: Every landmark as found minus the photo's: (478, 2) pixels.
+    displacement: np.ndarray
+    #: The region Face Mesh's landmark model read the face in; None when it cannot be told.
+    region: NormalizedRect | None
+
+
 class EyeRefiner:
     """Re-detects the eyes of a drawn mask and draws them corrected; holds its own Face Mesh
-    graph (one per process)."""
+    graphs (one per process)."""
 
     def __init__(self, settings: MaskSettings) -> None:
         self._settings = settings
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True,
-            max_num_faces=settings.max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=settings.detection_confidence,
-        )
+        self._passes = FaceMeshPasses(settings.max_faces, settings.detection_confidence)
 
     def close(self) -> None:
-        """Release the Face Mesh graph."""
-        self._mesh.close()
+        """Release the Face Mesh graphs."""
+        self._passes.close()
 
-    def displacement(self, image: np.ndarray, view: MeshView, points: np.ndarray) -> np.ndarray | None:
+    def look(
+        self, image: np.ndarray, view: MeshView, points: np.ndarray, region: NormalizedRect | None = None
+    ) -> Look | None:
         """Where Face Mesh finds the landmarks of the face at ``points`` on ``view`` of ``image``
-        (the masked output), minus ``points``: (478, 2) pixels.
+        (the masked output).
 
-        None when no face found there has its eyelid points within ``MISMATCH`` of ``points``.
+        Without ``region`` the whole of Face Mesh looks, as an analysis of the image would, and
+        of the faces it finds the one whose eyelid points are nearest ``points`` is taken; with
+        the region an earlier look read the face in, the landmark model alone looks there again.
+        None when the face taken has its eyelid points further than ``MISMATCH`` from ``points``,
+        or there is none.
         """
-        found = view.faces(self._mesh, image)
+        seen = view.image(image)
+        if region is None:
+            found = self._passes.find(seen)
+        else:
+            again = self._passes.again(seen, region)
+            found = [] if again is None else [FoundFace(again, region)]
         if not found:
             return None
-        offsets = [face[:, :2] - points[:, :2] for face in found]
+        offsets = [view.points(face.landmarks, seen)[:, :2] - points[:, :2] for face in found]
         lid_distances = [np.linalg.norm(offset[LIDS], axis=1).mean() for offset in offsets]
         nearest = int(np.argmin(lid_distances))
         _, scale = eye_frame(points)
-        return offsets[nearest] if lid_distances[nearest] <= MISMATCH * scale else None
+        if lid_distances[nearest] > MISMATCH * scale:
+            return None
+        return Look(offsets[nearest], found[nearest].region)
 
     def correct(self, output: np.ndarray, original: np.ndarray, drawing: EyeDrawing) -> None:
         """Look at the eyes of ``drawing`` in ``output``, draw them corrected, up to
         ``eye_corrections`` times, and leave in ``output`` the drawing whose eyes Face Mesh
         found closest to the photo's (``original``: the input image).
 
+        Every ``WHOLE_LOOK_EVERY``-th look, the first included, is the whole of Face Mesh; the
+        others run its landmark model alone on the region the last whole look read the face in.
         A drawing whose face Face Mesh does not find ends the corrections; when not even the
         first drawing's is found, the first drawing stays.
         """
         corrections = self._settings.eye_corrections
         drawn, best, best_error = drawing.shape, None, np.inf
+        region = None
         for look in range(corrections + 1):
-            found = self.displacement(output, drawing.view, drawing.points)
-            if found is None:
+            seen = self.look(output, drawing.view, drawing.points, None if look % WHOLE_LOOK_EVERY == 0 else region)
+            if seen is None:
                 break
-            error = eye_error(found, drawing.points)
+            region = seen.region
+            error = eye_error(seen.displacement, drawing.points)
             if error < best_error:
                 best, best_error = drawing.pixels(output).copy(), error
             if look == corrections:
                 break
-            drawn = corrected(drawn, found, drawing.shape, drawing.points)
+            drawn = corrected(drawn, seen.displacement, drawing.shape, drawing.points)
             drawing.pixels(output)[...] = drawing.underneath
             compose_face(output, original, drawing.rendered, drawn, drawing.points, drawing.band, self._settings)
         if best is not None:  # without a first look nothing was drawn again
