@@ -160,9 +160,8 @@ def test_a_sequence_is_filled_with_the_union_over_time() -> None:
 
 
 def test_a_caption_moving_between_sampled_frames_is_followed() -> None:
-    """A caption crossing the picture over 40 frames, sampled only at 0, 30 and 39: the frames
-    between are examined until neighbouring examined frames see it in the same place, so it is
-    filled wherever it passed."""
+    """A caption crossing the picture over 40 frames, examined only in frames 0 and 30: it is
+    followed through the frames between and after them, so it is filled wherever it passed."""
     base = cv2.resize(_rgb(Path(skimage.__file__).parent / "data" / "astronaut.png"), (640, 240))
     frames, ink = [], []
     for index in range(40):
@@ -170,7 +169,7 @@ def test_a_caption_moving_between_sampled_frames_is_followed() -> None:
         cv2.putText(frame, "DOE^JOHN", (10 + 10 * index, 200), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 0), 2)
         frames.append(frame)
         ink.append((frame != base).any(axis=2))
-    assert examined_frames(frames, 30, 0.12) == [0, 30, 39]
+    assert examined_frames(frames, 30, 0.12) == [0, 30]
     redaction = TextRedactor(TextSettings(sample_every=30)).redact(frames, {})
     mask = fill_mask(redaction.polygons, base.shape[:2])
     assert all(mask[pixels].mean() > 0.99 for pixels in ink)

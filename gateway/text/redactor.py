@@ -1,7 +1,7 @@
 """Burned-in text out of stills and frame sequences: find, fill, verify.
 
 A still is examined whole. A frame sequence is examined on sampled frames (every
-``sample_every``-th, the last, and every frame whose scene changed since the last one examined),
+``sample_every``-th, and every frame whose scene changed since the last one examined),
 each line found is followed by template matching through the frames up to the neighbouring
 examined ones, and the union of all regions found is filled in every frame: an overlay that a
 detector misses in one frame is caught in another, and a date that moves or blinks is covered
@@ -119,14 +119,18 @@ class TextRedactor:
 
 
 def examined_frames(frames: Sequence[np.ndarray], every: int, scene_change: float) -> list[int]:
-    """Indices of the frames to examine: every ``every``-th, the last, and each scene change."""
+    """Indices of the frames to examine: every ``every``-th and each scene change.
+
+    Text on screen for ``every`` frames in a row is so examined at least once, the last frames of
+    a sequence included; a line found is followed into the frames after it.
+    """
     chosen: list[int] = []
     reference: np.ndarray | None = None
     for index, frame in enumerate(frames):
         thumbnail = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), THUMBNAIL,
                                interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
         changed = reference is not None and float(np.abs(thumbnail - reference).mean()) >= scene_change
-        if index % every == 0 or index == len(frames) - 1 or changed:
+        if index % every == 0 or changed:
             chosen.append(index)
             reference = thumbnail
     return chosen
