@@ -159,6 +159,22 @@ def test_a_sequence_is_filled_with_the_union_over_time() -> None:
     assert all((frame[22:30, 20:80] == 0).all() for frame in redaction.frames)
 
 
+def test_a_caption_moving_between_sampled_frames_is_followed() -> None:
+    """A caption crossing the picture over 40 frames, examined only in frames 0 and 30: it is
+    followed through the frames between and after them, so it is filled wherever it passed."""
+    base = cv2.resize(_rgb(Path(skimage.__file__).parent / "data" / "astronaut.png"), (640, 240))
+    frames, ink = [], []
+    for index in range(40):
+        frame = base.copy()
+        cv2.putText(frame, "DOE^JOHN", (10 + 10 * index, 200), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 0), 2)
+        frames.append(frame)
+        ink.append((frame != base).any(axis=2))
+    assert examined_frames(frames, 30, 0.12) == [0, 30]
+    redaction = TextRedactor(TextSettings(sample_every=30)).redact(frames, {})
+    mask = fill_mask(redaction.polygons, base.shape[:2])
+    assert all(mask[pixels].mean() > 0.99 for pixels in ink)
+
+
 def _text_instance(burned_in: str | None = None) -> bytes:
     rgb = np.full((240, 320, 3), 70, np.uint8)
     cv2.putText(rgb, "DOE^JOHN 1957-03-14", (10, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)

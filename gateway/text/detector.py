@@ -42,7 +42,9 @@ class DetectorSettings:
     ``pixel_budget`` caps the pixels the network sees (larger images are shrunk to it; smaller
     ones are enlarged until their short side is ``min_side``). ``threshold`` makes a pixel text,
     ``box_threshold`` keeps a region whose mean probability reaches it, ``unclip`` grows each
-    region as DB training shrank it. A region less than ``glyph_aspect`` times as long as high
+    region as DB training shrank it (a little more than PaddleOCR's 1.6: a tilted line whose
+    probability is weak at one end gets a rectangle whose angle is off, and the extra growth
+    covers the end it would leave out). A region less than ``glyph_aspect`` times as long as high
     holds a glyph or two at most, and is kept only if at least ``glyph_sharpness`` of its edges
     are sharp: the network takes a smoothly shaded blob on a flat background (a rendered face on
     the mask's backdrop, once the image is enlarged) for one large character, whereas printed
@@ -53,7 +55,7 @@ class DetectorSettings:
     min_side: int = 320
     threshold: float = 0.3
     box_threshold: float = 0.5
-    unclip: float = 1.6
+    unclip: float = 2.0
     min_size: float = 3.0
     glyph_aspect: float = 1.5
     glyph_sharpness: float = 0.45

@@ -1,16 +1,19 @@
 """Burned-in text out of stills and frame sequences: find, fill, verify.
 
 A still is examined whole. A frame sequence is examined on sampled frames (every
-``sample_every``-th, the last, and every frame whose scene changed since the last one examined),
-and the union of all regions found is filled in every frame: an overlay that a detector misses
-in one frame is caught in another, and a date that moves or blinks is covered wherever it was
-seen. After filling, the same frames of the output are examined again; only when that finds
-nothing may the output claim to be free of burned-in text. Only the neighbourhood of the fills is
-examined again, at the scale of the first pass: everywhere else the pixels are those in which the
-first pass found nothing, and with nothing found the first pass is the verification. The
-verification looks at the output with its fills painted over from their surroundings: flat boxes
-side by side look like a line of text to the detector, and what it must find is text left around
-them, not the fills.
+``sample_every``-th, and every frame whose scene changed since the last one examined),
+each line found is followed by template matching through the frames up to the neighbouring
+examined ones, and the union of all regions found is filled in every frame: an overlay that a
+detector misses in one frame is caught in another, and a date that moves or blinks is covered
+wherever it was seen or followed. Detection costs far more than a frame is worth at video rates;
+following costs a small template match per line and frame.
+
+After filling, the same frames of the output are examined again; only when that finds nothing may
+the output claim to be free of burned-in text. Only the neighbourhood of the fills is examined
+again, at the scale of the first pass: everywhere else the pixels are those in which the first pass
+found nothing, and with nothing found the first pass is the verification. The verification looks at
+the output with its fills painted over from their surroundings: flat boxes side by side look like a
+line of text to the detector, and what it must find is text left around them, not the fills.
 """
 
 from __future__ import annotations
@@ -88,14 +91,15 @@ class TextRedactor:
 
         ``attributes`` are the instance's values by keyword, for the device rules.
         """
-        examined = examined_frames(frames, self.settings.sample_every, self.settings.scene_change)
-        lines: list[TextRegion] = []
-        allowed = 0
-        for index in examined:
-            found, kept = self.find(frames[index])
-            lines.extend(found)
-            allowed += kept
-        polygons = tuple([grown(line, self.settings.margin) for line in lines] + self.device_boxes(attributes))
+        found = {index: self.find(frames[index])
+                 for index in examined_frames(frames, self.settings.sample_every, self.settings.scene_change)}
+        examined = sorted(found)
+        lines = [line for index in examined for line in found[index][0]]
+        allowed = sum(kept for _, kept in found.values())
+        followed = [place for index in examined for line in found[index][0]
+                    for place in followed_places(frames, index, line, examined)]
+        polygons = tuple([grown(line, self.settings.margin) for line in lines + followed]
+                         + self.device_boxes(attributes))
         if not polygons:
             return Redaction(list(frames), (), 0, allowed, text_left=False)
         height, width = frames[0].shape[:2]
@@ -115,17 +119,72 @@ class TextRedactor:
 
 
 def examined_frames(frames: Sequence[np.ndarray], every: int, scene_change: float) -> list[int]:
-    """Indices of the frames to examine: every ``every``-th, the last, and each scene change."""
+    """Indices of the frames to examine: every ``every``-th and each scene change.
+
+    Text on screen for ``every`` frames in a row is so examined at least once, the last frames of
+    a sequence included; a line found is followed into the frames after it.
+    """
     chosen: list[int] = []
     reference: np.ndarray | None = None
     for index, frame in enumerate(frames):
         thumbnail = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), THUMBNAIL,
                                interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
         changed = reference is not None and float(np.abs(thumbnail - reference).mean()) >= scene_change
-        if index % every == 0 or index == len(frames) - 1 or changed:
+        if index % every == 0 or changed:
             chosen.append(index)
             reference = thumbnail
     return chosen
+
+
+#: How far (pixels) a followed line may move from one frame to the next, and how closely
+#: (normalised correlation of grey levels) its pixels must match where it is found again.
+FOLLOW_STEP = 24
+FOLLOW_MATCH = 0.7
+
+
+def followed_places(frames: Sequence[np.ndarray], index: int, line: TextRegion,
+                    examined: Sequence[int]) -> list[TextRegion]:
+    """Where ``line``, found in frame ``index``, moved to in the frames up to the examined ones
+    before and after it (the line itself not included).
+
+    Frame by frame, its pixels are looked for within ``FOLLOW_STEP`` of where they were last;
+    the search ends where they no longer match (the text went, or the scene changed). A caption
+    that moves between two examined frames is so filled along its way, at the cost of a
+    template match per frame rather than a detection; a line that stays put adds nothing.
+    """
+    position = examined.index(index)
+    before = examined[position - 1] if position > 0 else -1
+    after = examined[position + 1] if position + 1 < len(examined) else len(frames)
+    places: list[TextRegion] = []
+    for stop, step in ((before, -1), (after, 1)):
+        x0, y0, x1, y1 = line.bounds()
+        template = _grey(frames[index])[y0:y1, x0:x1]
+        shift = np.zeros(2, np.float32)
+        last = shift.copy()
+        if template.size == 0 or float(template.std()) < 1.0:
+            continue
+        height, width = frames[index].shape[:2]
+        for other in range(index + step, stop, step):
+            wx0, wy0 = max(0, x0 - FOLLOW_STEP), max(0, y0 - FOLLOW_STEP)
+            wx1, wy1 = min(width, x1 + FOLLOW_STEP), min(height, y1 + FOLLOW_STEP)
+            window = _grey(frames[other][wy0:wy1, wx0:wx1])
+            if window.shape[0] < template.shape[0] or window.shape[1] < template.shape[1]:
+                break
+            _, score, _, (mx, my) = cv2.minMaxLoc(cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED))
+            if not score >= FOLLOW_MATCH:
+                break
+            template = window[my:my + template.shape[0], mx:mx + template.shape[1]]
+            dx, dy = wx0 + mx - x0, wy0 + my - y0
+            x0, y0, x1, y1 = x0 + dx, y0 + dy, x1 + dx, y1 + dy
+            shift += (dx, dy)
+            if np.abs(shift - last).max() >= max(2.0, 0.25 * (y1 - y0)):
+                places.append(TextRegion(line.corners + shift, line.score))
+                last = shift.copy()
+    return places
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
 def neighbourhoods(polygons: Sequence[np.ndarray], shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:

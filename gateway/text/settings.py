@@ -103,9 +103,10 @@ class TextSettings(BaseModel):
         default=0.98, gt=0.0, le=1.0, description="how sure the recogniser must be for `allow` to apply",
     )
     sample_every: int = Field(
-        default=10, ge=1,
-        description="frame sequences: look for text in every n-th frame, and in every frame where the "
-        "scene changes; the union of what was found is filled in all frames",
+        default=30, ge=1,
+        description="frame sequences: look for text in every n-th frame and in every frame where the scene "
+        "changes, follow each line found through the frames between (a moving caption); the union of "
+        "what was found is filled in all frames",
     )
     scene_change: float = Field(
         default=0.12, gt=0.0, le=1.0,
