@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from gateway.audit.mouths import check_labels, closed_mouth_states, mouth_class, read_labels
+from gateway.audit.privacy import load_face_set
 from gateway.errors import AuditError
 
 LABELS = Path(__file__).parent / "data" / "faces-dev-closed-mouths.txt"
+FACES_DEV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces-dev"
 
 
 def test_classes_follow_the_clinical_cut_offs() -> None:
@@ -33,6 +35,12 @@ def test_the_faces_dev_labels_are_person_and_file() -> None:
     labels = read_labels(LABELS)
     assert len(labels) == 60
     assert all(len(Path(key).parts) == 2 and key.endswith(".jpg") for key in labels)
+
+
+def test_the_faces_dev_labels_name_photos_of_faces_dev() -> None:
+    if not FACES_DEV.is_dir():
+        pytest.skip("shared faces-dev set not present")
+    check_labels(read_labels(LABELS), (photo.key for photo in load_face_set(FACES_DEV).photos))
 
 
 def test_states_count_only_released_labelled_photos() -> None:
