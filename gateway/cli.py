@@ -118,7 +118,7 @@ def audit_privacy(
     faces: Path = typer.Option(..., help="Folder with one sub-folder per person, two photos or more each."),
     transform: str = typer.Option(
         "none,blur,pixelate,eyecrop,eyebar",
-        help="Comma-separated transforms: none, blur, pixelate, eyecrop, eyebar, "
+        help="Comma-separated transforms: none, blur, pixelate, eyecrop, eyebar, jpeg75 (the noise floor), "
         "mask, mask:KEY=VALUE[:KEY=VALUE...], mask@PROFILE.",
     ),
     report: Path = typer.Option(Path("reports/privacy"), help="Folder for report.json, report.md, sheet.png."),
@@ -128,8 +128,12 @@ def audit_privacy(
     seed: int = typer.Option(7050, help="Seed of the line-up draws."),
     draws: int = typer.Option(1, min=1, help="Line-ups per probe (more give steadier line-up rates)."),
     jobs: int = typer.Option(0, min=0, help="Worker processes; 0 = one per CPU, at most 4."),
+    closed_mouths: Path | None = typer.Option(
+        None, help="File listing the photos (person/file) labelled as showing a closed mouth."
+    ),
 ) -> None:
     """Measure how well face transforms resist re-identification and keep the eyes readable."""
+    from gateway.audit.mouths import read_labels
     from gateway.audit.privacy import MAX_DEFAULT_JOBS, load_face_set, run_privacy_audit
     from gateway.audit.report import write_report
     from gateway.audit.transforms import transform_from_spec
@@ -142,9 +146,12 @@ def audit_privacy(
     try:
         transforms = [transform_from_spec(s.strip(), mask_profiles) for s in transform.split(",") if s.strip()]
         face_set = load_face_set(faces)
+        labels = frozenset() if closed_mouths is None else read_labels(closed_mouths)
         with typer.progressbar(length=len(face_set.photos), label="photos", file=sys.stderr) as bar:
             jobs = jobs or min(os.cpu_count() or 1, MAX_DEFAULT_JOBS)
-            result = run_privacy_audit(face_set, transforms, seed=seed, draws=draws, progress=bar.update, jobs=jobs)
+            result = run_privacy_audit(
+                face_set, transforms, seed=seed, draws=draws, progress=bar.update, jobs=jobs, closed_mouths=labels
+            )
         paths = write_report(result, report)
     except DmaskError as exc:
         typer.echo(f"audit privacy: {exc}", err=True)

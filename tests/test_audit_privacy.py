@@ -11,11 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.audit.privacy import AuditResult, draw_trials, load_face_set, run_privacy_audit
-from gateway.audit.report import write_report
+from gateway.audit.report import thresholds_of, write_report
 from gateway.audit.transforms import FaceRegion, transform_from_spec
 from gateway.cli import app
 from gateway.errors import AuditError, NoFaceFound
 from tests.support.photos import photo_path
+
+#: Grace Hopper's mouth is closed (her first photo; the others are mirrored and rotated copies).
+CLOSED_MOUTHS = frozenset(f"hopper/hopper_{i:04d}.png" for i in (1, 2, 3))
 
 pytestmark = pytest.mark.audit
 pytest.importorskip("dlib")
@@ -70,9 +73,12 @@ class FailsOnPortrait:
 
 @pytest.fixture(scope="module")
 def result(faces: Path) -> AuditResult:
-    transforms = [transform_from_spec("none"), Identity(), transform_from_spec("blur"), FailsOnPortrait()]
+    none, blur, jpeg75 = (transform_from_spec(name) for name in ("none", "blur", "jpeg75"))
+    transforms = [none, Identity(), blur, FailsOnPortrait(), jpeg75]
     steps: list[int] = []
-    outcome = run_privacy_audit(load_face_set(faces), transforms, seed=11, progress=steps.append)
+    outcome = run_privacy_audit(
+        load_face_set(faces), transforms, seed=11, progress=steps.append, closed_mouths=CLOSED_MOUTHS
+    )
     assert sum(steps) == 7  # every photo of the people with two or more, fundus included
     return outcome
 
@@ -138,8 +144,9 @@ def test_originals_are_recognised(result: AuditResult) -> None:
                 assert score.hits == score.trials > 0
                 assert score.chance == 0.5  # two people
     assert none.fidelity_compared == len(none.fidelity) == 5
-    assert max(f.eyelid_error for f in none.fidelity) == 0.0
-    assert max(f.mouth_aperture_difference for f in none.fidelity) == 0.0
+    assert max(f.eyelid_error for f in none.fidelity.values()) == 0.0
+    assert max(f.mouth_aperture_difference for f in none.fidelity.values()) == 0.0
+    assert set(none.mouth_apertures) == set(none.fidelity)
     assert len(none.judged) == 5 and max(j.eye_error for j in none.judged) == 0.0
     # The geometry attacker finds every original by its own landmarks (same photo, protocol a).
     for strength in ("geometry:eyelids", "geometry:eyes-irises-brows"):
@@ -193,7 +200,7 @@ def test_report_files(result: AuditResult, tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["report.json", "report.md", "sheet.png"]
     report = json.loads(paths[0].read_text())
     assert (report["seed"], report["people"], report["photos"], report["lineup_size"]) == (11, 2, 5, 6)
-    assert [t["name"] for t in report["transforms"]] == ["none", "identity", "blur", "fails-on-portrait"]
+    assert [t["name"] for t in report["transforms"]] == ["none", "identity", "blur", "fails-on-portrait", "jpeg75"]
     cell = report["transforms"][0]["scores"]["strong"]["b"]["lineup"]
     assert cell["rate"] == 1.0 and cell["ci95"][1] == 1.0 and cell["trials"] == 2
     assert report["transforms"][3]["failed_closed"] == {"no-face": 3}
@@ -208,7 +215,54 @@ def test_report_files(result: AuditResult, tmp_path: Path) -> None:
     assert "| none | 5 | 0.0000 (0.0000) | 0.0000 (0.0000) |" in markdown  # the judge's table
     assert report["transforms"][0]["judge"]["eye_error"] == {"mean": 0.0, "median": 0.0}
     sheet = cv2.imread(str(paths[2]))
-    assert sheet.shape[0] > 2 * 160 and sheet.shape[1] > 5 * 160  # 2 people x (original + 4)
+    assert sheet.shape[0] > 2 * 160 and sheet.shape[1] > 6 * 160  # 2 people x (original + 5)
+
+
+def test_the_mouth_is_held_to_the_noise_floor_of_jpeg75(result: AuditResult, tmp_path: Path) -> None:
+    floor = by_name(result, "jpeg75")
+    assert len(floor.fidelity) == 5
+    moved = [f.mouth_aperture_difference for f in floor.fidelity.values()]
+    assert max(moved) > 0.0  # compression moves Face Mesh's reading a little
+    thresholds = thresholds_of(result)
+    assert thresholds["mouth_aperture_difference"] == pytest.approx(np.percentile(moved, 95))
+    report = json.loads(write_report(result, tmp_path)[0].read_text())
+    assert report["noise_floor"]["thresholds"] == thresholds
+    by_transform = {t["name"]: t for t in report["transforms"]}
+    unchanged = by_transform["none"]["verdicts"]["corner_asymmetry_difference"]
+    assert unchanged["passed"] and unchanged["mean"] == 0.0 and unchanged["within"] == 1.0
+    assert by_transform["fails-on-portrait"]["verdicts"]["mouth_aperture_difference"]["passed"]
+    assert set(by_transform["jpeg75"]["per_photo"]) == set(floor.fidelity)
+    assert by_transform["jpeg75"]["per_photo"]["hopper/hopper_0001.png"]["mouth_aperture"] == pytest.approx(
+        floor.mouth_apertures["hopper/hopper_0001.png"]
+    )
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## The mouth against the noise floor" in markdown
+    assert "| none | pass: 0.0000 vs " in markdown
+
+
+def test_labelled_closed_mouths_are_read_on_every_release(result: AuditResult, tmp_path: Path) -> None:
+    report = json.loads(write_report(result, tmp_path)[0].read_text())
+    states = {t["name"]: t["closed_mouths"] for t in report["transforms"]}
+    # Grace Hopper's lips touch: unchanged or re-encoded they read closed; released by none of
+    # the portrait-failing transform.
+    for name in ("none", "identity", "jpeg75"):
+        assert states[name] == {"labelled": 3, "redetected": 3, "classes": {"closed": 3, "parted": 0, "open": 0}}
+    assert states["fails-on-portrait"]["labelled"] == 0
+    assert report["closed_mouths_labelled"] == sorted(CLOSED_MOUTHS)
+    assert "| none | 3 | 3 | 3 | 0 | 0 |" in (tmp_path / "report.md").read_text()
+
+
+def test_without_jpeg75_or_labels_there_is_no_verdict(faces: Path, tmp_path: Path) -> None:
+    plain = run_privacy_audit(load_face_set(faces), [transform_from_spec("none")], seed=11)
+    assert thresholds_of(plain) == {}
+    report = json.loads(write_report(plain, tmp_path)[0].read_text())
+    assert report["noise_floor"] is None
+    assert report["transforms"][0]["verdicts"] == {} and report["transforms"][0]["closed_mouths"] is None
+    assert "no `jpeg75` transform" in (tmp_path / "report.md").read_text()
+    with pytest.raises(AuditError, match="1 labelled photos are not in the faces folder"):
+        run_privacy_audit(
+            load_face_set(faces), [transform_from_spec("none")], closed_mouths=frozenset({"someone/else.jpg"})
+        )
 
 
 def test_cli_writes_the_report(faces: Path, tmp_path: Path) -> None:

@@ -48,6 +48,13 @@ def test_none_releases_the_photo_unchanged(photo: np.ndarray) -> None:
     assert np.array_equal(transform_from_spec("none").apply(photo, REGION), photo)
 
 
+def test_jpeg75_changes_only_what_compression_changes(photo: np.ndarray) -> None:
+    released = transform_from_spec("jpeg75").apply(photo, REGION).astype(int)
+    difference = np.abs(released - photo.astype(int))
+    assert 0.5 < difference.mean() < 4.0  # every block re-quantised, nothing replaced
+    assert np.percentile(difference, 99) < 25
+
+
 def test_blur_smooths_only_the_face_box(photo: np.ndarray) -> None:
     released = transform_from_spec("blur").apply(photo, REGION)
     inside = box_mask(photo.shape, REGION.box)

@@ -37,10 +37,11 @@ import cv2
 import numpy as np
 
 from gateway.audit.attacker import Attacker, FaceObservation
-from gateway.audit.fidelity import FaceMeshLandmarker, Fidelity, compare_landmarks
+from gateway.audit.fidelity import FaceMeshLandmarker, Fidelity, compare_landmarks, mouth_aperture
 from gateway.audit.geometry import GEOMETRY_REGIONS, geometry_signatures
 from gateway.audit.judge import JudgedFidelity, ShapeJudge, judge_eyes
 from gateway.audit.lineup import Score, draw_lineup, rank1, score
+from gateway.audit.mouths import check_labels
 from gateway.audit.transforms import DigitalMask, FaceRegion, FaceTransform
 from gateway.errors import AuditError, NoFaceFound, ResidualFace
 
@@ -145,13 +146,15 @@ class Original:
 class Released:
     """One released (transformed) photo, as the attackers and the landmarker see it.
 
-    ``failure`` is the reason code when the transform failed closed (nothing released).
+    ``failure`` is the reason code when the transform failed closed (nothing released);
+    ``mouth_aperture`` what Face Mesh reads of the mouth on the release (None: face not found).
     """
 
     failure: str | None = None
     embeddings: dict[str, np.ndarray | None] = field(default_factory=dict)
     fidelity: Fidelity | None = None
     judged: JudgedFidelity | None = None
+    mouth_aperture: float | None = None
 
 
 @dataclass(frozen=True)
@@ -171,9 +174,10 @@ class TransformResult:
 
     ``settings`` are the mask settings of a ``mask`` transform (what the figures were measured
     with, as the defaults may change); ``failed`` maps the photos the transform refused to
-    release (failed closed) to the reason; ``scores[strength][protocol][view]``; ``fidelity`` holds
-    one entry per released photo whose original has landmarks and on which landmarks were found
-    again; ``judged`` one entry per released photo (the judge always answers on the box).
+    release (failed closed) to the reason; ``scores[strength][protocol][view]``; ``fidelity`` holds,
+    by photo key, one entry per released photo whose original has landmarks and on which landmarks
+    were found again, and ``mouth_apertures`` the mouth aperture read on each of those releases;
+    ``judged`` one entry per released photo (the judge always answers on the box).
     """
 
     name: str
@@ -183,7 +187,8 @@ class TransformResult:
     detector_found: int = 0
     found: Counter[str] = field(default_factory=Counter)
     fidelity_compared: int = 0
-    fidelity: list[Fidelity] = field(default_factory=list)
+    fidelity: dict[str, Fidelity] = field(default_factory=dict)
+    mouth_apertures: dict[str, float] = field(default_factory=dict)
     judged: list[JudgedFidelity] = field(default_factory=list)
     scores: dict[str, dict[str, dict[str, Score]]] = field(default_factory=dict)
 
@@ -203,7 +208,8 @@ class SheetRow:
 
 @dataclass
 class AuditResult:
-    """The outcome of a run, everything the report needs."""
+    """The outcome of a run, everything the report needs; ``closed_mouths`` are the photos
+    labelled as showing a closed mouth (none when no labels were given)."""
 
     faces: Path
     seed: int
@@ -215,6 +221,7 @@ class AuditResult:
     transforms: list[TransformResult]
     sheet: list[SheetRow]
     elapsed_s: float
+    closed_mouths: frozenset[str] = frozenset()
 
 
 def draw_trials(
@@ -286,14 +293,15 @@ def _release(
     else:
         strong = attacker.embed_at(image, original.observation)
     embeddings = {"strong": strong, "detector": None if detected is None else detected.embedding}
-    fidelity, landmarks = None, None
+    fidelity, landmarks, aperture = None, None, None
     if original.landmarks is not None:
         landmarks = landmarker.landmarks(image, near=original.landmarks)
         if landmarks is not None:
             fidelity = compare_landmarks(original.landmarks, landmarks)
+            aperture = mouth_aperture(landmarks)
     embeddings.update(geometry_signatures(landmarks))
     judged = judge_eyes(original.judged, judge.landmarks(image, original.observation.box))
-    return Released(None, embeddings, fidelity, judged), image
+    return Released(None, embeddings, fidelity, judged, aperture), image
 
 
 @dataclass(frozen=True)
@@ -387,6 +395,7 @@ def run_privacy_audit(
     draws: int = 1,
     progress: Callable[[int], None] | None = None,
     jobs: int = 1,
+    closed_mouths: frozenset[str] = frozenset(),
 ) -> AuditResult:
     """Apply every transform to every photo and score both attackers on every protocol.
 
@@ -409,17 +418,21 @@ def run_privacy_audit(
     jobs:
         Worker processes; each loads its own models (and masker), so more than the CPUs
         available only costs memory. Results do not depend on it.
+    closed_mouths:
+        Keys of the photos labelled as showing a closed mouth (``gateway.audit.mouths``).
 
     Raises
     ------
     AuditError
-        Duplicate transform names, or fewer than two people left with two usable photos.
+        Duplicate transform names, labels of photos the folder lacks, or fewer than two people
+        left with two usable photos.
     """
     names = [t.name for t in transforms]
     if len(set(names)) != len(names):
         raise AuditError("each transform may be named only once")
     if draws < 1:
         raise AuditError("a probe needs at least one line-up (draws >= 1)")
+    check_labels(closed_mouths, (photo.key for photo in face_set.photos))
     started = time.monotonic()
     originals: dict[str, Original] = {}
     released: dict[str, dict[str, Released]] = {name: {} for name in names}
@@ -458,6 +471,7 @@ def run_privacy_audit(
         transforms=results,
         sheet=[SheetRow(identity, images) for identity, images in sheet_images.items() if identity in usable],
         elapsed_s=time.monotonic() - started,
+        closed_mouths=closed_mouths,
     )
 
 
@@ -482,8 +496,9 @@ def _transform_result(
             result.judged.append(outcome.judged)
         if originals[key].landmarks is not None:
             result.fidelity_compared += 1
-            if outcome.fidelity is not None:
-                result.fidelity.append(outcome.fidelity)
+            if outcome.fidelity is not None and outcome.mouth_aperture is not None:
+                result.fidelity[key] = outcome.fidelity
+                result.mouth_apertures[key] = outcome.mouth_aperture
 
     def failed(key: str) -> bool:
         return released[key].failure is not None

@@ -1,13 +1,17 @@
 """Writing a privacy audit: ``report.json`` (every figure), ``report.md`` and ``sheet.png``.
 
-The JSON is for tracking a profile over time; the Markdown puts privacy (rank-1 of both
-attackers on every protocol) and fidelity side by side; the contact sheet shows what the
-numbers mean, because a rate alone does not show that a blurred face is useless to a clinician.
+The JSON is for tracking a profile over time (with every photo's fidelity figures, so that a
+change can be traced to the photos it moved); the Markdown puts privacy (rank-1 of both
+attackers on every protocol) and fidelity side by side, the mouth's figures against the noise
+floor (when the run has ``jpeg75``) and the labelled closed mouths (when labels were given); the
+contact sheet shows what the numbers mean, because a rate alone does not show that a blurred
+face is useless to a clinician.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,16 @@ import numpy as np
 from gateway.audit.fidelity import Fidelity
 from gateway.audit.judge import JudgedFidelity
 from gateway.audit.lineup import Score
+from gateway.audit.mouths import CLOSED_BELOW, OPEN_ABOVE, MouthStates, closed_mouth_states
 from gateway.audit.privacy import PROTOCOLS, SHEET_PHOTO, STRENGTHS, VIEWS, AuditResult, TransformResult
+from gateway.audit.thresholds import (
+    NOISE_FLOOR,
+    NOISE_FLOOR_PERCENTILE,
+    THRESHOLDED,
+    Verdict,
+    noise_thresholds,
+    verdicts,
+)
 from gateway.errors import AuditError
 
 FIDELITY_FIELDS = tuple(Fidelity.__dataclass_fields__)
@@ -49,8 +62,34 @@ def _fidelity_json(result: TransformResult) -> dict[str, Any]:
         "redetection_rate": len(result.fidelity) / result.fidelity_compared if result.fidelity_compared else None,
     }
     for name in FIDELITY_FIELDS:
-        summary[name] = _summary([getattr(f, name) for f in result.fidelity])
+        summary[name] = _summary([getattr(f, name) for f in result.fidelity.values()])
     return summary
+
+
+def _per_photo_json(result: TransformResult) -> dict[str, dict[str, float]]:
+    return {
+        key: {**asdict(fidelity), "mouth_aperture": result.mouth_apertures[key]}
+        for key, fidelity in sorted(result.fidelity.items())
+    }
+
+
+def thresholds_of(result: AuditResult) -> dict[str, float]:
+    """The mouth's thresholds from the run's ``jpeg75`` transform; empty when it has none."""
+    floor = next((t for t in result.transforms if t.name == NOISE_FLOOR), None)
+    return {} if floor is None else noise_thresholds(list(floor.fidelity.values()))
+
+
+def _verdicts(result: TransformResult, thresholds: dict[str, float]) -> dict[str, Verdict]:
+    return verdicts(list(result.fidelity.values()), thresholds)
+
+
+def _closed_mouths(run: AuditResult, result: TransformResult) -> MouthStates:
+    released = [t.probe for t in run.trials["a"] if t.probe not in result.failed]  # protocol a: every kept photo
+    return closed_mouth_states(run.closed_mouths, released, result.mouth_apertures)
+
+
+def _verdict_json(verdict: Verdict) -> dict[str, Any]:
+    return {**asdict(verdict), "passed": verdict.passed}
 
 
 def _judged_json(result: TransformResult) -> dict[str, Any]:
@@ -66,6 +105,7 @@ def _summary(values: list[float]) -> dict[str, float] | None:
 
 def report_json(result: AuditResult) -> dict[str, Any]:
     """Every figure of the run, the seed and the line-up draws, as a JSON-ready dict."""
+    thresholds = thresholds_of(result)
     return {
         "faces": str(result.faces),
         "seed": result.seed,
@@ -76,6 +116,12 @@ def report_json(result: AuditResult) -> dict[str, Any]:
         "excluded_photos": result.excluded,
         "protocols": PROTOCOLS,
         "elapsed_s": round(result.elapsed_s, 1),
+        "noise_floor": (
+            {"transform": NOISE_FLOOR, "percentile": NOISE_FLOOR_PERCENTILE, "thresholds": thresholds}
+            if thresholds
+            else None
+        ),
+        "closed_mouths_labelled": sorted(result.closed_mouths),
         "transforms": [
             {
                 "name": t.name,
@@ -92,7 +138,10 @@ def report_json(result: AuditResult) -> dict[str, Any]:
                     for strength in STRENGTHS
                 },
                 "fidelity": _fidelity_json(t),
+                "verdicts": {name: _verdict_json(v) for name, v in _verdicts(t, thresholds).items()},
+                "closed_mouths": asdict(_closed_mouths(result, t)) if result.closed_mouths else None,
                 "judge": _judged_json(t),
+                "per_photo": _per_photo_json(t),
             }
             for t in result.transforms
         ],
@@ -185,6 +234,7 @@ def report_markdown(result: AuditResult) -> str:
         redetected = f"{summary['redetected']}/{summary['compared']}"
         cells = [_mean_median(summary[name]) for name in FIDELITY_FIELDS]
         lines.append(f"| {t.name} | {redetected} | " + " | ".join(cells) + " |")
+    lines += _thresholds_markdown(result) + _closed_mouths_markdown(result)
     lines += [
         "",
         "## Independent judge (dlib 68-point model on the original's face box)",
@@ -201,6 +251,51 @@ def report_markdown(result: AuditResult) -> str:
         cells = [_mean_median(judged[name]) for name in JUDGED_FIELDS]
         lines.append(f"| {t.name} | {judged['judged']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _thresholds_markdown(result: AuditResult) -> list[str]:
+    lines = ["", "## The mouth against the noise floor", ""]
+    thresholds = thresholds_of(result)
+    if not thresholds:
+        return lines + [f"No thresholds: the run has no `{NOISE_FLOOR}` transform to measure the noise floor with."]
+    lines += [
+        f"Threshold: the {NOISE_FLOOR_PERCENTILE:.0f}th percentile of the per-photo differences of `{NOISE_FLOOR}` "
+        "(the original re-encoded as JPEG, quality 75: Face Mesh's noise).",
+        "A transform passes when its mean difference is at or below it; within: its photos at or below it.",
+        "",
+        "| transform | " + " | ".join(name.replace("_", " ") for name in THRESHOLDED) + " |",
+        "|---|" + "---|" * len(THRESHOLDED),
+    ]
+    for t in result.transforms:
+        found = _verdicts(t, thresholds)
+        cells = [
+            "–" if name not in found else
+            f"{'pass' if found[name].passed else 'FAIL'}: {found[name].mean:.4f} vs {found[name].threshold:.4f} "
+            f"(within {_percent(found[name].within)})"
+            for name in THRESHOLDED
+        ]
+        lines.append(f"| {t.name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _closed_mouths_markdown(result: AuditResult) -> list[str]:
+    if not result.closed_mouths:
+        return []
+    lines = [
+        "",
+        "## Closed mouths (labelled photos)",
+        "",
+        f"{len(result.closed_mouths)} photos labelled closed; Face Mesh's reading of the release: closed under "
+        f"{CLOSED_BELOW}, open over {OPEN_ABOVE} (inner-lip gap over mouth width), parted between.",
+        "",
+        "| transform | released | re-detected | closed | parted | open |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in result.transforms:
+        states = _closed_mouths(result, t)
+        classes = [str(states.classes[name]) for name in ("closed", "parted", "open")]
+        lines.append(f"| {t.name} | {states.labelled} | {states.redetected} | " + " | ".join(classes) + " |")
+    return lines
 
 
 def _mean_median(summary: dict[str, float] | None) -> str:

@@ -9,6 +9,9 @@ size. The digital mask finds the face itself and ignores the region.
 Transforms are named by a spec on the command line:
 
 * ``none``, ``blur``, ``pixelate``, ``eyecrop``, ``eyebar``;
+* ``jpeg75``: the photo re-encoded as JPEG at quality 75, nothing else changed: the noise floor
+  of the fidelity figures (how far Face Mesh's reading moves when only compression changed), from
+  which the report's thresholds are derived (``gateway.audit.thresholds``);
 * ``mask`` (default mask settings), ``mask:KEY=VALUE[:KEY=VALUE...]`` (settings overridden,
   values read as YAML scalars, e.g. ``mask:eyes=original``), ``mask@PROFILE`` (the mask settings
   of a profile of the gateway configuration).
@@ -36,6 +39,8 @@ EYECROP_GREY = 128
 #: with their canthi and the lower brows, as in the "cropped" photos of the published study.
 EYECROP_HALF_LENGTH = 1.0
 EYECROP_HALF_HEIGHT = 0.45
+#: JPEG quality of ``jpeg75``: a common archive setting, lossy enough to move a few pixels.
+NOISE_FLOOR_JPEG_QUALITY = 75
 #: Black bar of ``eyebar``, in inter-ocular distances: both eyes from canthus to canthus.
 EYEBAR_HALF_LENGTH = 0.85
 EYEBAR_HALF_HEIGHT = 0.25
@@ -172,6 +177,23 @@ class EyeBar:
         return released
 
 
+class JpegReencode:
+    """``jpeg75``: the photo encoded as JPEG at quality 75 and decoded again.
+
+    Nothing a clinician reads changes, so whatever the landmarker reads differently on it is
+    measurement noise: the floor below which no transform's fidelity error means anything.
+    """
+
+    name = f"jpeg{NOISE_FLOOR_JPEG_QUALITY}"
+
+    def apply(self, rgb: np.ndarray, region: FaceRegion) -> np.ndarray:
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        encoded, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, NOISE_FLOOR_JPEG_QUALITY])
+        if not encoded:
+            raise AuditError("OpenCV cannot encode JPEG")
+        return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
 class DigitalMask:
     """``mask``: the gateway's digital mask (``gateway.mask.FaceMasker``) with given settings.
 
@@ -205,6 +227,7 @@ TRANSFORMS: dict[str, Callable[[], FaceTransform]] = {
     "pixelate": FacePixelate,
     "eyecrop": EyeCrop,
     "eyebar": EyeBar,
+    JpegReencode.name: JpegReencode,
 }
 MASK = "mask"
 
@@ -245,7 +268,7 @@ def transform_from_spec(spec: str, mask_profiles: Mapping[str, Any | None] | Non
     Parameters
     ----------
     spec:
-        ``none``, ``blur``, ``pixelate``, ``eyecrop``, ``eyebar``, ``mask``,
+        ``none``, ``blur``, ``pixelate``, ``eyecrop``, ``eyebar``, ``jpeg75``, ``mask``,
         ``mask:KEY=VALUE...`` or ``mask@PROFILE``.
     mask_profiles:
         Mask settings by profile name (None for a tags-only profile), for ``mask@PROFILE``.
