@@ -117,7 +117,3 @@ def test_variation_changes_the_template_away_from_the_kept_eyes(hopper_points: n
     kept = blend.shape == 1.0
     assert np.allclose(varied[kept], plain[kept])
     assert np.linalg.norm(varied[152] - plain[152]) / iod > 0.1  # the chin moves
-    wider = mask_shape(hopper_points, template, blend, np.array([0.0, 0.0, 1.0]), 0.12)
-    jaw = [172, 397]  # the angles of the jaw
-    width, widened = (np.linalg.norm(np.diff(s[jaw, :2], axis=0)) for s in (plain, wider))
-    assert widened / width == pytest.approx(1.12, abs=0.02)

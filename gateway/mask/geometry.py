@@ -6,9 +6,9 @@ position and rotation (the head pose, diagnostic and kept) all come from the eye
 around them, which are kept anyway. The mesh is then a per-vertex blend: weight 1 (the
 patient's landmarks) in the preserved regions, 0 (the placed template) far from them, and a
 smooth fall-off over the surface in between so that there is no seam. The brows are kept by
-height only: each is the template's brow moved up or down by the patient's mean brow height
-(``BrowKeeping``), so brow ptosis and a left/right asymmetry survive but not the brow's
-identifying shape, nor (by default) how far apart the brows are.
+position only: each is the template's brow moved by the patient's mean brow displacement (or
+only its height, ``BrowKeeping``), so brow height and its left/right asymmetry survive but not
+the brow's identifying shape.
 
 Coordinates follow ``gateway.mask.landmarks``: pixels, x right, y down, z depth on x's scale.
 Normalised coordinates put the midpoint between the eyes at the origin with an inter-ocular
@@ -39,8 +39,8 @@ from gateway.mask.topology import (
 
 #: Width of the fall-off from kept to template geometry, in inter-ocular distances.
 FALLOFF = 0.15
-#: How many values a variation has: the template's size, vertical position and width.
-VARIATION_VALUES = 3
+#: How many values a variation has: the template's size and its vertical position.
+VARIATION_VALUES = 2
 #: Distances from an eye centre (inter-ocular distances) over which the variation fades in:
 #: none up to the first (the eye and its lids), all of it beyond the second.
 VARIATION_FADE = (0.5, 0.8)
@@ -140,16 +140,17 @@ class MeshBlend:
 
     shape: np.ndarray
     groups: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
-    brows: BrowKeeping = BrowKeeping.HEIGHT
+    brows: BrowKeeping = BrowKeeping.POSITION
 
 
 def mesh_blend(
-    template: np.ndarray, regions: frozenset[Region] | None, brows: BrowKeeping = BrowKeeping.HEIGHT
+    template: np.ndarray, regions: frozenset[Region] | None, brows: BrowKeeping = BrowKeeping.POSITION
 ) -> MeshBlend:
     """The blend for the preserved ``regions`` (``None``: the whole face shape is kept).
 
-    The fall-off around the eyelids reaches the lower edge of the brows; it is faded out towards
-    them (by their own fall-off) so that no brow landmark takes any of the patient's position.
+    The fall-off around the eyelids reaches the lower edge of the brows; with ``brows`` kept by
+    height it is faded out towards them (by their own fall-off) so that no brow landmark takes
+    any of the patient's position.
     """
     if regions is None:
         return MeshBlend(np.ones(LANDMARK_COUNT))
@@ -159,6 +160,8 @@ def mesh_blend(
     if Region.BROWS in regions:
         groups = tuple((brow, falloff_weights(template, brow)) for brow in (RIGHT_BROW, LEFT_BROW))
     shape = falloff_weights(template, seeds)
+    if brows is BrowKeeping.POSITION:
+        return MeshBlend(shape, groups, brows)
     faded = shape < 1.0
     shape[faded] *= 1.0 - falloff_weights(template, np.concatenate([RIGHT_BROW, LEFT_BROW]))[faded]
     return MeshBlend(shape, groups, brows)
@@ -171,14 +174,14 @@ def _smoothstep(low: float, high: float, value: np.ndarray) -> np.ndarray:
 
 
 def varied_template(template: np.ndarray, variation: np.ndarray, amount: float) -> np.ndarray:
-    """The template resized, widened and moved by ``variation`` everywhere but around the eyes.
+    """The template resized and moved by ``variation`` everywhere but around the eyes.
 
     A face-recognition model aligns a face on its eye corners and nose; with one template for
     every patient, the template's nose, mouth and outline then sit wherever the patient's own
     proportions put the alignment, the same way in every photo of that patient, and masks of
-    the same person can be linked. Changing the template's size, vertical position and width
-    from photo to photo (``variation``: ``VARIATION_VALUES`` values in [-1, 1], scaled by
-    ``amount``: a fraction of its size and width, inter-ocular distances of its position)
+    the same person can be linked. Changing the template's size and vertical position from photo
+    to photo (``variation``: ``VARIATION_VALUES`` values in [-1, 1], scaled by
+    ``amount``: a fraction of its size, inter-ocular distances of its position)
     drowns that offset. The change fades out towards the eyes so that the kept eyes and lids
     are not distorted.
     """
@@ -186,11 +189,8 @@ def varied_template(template: np.ndarray, variation: np.ndarray, amount: float) 
     xy = template[:, :2]
     distance = np.minimum(np.linalg.norm(xy - right, axis=1), np.linalg.norm(xy - left, axis=1))
     fade = _smoothstep(*VARIATION_FADE, distance)
-    size, drop, width = amount * variation[:VARIATION_VALUES]
-    change = size * template
-    change[:, 0] += width * template[:, 0]
-    change[:, 1] += drop
-    return template + fade[:, None] * change
+    size, drop = amount * variation[:VARIATION_VALUES]
+    return template + fade[:, None] * (size * template + np.array([0.0, drop, 0.0]))
 
 
 def variation_of(points: np.ndarray) -> np.ndarray:

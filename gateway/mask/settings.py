@@ -37,10 +37,10 @@ class BackgroundPolicy(StrEnum):
 class BrowKeeping(StrEnum):
     """What a kept brow takes from the patient's; its shape is always the template's."""
 
-    #: Its height: brow ptosis and a left/right asymmetry survive.
-    HEIGHT = "height"
-    #: Its height and its sideways position: also how far apart the brows are, which identifies.
+    #: Its mean position: height, left/right asymmetry and how far apart the brows are.
     POSITION = "position"
+    #: Its height only (brow ptosis, asymmetry), and none of the brow's landmarks is the patient's.
+    HEIGHT = "height"
 
 
 class MouthCorners(StrEnum):
@@ -76,18 +76,19 @@ class MaskSettings(BaseModel):
     preserve: tuple[Region, ...] | Literal["all"] = Field(
         default=DEFAULT_PRESERVE,
         description="regions where the patient's own geometry is kept; the identity-free template "
-        "shapes the rest. Brows are kept by height (see `brows`), not by shape. "
+        "shapes the rest. Brows are kept by position (see `brows`), not by shape. "
         "`all` keeps the whole face shape (like the published mask, and linkable)",
     )
     brows: BrowKeeping = Field(
-        default=BrowKeeping.HEIGHT,
+        default=BrowKeeping.POSITION,
         description="what a preserved brow takes from the patient's, its shape being the "
-        "template's: `height` (brow ptosis, left/right asymmetry) or `position` (also how far "
-        "apart the brows are, which identifies)",
+        "template's: `position` (its mean position: height, left/right asymmetry, spacing) or "
+        "`height` (only its height; no brow landmark keeps the patient's position; on faces-tune "
+        "no less linkable and the eyelids read a little less truly, see docs/results.md)",
     )
     template_variation: float = Field(
         default=0.12, ge=0.0, le=0.3,
-        description="how much the template's size and width (fractions) and its vertical position "
+        description="how much the template's size (a fraction) and its vertical position "
         "(inter-ocular distances) change from one photo to the next, away from the eyes, so that "
         "masks of one person cannot be linked by where the template sits on the face. 0: never",
     )
