@@ -72,8 +72,8 @@ def test_brows_keep_their_height_not_their_shape(hopper_points: np.ndarray) -> N
     raised[RIGHT_BROW, 1] -= 0.1 * iod  # a raised right brow (left unchanged)
     before, after = mask_shape(hopper_points, template, blend), mask_shape(raised, template, blend)
     lift = before[RIGHT_BROW, 1] - after[RIGHT_BROW, 1]
-    assert np.allclose(lift, 0.1 * iod * blend.groups[0][1][RIGHT_BROW], rtol=0.01)
-    assert np.allclose(lift, 0.1 * iod, rtol=0.01)  # the photo is nearly upright
+    assert np.allclose(lift, 0.1 * iod * blend.groups[0][1][RIGHT_BROW], atol=1e-9)
+    assert np.allclose(lift, 0.1 * iod)
     assert np.allclose(before[LEFT_BROW], after[LEFT_BROW], atol=0.02 * iod)
 
 
