@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from gateway.mask.calibration import CALIBRATED, displacement, load_calibration
-from gateway.mask.geometry import eye_centres, eye_frame, mask_shape, mesh_blend, variation_of
+from gateway.mask.geometry import VARIATION_VALUES, eye_centres, eye_frame, mask_shape, mesh_blend, variation_of
 from gateway.mask.masker import FaceMasker
-from gateway.mask.settings import MaskSettings, Region
+from gateway.mask.settings import BrowKeeping, MaskSettings, Region
 from gateway.mask.template import load_template
 from gateway.mask.topology import LEFT_BROW, MESH_VERTEX_COUNT, REGION_VERTICES, RIGHT_BROW
 from tests.support.photos import photo
@@ -77,6 +77,23 @@ def test_brows_keep_their_height_not_their_shape(hopper_points: np.ndarray) -> N
     assert np.allclose(before[LEFT_BROW], after[LEFT_BROW], atol=0.02 * iod)
 
 
+@pytest.mark.parametrize(("brows", "follows"), [(BrowKeeping.HEIGHT, False), (BrowKeeping.POSITION, True)])
+def test_brows_follow_a_sideways_shift_only_when_kept_by_position(
+    hopper_points: np.ndarray, brows: BrowKeeping, follows: bool
+) -> None:
+    """Brows moved apart: the mask's brows move apart too only with ``brows: position``."""
+    template = load_template().vertices
+    blend = mesh_blend(template, DEFAULT, brows)
+    _, iod = eye_frame(hopper_points)
+    apart = hopper_points.copy()
+    apart[RIGHT_BROW, 0] -= 0.1 * iod
+    apart[LEFT_BROW, 0] += 0.1 * iod
+    before, after = mask_shape(hopper_points, template, blend), mask_shape(apart, template, blend)
+    spread = after[LEFT_BROW, 0].mean() - after[RIGHT_BROW, 0].mean()
+    spread -= before[LEFT_BROW, 0].mean() - before[RIGHT_BROW, 0].mean()
+    assert spread / iod == pytest.approx(0.2 if follows else 0.0, abs=0.01)
+
+
 def test_calibration_moves_eye_landmarks_against_the_measured_displacement(hopper_points: np.ndarray) -> None:
     calibration = load_calibration()
     assert calibration.photos > 0 and np.abs(calibration.offsets).max() < 0.1
@@ -93,10 +110,10 @@ def test_variation_changes_the_template_away_from_the_kept_eyes(hopper_points: n
     variation = variation_of(hopper_points)
     assert np.array_equal(variation, variation_of(hopper_points.copy()))  # deterministic
     assert not np.array_equal(variation, variation_of(hopper_points + 0.5))
-    assert variation.shape == (2,) and (np.abs(variation) <= 1.0).all()
+    assert variation.shape == (VARIATION_VALUES,) and (np.abs(variation) <= 1.0).all()
     _, iod = eye_frame(hopper_points)
     plain = mask_shape(hopper_points, template, blend)
-    varied = mask_shape(hopper_points, template, blend, np.array([1.0, 1.0]))
+    varied = mask_shape(hopper_points, template, blend, np.ones(VARIATION_VALUES), 0.12)
     kept = blend.shape == 1.0
     assert np.allclose(varied[kept], plain[kept])
     assert np.linalg.norm(varied[152] - plain[152]) / iod > 0.1  # the chin moves

@@ -56,6 +56,17 @@ def test_each_corner_takes_its_own_height() -> None:
     assert np.array_equal(palsy[UNTOUCHED], TEMPLATE[UNTOUCHED])
 
 
+def test_corners_by_asymmetry_keep_a_drop_but_not_a_shared_smile() -> None:
+    right, left = corner_lift(TEMPLATE)
+    smile = MouthState(aperture(TEMPLATE), (right + 0.06, left + 0.06))
+    assert np.allclose(corner_lift(posed_template(TEMPLATE, smile, heights=False)), (right, left), atol=0.005)
+    assert corner_lift(posed_template(TEMPLATE, smile))[0] == pytest.approx(right + 0.06, abs=0.005)
+    palsy = posed_template(TEMPLATE, MouthState(aperture(TEMPLATE), (right - 0.08, left)), heights=False)
+    new_right, new_left = corner_lift(palsy)
+    assert new_right - new_left == pytest.approx(right - left - 0.08, abs=0.005)
+    assert (new_right + new_left) / 2 == pytest.approx((right + left) / 2, abs=0.005)
+
+
 def test_the_state_is_measured_in_the_template_frame_whatever_the_pose() -> None:
     state = mouth_state(TEMPLATE * 80.0 + (300.0, 200.0, 0.0), TEMPLATE)
     turned = TEMPLATE @ np.array([[np.cos(0.3), -np.sin(0.3), 0], [np.sin(0.3), np.cos(0.3), 0], [0, 0, 1]]).T

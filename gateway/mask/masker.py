@@ -21,7 +21,7 @@ from gateway.mask.mouth import mouth_state, posed_template
 from gateway.mask.refine import EyeDrawing, EyeRefiner
 from gateway.mask.render import REGION_MARGIN, MaskRenderer
 from gateway.mask.residual import ResidualFaceCheck
-from gateway.mask.settings import BackgroundPolicy, EyeRendering, MaskSettings
+from gateway.mask.settings import BackgroundPolicy, EyeRendering, MaskSettings, MouthCorners
 from gateway.mask.template import load_template
 from gateway.mask.topology import MESH_VERTEX_COUNT
 
@@ -49,7 +49,7 @@ class FaceMasker:
         self._key = key
         self.template = load_template()
         self.calibration = load_calibration()
-        self._blend = mesh_blend(self.template.vertices, self.settings.preserved_regions())
+        self._blend = mesh_blend(self.template.vertices, self.settings.preserved_regions(), self.settings.brows)
         self._detector = LandmarkDetector(self.settings)
         self._renderer = MaskRenderer(self.settings.skin_albedo)
         self._refiner = EyeRefiner(self.settings)
@@ -135,8 +135,9 @@ class FaceMasker:
             variation = keyed_variation(variation, self._key)
         template = self.template.vertices
         if self.settings.mouth_state:
-            template = posed_template(template, mouth_state(face.points, template))
-        return mask_shape(face.points, template, self._blend, variation)
+            heights = self.settings.mouth_corners is MouthCorners.HEIGHTS
+            template = posed_template(template, mouth_state(face.points, template), heights)
+        return mask_shape(face.points, template, self._blend, variation, self.settings.template_variation)
 
     def _region(self, mask: np.ndarray, points: np.ndarray, shape: tuple[int, ...]) -> Box:
         """The pixels the ``mask`` (``_shape``) of the face at ``points`` may touch: the mask

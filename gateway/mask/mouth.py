@@ -5,7 +5,9 @@ one), are signs a clinician reads; the lips' shape, thickness and width identify
 template's mouth is posed, not replaced: its opening is scaled to the patient's aperture (inner-lip
 gap over mouth width) and each corner is lifted or dropped by the patient's corner height above
 the lips' midline, everything measured and moved in the template's normalised frame (inter-ocular
-distance 1, y down). Two numbers and a ratio reach the mask, nothing of the lips' outline.
+distance 1, y down). Two numbers and a ratio reach the mask, nothing of the lips' outline. By
+default (``MouthCorners.ASYMMETRY``) only the corners' difference reaches it: a smile both corners
+share is a trait a person shows in photo after photo, and linked masks of one person.
 
 The opening closes or widens along its whole length in proportion to the template's own gap, so
 a closed mouth's lips meet from corner to corner; the lower lip carries the skin below it along,
@@ -89,8 +91,13 @@ def _smoothstep(value: np.ndarray) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
-def posed_template(template: np.ndarray, state: MouthState) -> np.ndarray:
-    """``template`` (normalised) with its mouth opened or closed and its corners lifted as ``state`` says."""
+def posed_template(template: np.ndarray, state: MouthState, heights: bool = True) -> np.ndarray:
+    """``template`` (normalised) with its mouth opened or closed and its corners lifted as ``state`` says.
+
+    ``heights=False`` takes only the corners' asymmetry from ``state``: both are shifted by the
+    same amount less, so that their mean height stays the template's (a smile both corners
+    share is not drawn, one corner lower than the other is).
+    """
     posed = template.copy()
     x, y = template[:, 0], template[:, 1]
     upper, lower = template[UPPER_INNER_LIP], template[LOWER_INNER_LIP]
@@ -105,9 +112,11 @@ def posed_template(template: np.ndarray, state: MouthState) -> np.ndarray:
     # What lies below the upper lip's inner rim moves with the lower lip, fading out to the chin.
     below = np.where(y > upper_at, 1.0 - _smoothstep((y - bottom) / (chin - bottom)), 0.0)
     posed[:, 1] += (state.aperture * width / middle_gap - 1.0) * gap_at * below
-    template_lift = corner_lift(posed)
-    for corner, lift, own in zip(MOUTH_CORNERS, state.corner_lift, template_lift, strict=True):
-        shift = float(np.clip(lift - own, -LARGEST_CORNER_SHIFT, LARGEST_CORNER_SHIFT))
+    shifts = np.subtract(state.corner_lift, corner_lift(posed))
+    if not heights:
+        shifts -= shifts.mean()
+    for corner, wanted in zip(MOUTH_CORNERS, shifts, strict=True):
+        shift = float(np.clip(wanted, -LARGEST_CORNER_SHIFT, LARGEST_CORNER_SHIFT))
         reach = np.linalg.norm(template[:, :2] - template[corner, :2], axis=1) / CORNER_REACH
         posed[:, 1] -= shift * (1.0 - _smoothstep(reach))
     return posed

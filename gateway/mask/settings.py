@@ -34,6 +34,24 @@ class BackgroundPolicy(StrEnum):
     KEEP = "keep"
 
 
+class BrowKeeping(StrEnum):
+    """What a kept brow takes from the patient's; its shape is always the template's."""
+
+    #: Its mean position: height, left/right asymmetry and how far apart the brows are.
+    POSITION = "position"
+    #: Its height only (brow ptosis, asymmetry), and none of the brow's landmarks is the patient's.
+    HEIGHT = "height"
+
+
+class MouthCorners(StrEnum):
+    """What the mask takes of the height of the mouth corners (with ``mouth_state``)."""
+
+    #: How much lower one corner is than the other (a facial palsy); their mean is the template's.
+    ASYMMETRY = "asymmetry"
+    #: Each corner's own height: also a smile both corners share.
+    HEIGHTS = "heights"
+
+
 class Region(StrEnum):
     """Parts of the face whose own geometry a mask can keep (``preserve``).
 
@@ -58,8 +76,21 @@ class MaskSettings(BaseModel):
     preserve: tuple[Region, ...] | Literal["all"] = Field(
         default=DEFAULT_PRESERVE,
         description="regions where the patient's own geometry is kept; the identity-free template "
-        "shapes the rest. Brows are kept by position (height, left/right asymmetry), not by shape. "
+        "shapes the rest. Brows are kept by position (see `brows`), not by shape. "
         "`all` keeps the whole face shape (like the published mask, and linkable)",
+    )
+    brows: BrowKeeping = Field(
+        default=BrowKeeping.POSITION,
+        description="what a preserved brow takes from the patient's, its shape being the "
+        "template's: `position` (its mean position: height, left/right asymmetry, spacing) or "
+        "`height` (only its height; no brow landmark keeps the patient's position; on faces-tune "
+        "no less linkable and the eyelids read a little less truly, see docs/results.md)",
+    )
+    template_variation: float = Field(
+        default=0.12, ge=0.0, le=0.3,
+        description="how much the template's size (a fraction) and its vertical position "
+        "(inter-ocular distances) change from one photo to the next, away from the eyes, so that "
+        "masks of one person cannot be linked by where the template sits on the face. 0: never",
     )
     eyes: EyeRendering = Field(
         default=EyeRendering.RENDERED,
@@ -104,9 +135,16 @@ class MaskSettings(BaseModel):
     )
     mouth_state: bool = Field(
         default=True,
-        description="take the mouth's opening (closed, parted, open) and each corner's height from "
-        "the patient (a closed mouth stays closed, a palsy's dropped corner stays dropped); the "
-        "lips' shape, thickness and width stay the template's. `false`: the template's mouth",
+        description="take the mouth's opening (closed, parted, open) and its corners' height from "
+        "the patient (a closed mouth stays closed, a palsy's dropped corner stays dropped; see "
+        "`mouth_corners`); the lips' shape, thickness and width stay the template's. `false`: the "
+        "template's mouth",
+    )
+    mouth_corners: MouthCorners = Field(
+        default=MouthCorners.ASYMMETRY,
+        description="with `mouth_state`: what the corners take from the patient's, `asymmetry` "
+        "(one corner lower than the other, as with a facial palsy; a smile both share stays the "
+        "template's) or `heights` (each corner's own height, the smile too)",
     )
     eye_corrections: int = Field(
         default=3, ge=0, le=8,
