@@ -6,7 +6,7 @@ Grace Hopper photos, the shared DICOM samples, faces-dev photos and frames of a 
 recall is the share of planted boxes at least 90% filled, and Tesseract (an engine the pipeline
 does not use) reads the outputs: every planted word it still reads is counted. False redaction
 is the mean filled share of text-free images as the step receives them: faces-dev photos masked
-with the default masker (photos it refuses never reach the step), retina.jpg and the text-free
+with the default masker (photos it refuses never reach the step), retina.jpg (the masks' rendered areas passed as the pipeline passes them)
 sample.
 Speed: the text step on a 1 MP still with one core; a masked 640x480 H.264 instance with the text
 step, one process per core. Targets: recall >= 99%, Tesseract reads 0 planted words, false
@@ -92,24 +92,27 @@ def quality(faces: int, faces_dir: Path | None, samples: Path | None, seed: int)
           f"mean coverage {100 * float(np.mean(scores)):.1f}%", flush=True)
     print(f"tesseract judge: planted words read in inputs {read_before}, in outputs {read_after}", flush=True)
     masked, refused = masked_photos(face_paths)
-    text_free = [_rgb(data / "retina.jpg"), *([_sample(samples / "VL6_RLE.dcm")] if samples else []), *masked]
-    print(f"text-free: {len(masked)} masked faces-dev photos ({refused} refused by the masker), retina.jpg"
-          f"{', VL6' if samples else ''}", flush=True)
+    text_free = [(_rgb(data / "retina.jpg"), None), *masked]
+    print(f"text-free: {len(masked)} masked faces-dev photos ({refused} refused by the masker), retina.jpg",
+          flush=True)
     areas = []
-    for rgb in text_free:
-        redaction = redactor.redact([rgb], {})
+    for rgb, rendered in text_free:
+        redaction = redactor.redact([rgb], {}, rendered)
         areas.append(float(fill_mask(redaction.polygons, rgb.shape[:2]).mean()) if redaction.polygons else 0.0)
     print(f"false redaction on {len(areas)} text-free images: mean {100 * float(np.mean(areas)):.2f}% of the area, "
           f"{sum(a > 0 for a in areas)} images touched", flush=True)
 
 
-def masked_photos(paths: list[str]) -> tuple[list[np.ndarray], int]:
-    """The photos masked with the default masker, and how many it refused (no face, residual)."""
-    masked, refused = [], 0
+def masked_photos(paths: list[str]) -> tuple[list[tuple[np.ndarray, np.ndarray | None]], int]:
+    """The photos masked with the default masker with the areas it rendered, and how many it
+    refused (no face, residual)."""
+    masked: list[tuple[np.ndarray, np.ndarray | None]] = []
+    refused = 0
     with FaceMasker(MaskSettings()) as masker:
         for path in paths:
             try:
-                masked.append(masker.mask_image(_rgb(path)))
+                still = masker.mask_still(_rgb(path))
+                masked.append((still.rgb, still.rendered))
             except DmaskError:
                 refused += 1
     return masked, refused

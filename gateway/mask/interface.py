@@ -7,6 +7,7 @@ and does not load mediapipe or OpenGL to do so.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -37,8 +38,23 @@ class ClipMasker(Protocol):
         """Raise ``ResidualFace`` if a face that no mask of ``faces`` covers is left."""
 
 
+@dataclass(frozen=True)
+class MaskedImage:
+    """A masked still and where the mask drew.
+
+    ``rendered`` (``H x W`` bool) is the area of the rendered faces: synthetic pixels only, in
+    which no burned-in text of the source can survive, so later steps (the text step) leave it.
+    """
+
+    rgb: np.ndarray
+    rendered: np.ndarray
+
+
 class StillMasker(Protocol):
     """What masking a still image needs: one call, detection to residual check."""
 
     def mask_image(self, rgb: np.ndarray) -> np.ndarray:
         """The image with every face replaced by the digital mask."""
+
+    def mask_still(self, rgb: np.ndarray) -> MaskedImage:
+        """As :meth:`mask_image`, with the area the mask rendered."""

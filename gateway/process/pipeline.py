@@ -137,8 +137,12 @@ def _check_vr(element: DataElement) -> None:
         raise InvalidDataset(f"attribute {element.tag} has VR {element.VR}, the standard says {allowed}")
 
 
-def _masked_frames(ds: Dataset, masker: Masker) -> Iterator[np.ndarray]:
-    """Every frame with its faces replaced; multi-frame instances go through the tracker."""
+def _masked_frames(ds: Dataset, masker: Masker) -> tuple[Iterator[np.ndarray], np.ndarray | None]:
+    """Every frame with its faces replaced; multi-frame instances go through the tracker.
+
+    With a still comes the area its mask rendered (for the text step to leave); a sequence's
+    masks move from frame to frame, so none is given for it.
+    """
     frames = decode_frames(ds)
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         from gateway.mask.video import mask_frames  # the tracker; stills never load it
@@ -147,8 +151,9 @@ def _masked_frames(ds: Dataset, masker: Masker) -> Iterator[np.ndarray]:
             timing = {"frame_rate": float(frame_rate(ds))}
         except PixelDataError:
             timing = {}  # a multi-frame stack with no timing: the tracker's default rate
-        return mask_frames(masker, frames, **timing)
-    return (masker.mask_image(frame) for frame in frames)
+        return mask_frames(masker, frames, **timing), None
+    masked = masker.mask_still(next(iter(frames)))
+    return iter([masked.rgb]), masked.rendered
 
 
 def _check_pixels(ds: Dataset) -> None:
@@ -162,12 +167,14 @@ def text_redactor(settings: TextSettings) -> TextRedactor:
     return TextRedactor(settings)
 
 
-def redact_text(frames: list[np.ndarray], settings: TextSettings, attributes: Mapping[str, object]) -> Redaction:
+def redact_text(frames: list[np.ndarray], settings: TextSettings, attributes: Mapping[str, object],
+                keep_out: np.ndarray | None = None) -> Redaction:
     """Run the text step on output frames; a refusing profile stops when text was found.
 
-    ``attributes`` are the instance's values by keyword for the device rules (none for photos).
+    ``attributes`` are the instance's values by keyword for the device rules (none for photos);
+    ``keep_out`` the area the mask rendered, left as it is.
     """
-    redaction = text_redactor(settings).redact(frames, attributes)
+    redaction = text_redactor(settings).redact(frames, attributes, keep_out)
     if settings.action == TextAction.REFUSE and redaction.lines:
         raise BurnedInText(f"{redaction.lines} text line(s) found in the pixels")
     return redaction
@@ -242,11 +249,12 @@ def apply_profile(ds: Dataset, profile: Profile, secret: bytes, *, profile_name:
     masked = profile.mask is not None
     text = profile.burned_in_text
     redaction: Redaction | None = None
+    rendered: np.ndarray | None = None
     with _timed(stages, "mask" if masked else "check"):
         if masked:
             if masker is None:
                 raise ValueError(f"profile {profile_name!r} masks pixels and no masker was given")
-            output = _masked_frames(ds, masker)
+            output, rendered = _masked_frames(ds, masker)
             if text.action == TextAction.KEEP:
                 encode_frames(ds, output)
         elif text.action == TextAction.KEEP:
@@ -257,7 +265,7 @@ def apply_profile(ds: Dataset, profile: Profile, secret: bytes, *, profile_name:
         # After the mask, on the whole output: a sequence is held decoded here, since the union
         # of its text regions over time is known only once every sampled frame was seen.
         with _timed(stages, "text"):
-            redaction = redact_text(list(output), text, {k: ds.get(k) for k in DEVICE_KEYWORDS})
+            redaction = redact_text(list(output), text, {k: ds.get(k) for k in DEVICE_KEYWORDS}, rendered)
         if masked or redaction.filled:  # untouched pixels of a tags-only profile keep their encoding
             encode_frames(ds, redaction.frames)
     text_cleaned = None if redaction is None else not redaction.text_left

@@ -86,12 +86,17 @@ class TextRedactor:
         return [box_corners(box) for rule in self.settings.device_regions if rule.matches(attributes)
                 for box in rule.boxes]
 
-    def redact(self, frames: Sequence[np.ndarray], attributes: Mapping[str, object]) -> Redaction:
+    def redact(self, frames: Sequence[np.ndarray], attributes: Mapping[str, object],
+               keep_out: np.ndarray | None = None) -> Redaction:
         """Fill the text of a still (one frame) or a sequence, and verify the output.
 
-        ``attributes`` are the instance's values by keyword, for the device rules.
+        ``attributes`` are the instance's values by keyword, for the device rules. ``keep_out``
+        (``H x W`` bool): pixels left as they are, the area the face mask rendered. No text of
+        the source survives under the opaque render, and the detector takes rendered eyes and
+        shaded faces for glyphs; a line lying mostly inside it is not text, one crossing its
+        edge is filled outside it only. Device boxes are filled whole.
         """
-        found = {index: self.find(frames[index])
+        found = {index: self._find_outside(frames[index], keep_out)
                  for index in examined_frames(frames, self.settings.sample_every, self.settings.scene_change)}
         examined = sorted(found)
         lines = [line for index in examined for line in found[index][0]]
@@ -104,18 +109,42 @@ class TextRedactor:
             return Redaction(list(frames), (), 0, allowed, text_left=False)
         height, width = frames[0].shape[:2]
         mask = fill_mask(polygons, (height, width))
+        if keep_out is not None:
+            mask[:] = (mask & ~keep_out) | fill_mask(self.device_boxes(attributes), (height, width))
         output = [_filled(frame, mask, self.settings.fill_color) for frame in frames]
-        return Redaction(output, polygons, len(lines), allowed, self._text_left(output, examined, polygons, mask))
+        return Redaction(output, polygons, len(lines), allowed,
+                         self._text_left(output, examined, polygons, mask, keep_out))
+
+    def _find_outside(self, rgb: np.ndarray, keep_out: np.ndarray | None,
+                      scale: float | None = None) -> tuple[list[TextRegion], int]:
+        """:meth:`find` without the lines lying mostly in ``keep_out`` (``rgb`` may be a crop of it)."""
+        regions, allowed = self.find(rgb, scale)
+        if keep_out is None:
+            return regions, allowed
+        return [region for region in regions if not inside(region, keep_out)], allowed
 
     def _text_left(self, output: Sequence[np.ndarray], examined: list[int], polygons: Sequence[np.ndarray],
-                   mask: np.ndarray) -> bool:
+                   mask: np.ndarray, keep_out: np.ndarray | None) -> bool:
         """Whether the detector still finds text around the fills of the examined output frames."""
         scale = self._detector.scale(*mask.shape)
         for x0, y0, x1, y1 in neighbourhoods(polygons, (mask.shape[0], mask.shape[1])):
             window = mask[y0:y1, x0:x1]
-            if any(self.find(without_fills(output[index][y0:y1, x0:x1], window), scale)[0] for index in examined):
+            kept = None if keep_out is None else keep_out[y0:y1, x0:x1]
+            if any(self._find_outside(without_fills(output[index][y0:y1, x0:x1], window), kept, scale)[0]
+                   for index in examined):
                 return True
         return False
+
+
+#: A text line with at least this share of its box in the kept-out area lies inside it.
+INSIDE = 0.5
+
+
+def inside(region: TextRegion, keep_out: np.ndarray) -> bool:
+    """Whether most of ``region``'s box lies in ``keep_out``."""
+    x0, y0, x1, y1 = region.bounds()
+    box = keep_out[max(y0, 0):y1, max(x0, 0):x1]
+    return box.size > 0 and float(box.mean()) >= INSIDE
 
 
 def examined_frames(frames: Sequence[np.ndarray], every: int, scene_change: float) -> list[int]:
