@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 
@@ -19,12 +20,17 @@ from gateway.codec.pixels import decode_frames
 from gateway.config import Profile
 from gateway.errors import BurnedInText
 from gateway.mask.interface import StillMasker
+from gateway.mask.masker import FaceMasker
+from gateway.mask.settings import BackgroundPolicy, MaskSettings
+from gateway.mask.video import masked_frames
 from gateway.process.pipeline import apply_profile, parse
 from gateway.text.detector import TextDetector
 from gateway.text.redactor import TextRedactor, examined_frames
 from gateway.text.regions import fill_mask
 from gateway.text.settings import DeviceRegions, TextSettings
+from tests.support.clips import astronaut_clip
 from tests.support.instances import rgb_instance
+from tests.support.photos import photo, resized
 from tests.support.planted_text import PlantedImage, coverage, plant
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -271,19 +277,50 @@ def test_real_microscope_overlay_is_filled_and_marked() -> None:
     assert out.BurnedInAnnotation == "NO"
 
 
-def test_text_beside_a_masked_face_is_filled_and_the_rendered_face_is_not(masker: StillMasker) -> None:
-    """The text step leaves the area the mask rendered (its eyes look like glyphs to the detector
-    once a small photo is enlarged) and fills the text around it."""
-    photo = cv2.resize(_rgb(Path(skimage.__file__).parent / "data" / "astronaut.png")[20:240, 130:350], (250, 250))
-    planted = plant(photo, np.random.default_rng(7), 6, face_box=(60, 40, 190, 210), sizes=(12, 20))
-    ds = rgb_instance(planted.rgb[None])
+def _part10(ds) -> bytes:
     buffer = BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    still = masker.mask_still(planted.rgb)
-    result = apply_profile(parse(buffer.getvalue()), Profile.model_validate({}), SECRET, profile_name="p",
-                           masker=masker)
-    output = next(iter(decode_frames(dcmread(BytesIO(result.encoded)))))
+    return buffer.getvalue()
+
+
+def _masked_profile(data: bytes, masker: FaceMasker) -> np.ndarray:
+    profile = Profile.model_validate({"mask": masker.settings.model_dump(mode="json")})
+    result = apply_profile(parse(data), profile, SECRET, profile_name="p", masker=masker)
+    return np.stack(list(decode_frames(dcmread(BytesIO(result.encoded)))))
+
+
+@pytest.fixture(scope="module")
+def keeping_masker() -> Iterator[FaceMasker]:
+    """A masker that keeps the background, where text beside the face survives the mask."""
+    with FaceMasker(MaskSettings(background=BackgroundPolicy.KEEP)) as masker:
+        yield masker
+
+
+def test_text_beside_a_masked_face_is_filled_and_the_rendered_face_is_not(keeping_masker: FaceMasker) -> None:
+    """A name that runs into the face: the mask replaces its end, the text step fills the rest,
+    and its fill (the line grown by its margin) stops at the edge of what the mask rendered."""
+    frame = resized(photo("astronaut"), 300 * 300)
+    planted = frame.copy()
+    for text, origin in (("DOE^JANE", (30, 75)), ("1957-03-14", (150, 290))):
+        cv2.putText(planted, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1)
+    ink = (planted != frame).any(axis=2)
+    still = keeping_masker.mask_still(planted)
+    assert ink[still.rendered].any()  # the name runs over the face, where the mask replaces it
+    assert (fill_mask(TextRedactor(TextSettings()).redact([still.rgb], {}).polygons, ink.shape)
+            & still.rendered).any()  # its grown line reaches into the rendered face
+    output = _masked_profile(_part10(rgb_instance(planted[None])), keeping_masker)[0]
     assert (output[still.rendered] == still.rgb[still.rendered]).all()
-    outside = [token for token in planted.tokens if not (token.box_mask(photo.shape[:2]) & still.rendered).any()]
-    filled = (output == BLACK).all(axis=2)
-    assert outside and all(coverage(token, filled) >= 0.9 for token in outside)
+    left = ink & (still.rgb == planted).all(axis=2)  # the ink the mask did not replace
+    assert left.sum() > 300 and (output[left] == BLACK).all()
+
+
+def test_a_masked_sequence_keeps_its_rendered_eyes(masker: FaceMasker) -> None:
+    """The union of text regions over time is filled in every frame, but never where a frame's
+    mask was drawn: eyes taken for text in one frame are not blacked out in all of them."""
+    frames = np.stack([frame.rgb for frame in astronaut_clip(masker, (640, 480), 110.0).frames(4)])
+    images = list(masked_frames(masker, frames))
+    alone = TextRedactor(TextSettings()).redact([image.rgb for image in images], {})
+    assert (fill_mask(alone.polygons, frames.shape[1:3]) & images[0].rendered).any()  # the eyes, taken for text
+    output = _masked_profile(_part10(rgb_instance(frames)), masker)
+    for out, image in zip(output, images, strict=True):
+        assert (out == image.rgb).all()

@@ -147,7 +147,7 @@ class MaskBatch:
         text = self._text_settings()
         polygons: tuple[np.ndarray, ...] = ()
         if text.action != TextAction.KEEP:
-            redaction = redact_text([masked], text, {}, still.rendered)
+            redaction = redact_text([masked], text, {}, [still.rendered])
             masked, polygons = redaction.frames[0], redaction.polygons
         write_image(job.target, masked)
         if self._preview:

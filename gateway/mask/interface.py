@@ -37,6 +37,9 @@ class ClipMasker(Protocol):
     def check_residual(self, output: np.ndarray, faces: list[FaceLandmarks]) -> None:
         """Raise ``ResidualFace`` if a face that no mask of ``faces`` covers is left."""
 
+    def rendered_area(self, shape: tuple[int, ...], faces: list[FaceLandmarks]) -> np.ndarray:
+        """``H x W`` bool: where :meth:`render` drew the masks of ``faces`` (synthetic pixels)."""
+
 
 @dataclass(frozen=True)
 class MaskedImage:

@@ -25,7 +25,7 @@ from gateway.mask.render import REGION_MARGIN, MaskRenderer
 from gateway.mask.residual import ResidualFaceCheck
 from gateway.mask.settings import BackgroundPolicy, EyeRendering, MaskSettings
 from gateway.mask.template import load_template
-from gateway.mask.topology import MESH_VERTEX_COUNT
+from gateway.mask.topology import LEFT_EYE_OPENING, MESH_VERTEX_COUNT, RIGHT_EYE_OPENING
 
 
 class FaceMasker:
@@ -125,13 +125,17 @@ class FaceMasker:
         """``H x W`` bool: the pixels inside the rendered mask of any of ``faces``.
 
         The mask is opaque over its mesh, whose outer vertices are the face's outline, so the
-        convex hull of the mesh's vertices is what it drew (eyes included, drawn or pasted:
-        see docs/burned-in-text.md).
+        convex hull of the mesh's vertices is what it drew. With ``eyes: original`` the eyelid
+        openings show the source's pixels, which may carry text: they are not part of it.
         """
         area = np.zeros(shape[:2], np.uint8)
         for face in faces:
             hull = cv2.convexHull(np.round(self._shape(face)[:MESH_VERTEX_COUNT, :2]).astype(np.int32))
             cv2.fillConvexPoly(area, hull, (1,))
+        if self.settings.eyes is EyeRendering.ORIGINAL:
+            openings = [np.round(face.points[opening, :2]).astype(np.int32) for face in faces
+                        for opening in (RIGHT_EYE_OPENING, LEFT_EYE_OPENING)]
+            cv2.fillPoly(area, openings, (0,))
         return area.astype(bool)
 
     def check_residual(self, output: np.ndarray, faces: list[FaceLandmarks]) -> None:
