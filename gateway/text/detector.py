@@ -42,7 +42,7 @@ class DetectorSettings:
     ``pixel_budget`` caps the pixels the network sees of a larger image (it is shrunk to it); a
     smaller one is enlarged by ``enlarge``, and at least until its short side is ``min_side``:
     small images (video grabs, microscope captures) carry overlays in 7-9 px fonts, which the
-    network finds only from about 1.4 times that size. ``threshold`` makes a pixel text,
+    network finds only once enlarged (see docs/burned-in-text.md). ``threshold`` makes a pixel text,
     ``box_threshold`` keeps a region whose mean probability reaches it, ``unclip`` grows each
     region as DB training shrank it (a little more than PaddleOCR's 1.6: a tilted line whose
     probability is weak at one end gets a rectangle whose angle is off, and the extra growth
@@ -55,7 +55,7 @@ class DetectorSettings:
 
     pixel_budget: int = 600_000
     min_side: int = 320
-    enlarge: float = 1.6
+    enlarge: float = 1.4
     threshold: float = 0.3
     box_threshold: float = 0.5
     unclip: float = 2.0
