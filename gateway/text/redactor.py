@@ -93,8 +93,8 @@ class TextRedactor:
         ``attributes`` are the instance's values by keyword, for the device rules. ``keep_out``
         (one ``H x W`` bool array per frame): pixels left as they are, the area the face mask
         rendered. No text of the source survives under the opaque render, and the detector takes
-        rendered eyes and shaded faces for glyphs, so a line lying mostly inside it is not text and
-        one crossing its edge is filled outside it only. Device boxes are filled whole.
+        rendered eyes and shaded faces for glyphs, so a line lying inside it is not text and one
+        crossing its edge is filled outside it only. Device boxes are filled whole.
         """
         def kept(index: int) -> np.ndarray | None:
             return None if keep_out is None else keep_out[index]
@@ -124,7 +124,7 @@ class TextRedactor:
 
     def _find_outside(self, rgb: np.ndarray, keep_out: np.ndarray | None,
                       scale: float | None = None) -> tuple[list[TextRegion], int]:
-        """:meth:`find` without the lines lying mostly in ``keep_out`` (of ``rgb``'s size)."""
+        """:meth:`find` without the lines lying in ``keep_out`` (of ``rgb``'s size)."""
         regions, allowed = self.find(rgb, scale)
         if keep_out is None:
             return regions, allowed
@@ -141,12 +141,14 @@ class TextRedactor:
         return False
 
 
-#: A text line with at least this share of its box in the kept-out area lies inside it.
-INSIDE = 0.5
+#: A text line with at least this share of its box in the kept-out area lies inside it (and is
+#: not counted); any other is filled where it is outside the area, so that the end of a line
+#: running into the face is not left because most of its box is on the face.
+INSIDE = 0.9
 
 
 def inside(region: TextRegion, keep_out: np.ndarray) -> bool:
-    """Whether most of ``region``'s box lies in ``keep_out``."""
+    """Whether (nearly) all of ``region``'s box lies in ``keep_out``."""
     x0, y0, x1, y1 = region.bounds()
     box = keep_out[max(y0, 0):y1, max(x0, 0):x1]
     return box.size > 0 and float(box.mean()) >= INSIDE
