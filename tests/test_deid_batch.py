@@ -159,7 +159,7 @@ def test_deid_redacts_burned_in_text_marks_it_and_previews_the_boxes(tmp_path: P
     pixels = out.pixel_array
     filled = (pixels == 0).all(axis=-1)
     assert [coverage(token, filled) for token in planted.tokens] == [1.0] * len(planted.tokens)
-    assert (pixels != planted.rgb).any(axis=-1).mean() < 0.1  # the text boxes, not the photo
+    assert (pixels != planted.rgb).any(axis=-1).mean() < 0.12  # the text boxes (14-32 px text), not the photo
     assert CLEAN_PIXEL_DATA in _codes(out) and out.BurnedInAnnotation == "NO"
     assert "pixels not masked" in out.DeidentificationMethod
     assert "burned-in text removed" in out.DeidentificationMethod

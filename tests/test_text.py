@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 
@@ -19,12 +20,17 @@ from gateway.codec.pixels import decode_frames
 from gateway.config import Profile
 from gateway.errors import BurnedInText
 from gateway.mask.interface import StillMasker
+from gateway.mask.masker import FaceMasker
+from gateway.mask.settings import BackgroundPolicy, MaskSettings
+from gateway.mask.video import masked_frames
 from gateway.process.pipeline import apply_profile, parse
 from gateway.text.detector import TextDetector
 from gateway.text.redactor import TextRedactor, examined_frames
 from gateway.text.regions import fill_mask
 from gateway.text.settings import DeviceRegions, TextSettings
+from tests.support.clips import astronaut_clip
 from tests.support.instances import rgb_instance
+from tests.support.photos import photo, resized
 from tests.support.planted_text import PlantedImage, coverage, plant
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -98,8 +104,8 @@ def _words(text: str) -> set[str]:
     return {word for word in "".join(c if c.isalnum() else " " for c in text.upper()).split() if len(word) >= 3}
 
 
-#: Bases with text of their own (a mission patch, a name badge): planted on, not text-free.
-WITH_TEXT = ("astronaut", "hopper")
+#: Bases with text of their own (a mission patch, a name badge, VL6's green overlay): planted on, not text-free.
+WITH_TEXT = ("astronaut", "hopper", "VL6")
 
 
 def test_text_free_images_are_barely_touched(redactor: TextRedactor) -> None:
@@ -115,10 +121,14 @@ def test_text_free_images_are_barely_touched(redactor: TextRedactor) -> None:
 
 @pytest.mark.skipif(not SAMPLES.is_dir(), reason="needs the shared DICOM samples")
 def test_real_endoscope_overlay_is_found_and_verified(redactor: TextRedactor) -> None:
+    """The overlay lines are filled and the verification finds nothing around them. The whole
+    output examined again shows only the maker's logo (red "Fuji" in a box, left of centre),
+    which the detector does not see in the input: the verification looks near the fills only."""
     rgb = _sample("VL3_RLE.dcm")
     redaction = redactor.redact([rgb], {})
     assert redaction.lines >= 5 and not redaction.text_left
-    assert TextDetector().detect(redaction.frames[0]) == []
+    left = [region.bounds() for region in TextDetector().detect(redaction.frames[0])]
+    assert all(x0 >= 20 and y0 >= 200 and x1 <= 160 and y1 <= 300 for x0, y0, x1, y1 in left)
 
 
 def test_device_regions_are_filled_whatever_is_found(redactor: TextRedactor) -> None:
@@ -250,3 +260,69 @@ def test_a_masked_face_is_not_taken_for_text(masker: StillMasker) -> None:
     photo = cv2.resize(_rgb(Path(skimage.__file__).parent / "data" / "astronaut.png")[20:240, 130:350], (250, 250))
     masked = masker.mask_image(photo)
     assert TextRedactor(TextSettings()).redact([masked], {}).polygons == ()
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="needs the shared DICOM samples")
+def test_real_microscope_overlay_is_filled_and_marked() -> None:
+    """VL6's green overlay ("S95-3229 H&E 20 STOMACH/BODY BX", "LAB SP") is 7 px text: the
+    detector sees it only in the enlarged image, and must fill it before the output says NO."""
+    data = (SAMPLES / "VL6_RLE.dcm").read_bytes()
+    source = _sample("VL6_RLE.dcm")
+    corner = source[:40, :215].astype(int)
+    ink = (corner[..., 1] > 150) & (corner[..., 0] < 130) & (corner[..., 2] < 130)
+    assert ink.sum() > 200  # the overlay is there to find
+    result = _applied({"mask": None}, data)
+    out = dcmread(BytesIO(result.encoded))
+    filled = (next(iter(decode_frames(out)))[:40, :215] == BLACK).all(axis=2)
+    assert filled[ink].mean() > 0.99
+    assert result.burned_in_text.startswith("redacted") and "text left" not in result.burned_in_text
+    assert out.BurnedInAnnotation == "NO"
+
+
+def _part10(ds) -> bytes:
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _masked_profile(data: bytes, masker: FaceMasker) -> np.ndarray:
+    profile = Profile.model_validate({"mask": masker.settings.model_dump(mode="json")})
+    result = apply_profile(parse(data), profile, SECRET, profile_name="p", masker=masker)
+    return np.stack(list(decode_frames(dcmread(BytesIO(result.encoded)))))
+
+
+@pytest.fixture(scope="module")
+def keeping_masker() -> Iterator[FaceMasker]:
+    """A masker that keeps the background, where text beside the face survives the mask."""
+    with FaceMasker(MaskSettings(background=BackgroundPolicy.KEEP)) as masker:
+        yield masker
+
+
+def test_text_beside_a_masked_face_is_filled_and_the_rendered_face_is_not(keeping_masker: FaceMasker) -> None:
+    """A name that runs into the face: the mask replaces its end, the text step fills the rest,
+    and its fill (the line grown by its margin) stops at the edge of what the mask rendered."""
+    frame = resized(photo("astronaut"), 300 * 300)
+    planted = frame.copy()
+    for text, origin in (("DOE^JANE", (30, 75)), ("1957-03-14", (150, 290))):
+        cv2.putText(planted, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1)
+    ink = (planted != frame).any(axis=2)
+    still = keeping_masker.mask_still(planted)
+    assert ink[still.rendered].any()  # the name runs over the face, where the mask replaces it
+    assert (fill_mask(TextRedactor(TextSettings()).redact([still.rgb], {}).polygons, ink.shape)
+            & still.rendered).any()  # its grown line reaches into the rendered face
+    output = _masked_profile(_part10(rgb_instance(planted[None])), keeping_masker)[0]
+    assert (output[still.rendered] == still.rgb[still.rendered]).all()
+    left = ink & (still.rgb == planted).all(axis=2)  # the ink the mask did not replace
+    assert left.sum() > 300 and (output[left] == BLACK).all()
+
+
+def test_a_masked_sequence_keeps_its_rendered_eyes(masker: FaceMasker) -> None:
+    """The union of text regions over time is filled in every frame, but never where a frame's
+    mask was drawn: eyes taken for text in one frame are not blacked out in all of them."""
+    frames = np.stack([frame.rgb for frame in astronaut_clip(masker, (640, 480), 110.0).frames(4)])
+    images = list(masked_frames(masker, frames))
+    alone = TextRedactor(TextSettings()).redact([image.rgb for image in images], {})
+    assert (fill_mask(alone.polygons, frames.shape[1:3]) & images[0].rendered).any()  # the eyes, taken for text
+    output = _masked_profile(_part10(rgb_instance(frames)), masker)
+    for out, image in zip(output, images, strict=True):
+        assert (out == image.rgb).all()

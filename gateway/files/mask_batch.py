@@ -142,11 +142,12 @@ class MaskBatch:
         from gateway.process.pipeline import redact_text
 
         rgb = read_image(job.source)
-        masked = self._masker.mask_image(rgb)
+        still = self._masker.mask_still(rgb)
+        masked = still.rgb
         text = self._text_settings()
         polygons: tuple[np.ndarray, ...] = ()
         if text.action != TextAction.KEEP:
-            redaction = redact_text([masked], text, {})
+            redaction = redact_text([masked], text, {}, [still.rendered])
             masked, polygons = redaction.frames[0], redaction.polygons
         write_image(job.target, masked)
         if self._preview:

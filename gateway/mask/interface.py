@@ -7,6 +7,7 @@ and does not load mediapipe or OpenGL to do so.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -36,9 +37,27 @@ class ClipMasker(Protocol):
     def check_residual(self, output: np.ndarray, faces: list[FaceLandmarks]) -> None:
         """Raise ``ResidualFace`` if a face that no mask of ``faces`` covers is left."""
 
+    def rendered_area(self, shape: tuple[int, ...], faces: list[FaceLandmarks]) -> np.ndarray:
+        """``H x W`` bool: where :meth:`render` drew the masks of ``faces`` (synthetic pixels)."""
+
+
+@dataclass(frozen=True)
+class MaskedImage:
+    """A masked still and where the mask drew.
+
+    ``rendered`` (``H x W`` bool) is the area of the rendered faces: synthetic pixels only, in
+    which no burned-in text of the source can survive, so later steps (the text step) leave it.
+    """
+
+    rgb: np.ndarray
+    rendered: np.ndarray
+
 
 class StillMasker(Protocol):
     """What masking a still image needs: one call, detection to residual check."""
 
     def mask_image(self, rgb: np.ndarray) -> np.ndarray:
         """The image with every face replaced by the digital mask."""
+
+    def mask_still(self, rgb: np.ndarray) -> MaskedImage:
+        """As :meth:`mask_image`, with the area the mask rendered."""

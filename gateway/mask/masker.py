@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import cv2
 import numpy as np
 
 from gateway.errors import NoFaceFound, ResidualFace, UnsupportedPixelFormat
 from gateway.mask.calibration import load_calibration
 from gateway.mask.compose import background, compose_face, face_outline
 from gateway.mask.geometry import keyed_variation, mask_shape, mesh_blend, variation_of
+from gateway.mask.interface import MaskedImage
 from gateway.mask.landmarks import Box, FaceLandmarks, LandmarkDetector
 from gateway.mask.mouth import mouth_state, posed_template
 from gateway.mask.refine import EyeDrawing, EyeRefiner
@@ -23,7 +25,7 @@ from gateway.mask.render import REGION_MARGIN, MaskRenderer
 from gateway.mask.residual import ResidualFaceCheck
 from gateway.mask.settings import BackgroundPolicy, EyeRendering, MaskSettings, MouthCorners
 from gateway.mask.template import load_template
-from gateway.mask.topology import MESH_VERTEX_COUNT
+from gateway.mask.topology import LEFT_EYE_OPENING, MESH_VERTEX_COUNT, RIGHT_EYE_OPENING
 
 
 class FaceMasker:
@@ -108,12 +110,33 @@ class FaceMasker:
         UnsupportedPixelFormat
             ``rgb`` is not an HxWx3 uint8 array.
         """
+        return self.mask_still(rgb).rgb
+
+    def mask_still(self, rgb: np.ndarray) -> MaskedImage:
+        """As :meth:`mask_image`, with the area the mask rendered (same errors)."""
         faces = self.detect(rgb)
         if not faces:
             raise NoFaceFound("no face found in the image")
         output = self.render(rgb, faces, refine_eyes=True)
         self.check_residual(output, faces)
-        return output
+        return MaskedImage(output, self.rendered_area(rgb.shape, faces))
+
+    def rendered_area(self, shape: tuple[int, ...], faces: list[FaceLandmarks]) -> np.ndarray:
+        """``H x W`` bool: the pixels inside the rendered mask of any of ``faces``.
+
+        The mask is opaque over its mesh, whose outer vertices are the face's outline, so the
+        convex hull of the mesh's vertices is what it drew. With ``eyes: original`` the eyelid
+        openings show the source's pixels, which may carry text: they are not part of it.
+        """
+        area = np.zeros(shape[:2], np.uint8)
+        for face in faces:
+            hull = cv2.convexHull(np.round(self._shape(face)[:MESH_VERTEX_COUNT, :2]).astype(np.int32))
+            cv2.fillConvexPoly(area, hull, (1,))
+        if self.settings.eyes is EyeRendering.ORIGINAL:
+            openings = [np.round(face.points[opening, :2]).astype(np.int32) for face in faces
+                        for opening in (RIGHT_EYE_OPENING, LEFT_EYE_OPENING)]
+            cv2.fillPoly(area, openings, (0,))
+        return area.astype(bool)
 
     def check_residual(self, output: np.ndarray, faces: list[FaceLandmarks]) -> None:
         """Raise ``ResidualFace`` if a second detector finds a face no mask of ``faces`` covers.

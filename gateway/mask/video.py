@@ -32,7 +32,7 @@ import numpy as np
 
 from gateway.errors import NoFaceFound, ResidualFace, TrackingGap
 from gateway.mask.geometry import eye_centres, variation_of
-from gateway.mask.interface import ClipMasker
+from gateway.mask.interface import ClipMasker, MaskedImage
 from gateway.mask.landmarks import FaceLandmarks
 
 DEFAULT_FRAME_RATE = 30.0
@@ -255,6 +255,14 @@ def mask_frames(
     ResidualFace
         The independent detector finds an unmasked face on an output frame.
     """
+    for masked in masked_frames(masker, frames, frame_rate):
+        yield masked.rgb
+
+
+def masked_frames(
+    masker: ClipMasker, frames: Iterable[np.ndarray], frame_rate: float = DEFAULT_FRAME_RATE
+) -> Iterator[MaskedImage]:
+    """As :func:`mask_frames`, each frame with the area its masks rendered (same errors)."""
     masker.reset_tracking()
     tracker = FaceTracker(masker.settings.max_gap_frames, frame_rate)
     for rgb in frames:
@@ -265,11 +273,11 @@ def mask_frames(
 
 def _rendered(
     masker: ClipMasker, ready: Iterator[tuple[int, np.ndarray, list[FaceLandmarks]]]
-) -> Iterator[np.ndarray]:
+) -> Iterator[MaskedImage]:
     for index, rgb, faces in ready:
         output = masker.render(rgb, faces)
         try:
             masker.check_residual(output, faces)
         except ResidualFace as exc:
             raise ResidualFace(f"frame {index + 1}: {exc}") from exc
-        yield output
+        yield MaskedImage(output, masker.rendered_area(rgb.shape, faces))

@@ -34,7 +34,7 @@ from gateway.codec.video import frame_rate
 from gateway.config import GatewayConfig, Profile
 from gateway.deid.scrub import scrub
 from gateway.errors import BurnedInText, DmaskError, InvalidDataset, PixelDataError
-from gateway.mask.interface import ClipMasker, StillMasker
+from gateway.mask.interface import ClipMasker, MaskedImage, StillMasker
 from gateway.process.routing import select_route
 from gateway.text.redactor import Redaction, TextRedactor
 from gateway.text.settings import TextAction, TextSettings
@@ -137,18 +137,19 @@ def _check_vr(element: DataElement) -> None:
         raise InvalidDataset(f"attribute {element.tag} has VR {element.VR}, the standard says {allowed}")
 
 
-def _masked_frames(ds: Dataset, masker: Masker) -> Iterator[np.ndarray]:
-    """Every frame with its faces replaced; multi-frame instances go through the tracker."""
+def _masked_frames(ds: Dataset, masker: Masker) -> Iterator[MaskedImage]:
+    """Every frame with its faces replaced, and where the masks were drawn; multi-frame
+    instances go through the tracker."""
     frames = decode_frames(ds)
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        from gateway.mask.video import mask_frames  # the tracker; stills never load it
+        from gateway.mask.video import masked_frames  # the tracker; stills never load it
 
         try:
             timing = {"frame_rate": float(frame_rate(ds))}
         except PixelDataError:
             timing = {}  # a multi-frame stack with no timing: the tracker's default rate
-        return mask_frames(masker, frames, **timing)
-    return (masker.mask_image(frame) for frame in frames)
+        return masked_frames(masker, frames, **timing)
+    return (masker.mask_still(frame) for frame in frames)
 
 
 def _check_pixels(ds: Dataset) -> None:
@@ -162,12 +163,14 @@ def text_redactor(settings: TextSettings) -> TextRedactor:
     return TextRedactor(settings)
 
 
-def redact_text(frames: list[np.ndarray], settings: TextSettings, attributes: Mapping[str, object]) -> Redaction:
+def redact_text(frames: list[np.ndarray], settings: TextSettings, attributes: Mapping[str, object],
+                keep_out: list[np.ndarray] | None = None) -> Redaction:
     """Run the text step on output frames; a refusing profile stops when text was found.
 
-    ``attributes`` are the instance's values by keyword for the device rules (none for photos).
+    ``attributes`` are the instance's values by keyword for the device rules (none for photos);
+    ``keep_out`` the area each frame's mask rendered, left as it is.
     """
-    redaction = text_redactor(settings).redact(frames, attributes)
+    redaction = text_redactor(settings).redact(frames, attributes, keep_out)
     if settings.action == TextAction.REFUSE and redaction.lines:
         raise BurnedInText(f"{redaction.lines} text line(s) found in the pixels")
     return redaction
@@ -242,22 +245,25 @@ def apply_profile(ds: Dataset, profile: Profile, secret: bytes, *, profile_name:
     masked = profile.mask is not None
     text = profile.burned_in_text
     redaction: Redaction | None = None
+    rendered: list[np.ndarray] | None = None
     with _timed(stages, "mask" if masked else "check"):
         if masked:
             if masker is None:
                 raise ValueError(f"profile {profile_name!r} masks pixels and no masker was given")
-            output = _masked_frames(ds, masker)
             if text.action == TextAction.KEEP:
-                encode_frames(ds, output)
+                encode_frames(ds, (image.rgb for image in _masked_frames(ds, masker)))
+            else:  # held for the text step, which leaves the masks' areas as they are
+                images = list(_masked_frames(ds, masker))
+                output, rendered = [image.rgb for image in images], [image.rendered for image in images]
         elif text.action == TextAction.KEEP:
             _check_pixels(ds)
         else:
-            output = decode_frames(ds)
+            output = list(decode_frames(ds))
     if text.action != TextAction.KEEP:
         # After the mask, on the whole output: a sequence is held decoded here, since the union
         # of its text regions over time is known only once every sampled frame was seen.
         with _timed(stages, "text"):
-            redaction = redact_text(list(output), text, {k: ds.get(k) for k in DEVICE_KEYWORDS})
+            redaction = redact_text(output, text, {k: ds.get(k) for k in DEVICE_KEYWORDS}, rendered)
         if masked or redaction.filled:  # untouched pixels of a tags-only profile keep their encoding
             encode_frames(ds, redaction.frames)
     text_cleaned = None if redaction is None else not redaction.text_left

@@ -39,8 +39,10 @@ class TextRegion:
 class DetectorSettings:
     """How the detector reads the network's probability map.
 
-    ``pixel_budget`` caps the pixels the network sees (larger images are shrunk to it; smaller
-    ones are enlarged until their short side is ``min_side``). ``threshold`` makes a pixel text,
+    ``pixel_budget`` caps the pixels the network sees of a larger image (it is shrunk to it); a
+    smaller one is enlarged by ``enlarge``, and at least until its short side is ``min_side``:
+    small images (video grabs, microscope captures) carry overlays in 7-9 px fonts, which the
+    network finds only once enlarged (see docs/burned-in-text.md). ``threshold`` makes a pixel text,
     ``box_threshold`` keeps a region whose mean probability reaches it, ``unclip`` grows each
     region as DB training shrank it (a little more than PaddleOCR's 1.6: a tilted line whose
     probability is weak at one end gets a rectangle whose angle is off, and the extra growth
@@ -53,6 +55,7 @@ class DetectorSettings:
 
     pixel_budget: int = 600_000
     min_side: int = 320
+    enlarge: float = 1.4
     threshold: float = 0.3
     box_threshold: float = 0.5
     unclip: float = 2.0
@@ -82,8 +85,9 @@ class TextDetector:
 
     def scale(self, height: int, width: int) -> float:
         """How much an image of this size is resized for the network (within ``pixel_budget``)."""
-        scale = min(1.0, (self.settings.pixel_budget / (height * width)) ** 0.5)
-        return max(scale, self.settings.min_side / min(height, width)) if scale >= 1.0 else scale
+        if height * width > self.settings.pixel_budget:
+            return float((self.settings.pixel_budget / (height * width)) ** 0.5)
+        return max(self.settings.enlarge, self.settings.min_side / min(height, width))
 
     def network_size(self, height: int, width: int, scale: float | None = None) -> tuple[int, int]:
         """The ``(height, width)`` the network sees for an image of this size (at ``scale``)."""

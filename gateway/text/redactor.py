@@ -86,36 +86,72 @@ class TextRedactor:
         return [box_corners(box) for rule in self.settings.device_regions if rule.matches(attributes)
                 for box in rule.boxes]
 
-    def redact(self, frames: Sequence[np.ndarray], attributes: Mapping[str, object]) -> Redaction:
+    def redact(self, frames: Sequence[np.ndarray], attributes: Mapping[str, object],
+               keep_out: Sequence[np.ndarray] | None = None) -> Redaction:
         """Fill the text of a still (one frame) or a sequence, and verify the output.
 
-        ``attributes`` are the instance's values by keyword, for the device rules.
+        ``attributes`` are the instance's values by keyword, for the device rules. ``keep_out``
+        (one ``H x W`` bool array per frame): pixels left as they are, the area the face mask
+        rendered. No text of the source survives under the opaque render, and the detector takes
+        rendered eyes and shaded faces for glyphs, so a line lying inside it is not text and one
+        crossing its edge is filled outside it only. Device boxes are filled whole.
         """
-        found = {index: self.find(frames[index])
+        def kept(index: int) -> np.ndarray | None:
+            return None if keep_out is None else keep_out[index]
+
+        found = {index: self._find_outside(frames[index], kept(index))
                  for index in examined_frames(frames, self.settings.sample_every, self.settings.scene_change)}
         examined = sorted(found)
         lines = [line for index in examined for line in found[index][0]]
-        allowed = sum(kept for _, kept in found.values())
+        allowed = sum(count for _, count in found.values())
         followed = [place for index in examined for line in found[index][0]
                     for place in followed_places(frames, index, line, examined)]
         polygons = tuple([grown(line, self.settings.margin) for line in lines + followed]
                          + self.device_boxes(attributes))
         if not polygons:
             return Redaction(list(frames), (), 0, allowed, text_left=False)
-        height, width = frames[0].shape[:2]
-        mask = fill_mask(polygons, (height, width))
-        output = [_filled(frame, mask, self.settings.fill_color) for frame in frames]
-        return Redaction(output, polygons, len(lines), allowed, self._text_left(output, examined, polygons, mask))
+        shape = (frames[0].shape[0], frames[0].shape[1])
+        mask = fill_mask(polygons, shape)
+        if keep_out is None:
+            masks = [mask] * len(frames)
+        else:
+            devices = fill_mask(self.device_boxes(attributes), shape)
+            masks = [(mask & ~area) | devices for area in keep_out]
+        output = [_filled(frame, frame_mask, self.settings.fill_color)
+                  for frame, frame_mask in zip(frames, masks, strict=True)]
+        left = any(self._text_left(output[index], polygons, masks[index], kept(index)) for index in examined)
+        return Redaction(output, polygons, len(lines), allowed, left)
 
-    def _text_left(self, output: Sequence[np.ndarray], examined: list[int], polygons: Sequence[np.ndarray],
-                   mask: np.ndarray) -> bool:
-        """Whether the detector still finds text around the fills of the examined output frames."""
+    def _find_outside(self, rgb: np.ndarray, keep_out: np.ndarray | None,
+                      scale: float | None = None) -> tuple[list[TextRegion], int]:
+        """:meth:`find` without the lines lying in ``keep_out`` (of ``rgb``'s size)."""
+        regions, allowed = self.find(rgb, scale)
+        if keep_out is None:
+            return regions, allowed
+        return [region for region in regions if not inside(region, keep_out)], allowed
+
+    def _text_left(self, output: np.ndarray, polygons: Sequence[np.ndarray], mask: np.ndarray,
+                   keep_out: np.ndarray | None) -> bool:
+        """Whether the detector still finds text around the fills of an examined output frame."""
         scale = self._detector.scale(*mask.shape)
         for x0, y0, x1, y1 in neighbourhoods(polygons, (mask.shape[0], mask.shape[1])):
-            window = mask[y0:y1, x0:x1]
-            if any(self.find(without_fills(output[index][y0:y1, x0:x1], window), scale)[0] for index in examined):
+            window = without_fills(output[y0:y1, x0:x1], mask[y0:y1, x0:x1])
+            if self._find_outside(window, None if keep_out is None else keep_out[y0:y1, x0:x1], scale)[0]:
                 return True
         return False
+
+
+#: A text line with at least this share of its box in the kept-out area lies inside it (and is
+#: not counted); any other is filled where it is outside the area, so that the end of a line
+#: running into the face is not left because most of its box is on the face.
+INSIDE = 0.9
+
+
+def inside(region: TextRegion, keep_out: np.ndarray) -> bool:
+    """Whether (nearly) all of ``region``'s box lies in ``keep_out``."""
+    x0, y0, x1, y1 = region.bounds()
+    box = keep_out[max(y0, 0):y1, max(x0, 0):x1]
+    return box.size > 0 and float(box.mean()) >= INSIDE
 
 
 def examined_frames(frames: Sequence[np.ndarray], every: int, scene_change: float) -> list[int]:
