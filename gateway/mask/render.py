@@ -19,7 +19,7 @@ import numpy as np
 from gateway.mask.topology import (
     LEFT_BROW,
     LEFT_EYE_OPENING,
-    LIPS,
+    LIP_SURFACE,
     MESH_VERTEX_COUNT,
     RIGHT_BROW,
     RIGHT_EYE_OPENING,
@@ -106,7 +106,10 @@ def vertex_colours(skin_albedo: tuple[int, int, int]) -> np.ndarray:
     rims = np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING])
     colours[rims] *= LID_MARGIN_SHADE
     colours[np.setdiff1d(within_hops(rims, 1), rims)] *= SOCKET_SHADE
-    colours[LIPS] = (skin + LIP_TINT) / 2.0
+    # The whole lip surface, not its two contours alone: with the rings between them left skin
+    # coloured the lips were pale bands with a pink rim, which Face Mesh read as teeth between
+    # parted lips on a closed mouth (docs/results.md).
+    colours[LIP_SURFACE] = (skin + LIP_TINT) / 2.0
     return colours / 255.0
 
 
