@@ -28,8 +28,8 @@ LARGEST_APERTURE = 0.5
 #: plus ``APERTURE_OFFSET`` (a rendered mouth's rim is not a real one's): the mouth is drawn with
 #: the aperture that reads back as the patient's. Fitted on faces-tune, never on the audit's set;
 #: ``tools/calibrate_mouth.py`` measures the read-back again (docs/results.md).
-APERTURE_GAIN = 1.28
-APERTURE_OFFSET = 0.007
+APERTURE_GAIN = 1.30
+APERTURE_OFFSET = 0.001
 #: Largest lift or drop of a corner taken from the patient, in inter-ocular distances: more is
 #: a failed fit, not a face.
 LARGEST_CORNER_SHIFT = 0.15

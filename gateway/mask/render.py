@@ -47,7 +47,7 @@ LID_MARGIN_SHADE = 0.6
 #: The lips' albedo is the mean of the skin's and this. With the whole lip surface tinted, the
 #: former (168, 92, 92) made dlib's eye points on the mask (the audit's independent judge) a
 #: little worse; this lighter tint keeps them as they were (docs/results.md).
-LIP_TINT = np.array([210.0, 130.0, 130.0])
+LIP_TINT = np.array([196.0, 124.0, 124.0])
 #: The ring of skin one mesh edge away from the lid margins (eyelids, the skin at the corners)
 #: is this much darker, as an eye socket is: Face Mesh reads the lids partly from it, and finds
 #: the eyelid points on the mask closer to the photo's with the ring than with the skin as light
