@@ -44,9 +44,9 @@ AMBIENT = 0.45
 LIGHT = np.array([0.0, -0.35, -1.0]) / np.linalg.norm([0.0, -0.35, -1.0])
 BROW_SHADE = 0.55
 LID_MARGIN_SHADE = 0.6
-#: The lips' albedo is the mean of the skin's and this. With the whole lip surface tinted, the
-#: former (168, 92, 92) made dlib's eye points on the mask (the audit's independent judge) a
-#: little worse; this lighter tint keeps them as they were (docs/results.md).
+#: The lips' albedo is the mean of the skin's and this, no brighter than the skin. With the whole
+#: lip surface tinted, the former darker (168, 92, 92) moved dlib's eye points on the mask (the
+#: audit's independent judge) further off than this lighter tint (docs/results.md).
 LIP_TINT = np.array([196.0, 124.0, 124.0])
 #: The ring of skin one mesh edge away from the lid margins (eyelids, the skin at the corners)
 #: is this much darker, as an eye socket is: Face Mesh reads the lids partly from it, and finds
