@@ -24,10 +24,12 @@ from gateway.mask.topology import (
     INNER_CORNER,
     LEFT_EYE_OPENING,
     LEFT_IRIS,
+    MOUTH_CORNERS,
     MOUTH_OPENING,
     OUTER_CORNER,
     RIGHT_EYE_OPENING,
     RIGHT_IRIS,
+    UPPER_INNER_LIP,
 )
 
 #: Fixed-point bits for sub-pixel drawing with OpenCV.
@@ -41,6 +43,10 @@ PUPIL_SIZE = 0.42
 MOUTH = (72, 36, 36)
 #: Where closed lips meet: a line a little darker than the lips, not an open mouth's interior.
 LIP_SEAM = (132, 74, 74)
+#: Thickness of that line, drawn over the rendered lips, in mouth widths (at least a pixel).
+#: Under the mesh alone the seam hardly shows, and Face Mesh put the inner lips of a closed
+#: mouth apart, as if parted (docs/results.md).
+LIP_SEAM_WIDTH = 0.02
 #: The patient's face outline is filled this much beyond its landmarks (blur and keep).
 OUTLINE_GROWTH = 1.15
 #: Longest side of the image a ``blur`` background is computed at, before it is scaled back.
@@ -193,6 +199,14 @@ def draw_lid_margins(canvas: np.ndarray, opening: np.ndarray) -> None:
         _blend(window, flat(window.shape, colour), coverage)
 
 
+def draw_lip_seam(canvas: np.ndarray, shape: np.ndarray) -> None:
+    """Draw the line where closed lips meet over the rendered lips (in place), along the inner
+    upper lip (the lower one lies on it), ``LIP_SEAM_WIDTH`` of the mouth's width thick."""
+    width = float(np.linalg.norm(shape[MOUTH_CORNERS[1], :2] - shape[MOUTH_CORNERS[0], :2]))
+    thickness = max(1, int(round(LIP_SEAM_WIDTH * width)))
+    cv2.polylines(canvas, [_fixed(shape[UPPER_INNER_LIP])], False, LIP_SEAM, thickness, cv2.LINE_AA, SHIFT)
+
+
 def fill_opening(canvas: np.ndarray, layer: np.ndarray | tuple[int, int, int], opening: np.ndarray) -> None:
     """Show ``layer`` (an image like ``canvas``, or a colour) through ``opening``, in place."""
     rows, columns, origin = _window(canvas, opening)
@@ -257,6 +271,8 @@ def compose_face(
             fill_opening(canvas, original, points[opening])
     fill_opening(canvas, LIP_SEAM if is_closed(shape) else MOUTH, shape[MOUTH_OPENING])
     _blend(canvas, rendered[..., :3], rendered[..., 3])
+    if is_closed(shape):
+        draw_lip_seam(canvas, shape)
     if settings.eyes is EyeRendering.RENDERED:
         for opening in (RIGHT_EYE_OPENING, LEFT_EYE_OPENING):
             draw_lid_margins(canvas, shape[opening])

@@ -30,8 +30,8 @@ LARGEST_APERTURE = 0.5
 #: plus ``APERTURE_OFFSET`` (a rendered mouth's rim is not a real one's): the mouth is drawn with
 #: the aperture that reads back as the patient's. Fitted on faces-tune, never on the audit's set;
 #: ``tools/calibrate_mouth.py`` measures the read-back again (docs/results.md).
-APERTURE_GAIN = 1.18
-APERTURE_OFFSET = 0.039
+APERTURE_GAIN = 1.30
+APERTURE_OFFSET = 0.001
 #: Largest lift or drop of a corner taken from the patient, in inter-ocular distances: more is
 #: a failed fit, not a face.
 LARGEST_CORNER_SHIFT = 0.15
@@ -82,7 +82,10 @@ def mouth_state(points: np.ndarray, template: np.ndarray) -> MouthState:
     with the aperture to draw so that it reads back as the patient's."""
     upright = normalise(points, template)
     lift = corner_lift(upright)
-    drawn = (aperture(upright) - APERTURE_OFFSET) / APERTURE_GAIN
+    measured = aperture(upright)
+    # Lips that touch are drawn touching: the read-back line is fitted on open mouths, and a
+    # closed mouth drawn slightly apart reads as parted.
+    drawn = 0.0 if measured < CLOSED_APERTURE else (measured - APERTURE_OFFSET) / APERTURE_GAIN
     return MouthState(float(np.clip(drawn, 0.0, LARGEST_APERTURE)), (lift[0], lift[1]))
 
 

@@ -74,17 +74,37 @@ def _triangles() -> np.ndarray:
     return np.array(faces, dtype=np.int32)
 
 
-def within_hops(seed: np.ndarray, count: int) -> np.ndarray:
-    """Vertices within ``count`` edges of ``seed`` on the mesh."""
+def _adjacency() -> dict[int, set[int]]:
+    """Neighbours of each mesh vertex along the tessellation's edges."""
     adjacency: dict[int, set[int]] = collections.defaultdict(set)
     for a, b in _edges(connections.FACEMESH_TESSELATION):
         adjacency[a].add(b)
         adjacency[b].add(a)
+    return adjacency
+
+
+def within_hops(seed: np.ndarray, count: int) -> np.ndarray:
+    """Vertices within ``count`` edges of ``seed`` on the mesh."""
+    adjacency = _adjacency()
     reached = set(int(v) for v in seed)
     frontier = set(reached)
     for _ in range(count):
         frontier = {n for v in frontier for n in adjacency[v]} - reached
         reached |= frontier
+    return np.array(sorted(reached), dtype=np.int32)
+
+
+def enclosed(seed: np.ndarray, border: np.ndarray) -> np.ndarray:
+    """Vertices reachable from ``seed`` along mesh edges without passing ``border`` (which is
+    reached, and included, but not crossed)."""
+    adjacency = _adjacency()
+    stop = set(int(v) for v in border)
+    reached = set(int(v) for v in seed) | stop
+    frontier = set(int(v) for v in seed) - stop
+    while frontier:
+        frontier = {n for v in frontier for n in adjacency[v]} - reached
+        reached |= frontier
+        frontier -= stop
     return np.array(sorted(reached), dtype=np.int32)
 
 
@@ -116,6 +136,9 @@ FACE_OVAL = _ring(connections.FACEMESH_FACE_OVAL)
 RIGHT_BROW = _vertices(connections.FACEMESH_RIGHT_EYEBROW)
 LEFT_BROW = _vertices(connections.FACEMESH_LEFT_EYEBROW)
 LIPS = _vertices(connections.FACEMESH_LIPS)
+#: The lips' whole surface: the inner and outer lip contours (``LIPS``) and the two rings of
+#: vertices between them.
+LIP_SURFACE = enclosed(MOUTH_OPENING, np.setdiff1d(LIPS, MOUTH_OPENING))
 
 _EYE_RIMS = np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING])
 #: Rings of mesh vertices around the lid margins that make up the eyelids (margin to crease).
