@@ -10,7 +10,7 @@ from gateway.audit.mouths import check_labels, closed_mouth_states, mouth_class,
 from gateway.audit.privacy import load_face_set
 from gateway.errors import AuditError
 
-LABELS = Path(__file__).parent / "data" / "faces-dev-closed-mouths.txt"
+LABELS = Path(__file__).parent / "data" / "closed-mouths.txt"
 FACES_DEV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces-dev"
 
 

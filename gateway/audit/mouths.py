@@ -2,7 +2,7 @@
 
 Whether the lips touch is a sign a neurologist reads, and a drawn mouth can open what was
 closed. Which photos show a closed mouth is labelled by a person (a list of photo keys, e.g.
-``tests/data/faces-dev-closed-mouths.txt``), not read by Face Mesh, so that the check does not
+``tests/data/closed-mouths.txt``), not read by Face Mesh, so that the check does not
 share the landmarker's mistakes. The release is read by Face Mesh with the classes the clinical
 question uses: closed when the inner-lip gap is under 5% of the mouth's width, open over 12%,
 parted in between.
