@@ -53,6 +53,11 @@ log = logging.getLogger("dmask.stow")
 
 _UID = r"[0-9]+(?:\.[0-9]+)*"
 _RETRY_AFTER_S = "30"
+#: After a refusal, what the client is still sending is read and dropped for at most this long
+#: and this much, so that it gets to read the answer: a socket closed with unread data is
+#: reset, and a client still sending its body sees a broken pipe instead of the status.
+_DISCARD_S = 2.0
+_DISCARD_BYTES = 64 * 1024 * 1024
 
 
 class StowReceiver:
@@ -353,6 +358,23 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Retry-After"] = _RETRY_AFTER_S
         self.close_connection = True
         self._reply(status, "text/plain; charset=utf-8", (message + "\n").encode(), headers)
+        self._discard_body()
+
+    def _discard_body(self) -> None:
+        """Read and drop the refused request's body, within ``_DISCARD_S`` and
+        ``_DISCARD_BYTES``; a larger or slower one is cut off as before."""
+        declared = self.headers.get("Content-Length", "") if self.headers else ""
+        left = min(int(declared), _DISCARD_BYTES) if declared.isdigit() else 0
+        deadline = time.monotonic() + _DISCARD_S
+        try:
+            self.connection.settimeout(_DISCARD_S)
+            while left > 0 and time.monotonic() < deadline:
+                chunk = self.rfile.read1(min(left, 1 << 16))
+                if not chunk:
+                    return
+                left -= len(chunk)
+        except OSError:  # the client went away or stalled: nothing more to do for it
+            return
 
     def _reply(self, status: HTTPStatus, content_type: str, body: bytes,
                headers: dict[str, str] | None = None) -> None:
