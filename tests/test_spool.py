@@ -113,6 +113,12 @@ def _has_original(spool: Spool, job: Job) -> bool:
         return False
 
 
+def _deliver_all(spool: Spool, job_id: int, destinations: tuple[str, ...] = ("pacs",)) -> JobState:
+    """Record a claimed job's round in which every destination took the result."""
+    return spool.record_deliveries(job_id, list(destinations), {}, None,
+                                   output=spool.output_path(job_id), destinations=list(destinations))
+
+
 def test_admit_moves_a_large_file_into_the_spool_with_0600(tmp_path: Path) -> None:
     """The embedded spool's own file layout (a PostgreSQL node keeps originals in the payload
     store, not in its folder)."""
@@ -208,8 +214,7 @@ def test_done_jobs_are_forgotten_after_their_history(make_spool: SpoolFactory) -
                          sop_class_uid="1.2.3", sop_instance_uid="1.2.3.4")
     job = spool.claim()
     assert job is not None
-    spool.record_deliveries(job_id, ["pacs"], {}, None, output=spool.output_path(job_id),
-                            destinations=["pacs"])
+    _deliver_all(spool, job_id)
     now = time.time()
     assert spool.purge(now=now + 61) == 1
     assert not _has_original(spool, job)
@@ -228,8 +233,7 @@ def test_a_done_row_outlives_its_original(make_spool: SpoolFactory) -> None:
     job_id = receive(spool)
     job = spool.claim()
     assert job is not None
-    spool.record_deliveries(job_id, ["pacs"], {}, None, output=spool.output_path(job_id),
-                            destinations=["pacs"])
+    _deliver_all(spool, job_id)
     now = time.time()
     assert spool.purge(now=now + 60) == 0
     assert [j.id for j in spool.jobs(JobState.DONE)] == [job_id] and _has_original(spool, job)
@@ -244,8 +248,7 @@ def test_forgetting_done_jobs_keeps_the_ledger_of_unfinished_ones(make_spool: Sp
     done, retrying, quarantined = receive(spool), receive(spool), receive(spool)
     for _ in range(3):
         assert spool.claim() is not None
-    spool.record_deliveries(done, ["a", "b"], {}, None, output=spool.output_path(done),
-                            destinations=["a", "b"])
+    _deliver_all(spool, done, ("a", "b"))
     spool.record_deliveries(retrying, ["a"], {"b": "forward-failed"}, time.time() + 60,
                             output=spool.output_path(retrying), destinations=["a", "b"])
     spool.quarantine(quarantined, "no-face")
