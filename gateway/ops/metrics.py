@@ -26,6 +26,7 @@ from gateway.errors import StartupError
 from gateway.store.queue import JobState
 
 _STAGE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000)
 #: Quarantine reason of a dead letter: a destination did not take the instance until its max age.
 DEAD_LETTER_REASON = "forward-expired"
 
@@ -85,6 +86,11 @@ class GatewayMetrics:
         self.stage_seconds = Histogram("dmask_stage_duration_seconds",
                                        "Time spent per pipeline stage", ["stage"],
                                        buckets=_STAGE_BUCKETS, registry=self.registry)
+        self.stow_request_instances = Histogram(
+            "dmask_stow_request_instances",
+            "Instances per STOW-RS request of a batching DICOMweb destination: near 1 under its"
+            " max_instances_per_request means batch_wait expires before batches fill",
+            ["destination"], buckets=_BATCH_BUCKETS, registry=self.registry)
         self.ready = Gauge("dmask_ready", "1 when the gateway should get traffic (as /readyz), else 0",
                            registry=self.registry)
         self.spool_free_bytes = Gauge("dmask_spool_free_bytes", "Free disk space where the spool is",

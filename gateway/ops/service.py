@@ -507,6 +507,7 @@ class Gateway:
                     self._replace_broken_pool()
                 continue
             self._sending[future] = batch
+            self.metrics.stow_request_instances.labels(batch.destination).observe(len(batch.parcels))
             future.add_done_callback(lambda _: self._wake.set())
 
     def _answered(self, batch: Batch, failed: dict[int, str]) -> None:

@@ -182,6 +182,8 @@ def test_instances_of_several_jobs_share_requests_up_to_the_cap(
     wait_until(lambda: server.spool_counts() == {"done": 7}, 20, "every job done")
     assert server.metric("dmask_forwarded_instances_total") == 7
     assert server.metric("dmask_forward_retries_total") == 0
+    assert server.metric("dmask_stow_request_instances_count") == len(sizes)
+    assert server.metric("dmask_stow_request_instances_sum") == 7
 
 
 def test_an_instance_refused_in_a_batch_is_retried_alone(
