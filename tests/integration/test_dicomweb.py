@@ -200,6 +200,25 @@ def test_an_instance_refused_in_a_batch_is_retried_alone(
     assert server.metric("dmask_forwarded_instances_total") == 3
 
 
+def test_an_instance_refused_in_every_batch_is_dead_lettered_alone(
+        tmp_path: Path, dicomweb_orthanc: Orthanc, peer: StowPeer, spool: dict[str, Any], dmask_server) -> None:
+    """A destination that refuses one instance of a batch until its max age: that job alone
+    becomes a dead letter (forward-expired); the batch's other jobs are done."""
+    destination = _web_destination(peer.url, {"type": "none"}, max_instances_per_request=3, batch_wait=5,
+                                   retry={**FAST_RETRY, "max_age": 3})
+    settings = gateway_settings(tmp_path, {"research": destination})
+    settings["spool"].update(spool)
+    server = dmask_server(settings)
+    peer.fail_always[2] = 0xA700
+    assert len(acknowledged(storescu(server.port, _tags_only_files(tmp_path, 3)))) == 3
+    wait_until(lambda: server.spool_counts() == {"done": 2, "quarantined": 1}, 60,
+               "two jobs done, one dead letter")
+    assert dicomweb_orthanc.instance_count() == 2
+    assert len(peer.requests[0]) == 3 and all(len(request) == 1 for request in peer.requests[1:])
+    assert server.metric("dmask_quarantined_instances_total") == 1
+    assert "forward-expired" in server.command("queue")
+
+
 def test_a_batch_waiting_at_a_crash_is_sent_after_the_restart_and_at_a_stop_at_once(
         tmp_path: Path, dicomweb_orthanc: Orthanc, peer: StowPeer, dmask_server) -> None:
     """Results waiting for their batch are not yet recorded: SIGKILL then loses nothing (the jobs

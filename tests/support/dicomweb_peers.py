@@ -64,6 +64,8 @@ class StowPeer:
         #: SOP Instance UID (or InstanceNumber, which de-identification keeps) -> FailureReason
         #: to answer once for that instance.
         self.fail_once: dict[str | int, int] = {}
+        #: The same, answered every time.
+        self.fail_always: dict[str | int, int] = {}
         self.requests: list[list[str]] = []  # SOP Instance UIDs of each request that got through
         self.statuses: list[int] = []
         self.authorizations: list[str | None] = []
@@ -106,6 +108,9 @@ class StowPeer:
             refused = {str(ds.SOPInstanceUID): self.fail_once.pop(key) for ds in parts
                        for key in (str(ds.SOPInstanceUID), int(ds.get("InstanceNumber") or 0))
                        if key in self.fail_once}
+            refused.update({str(ds.SOPInstanceUID): self.fail_always[key] for ds in parts
+                            for key in (str(ds.SOPInstanceUID), int(ds.get("InstanceNumber") or 0))
+                            if key in self.fail_always})
         if self.upstream is not None and not refused:
             return self._forward(headers["Content-Type"], body)
         response: dict[str, Any] = {}
