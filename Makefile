@@ -12,7 +12,7 @@ APT_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0 \
 	tesseract-ocr tesseract-ocr-eng fonts-dejavu-core fonts-liberation postgresql-15
 STAMPS := .make
 
-.PHONY: run test lint install apt venv bench clean
+.PHONY: run test lint install apt venv bench bench-scale-out clean
 
 run: install var/pseudonym.key
 	$(BIN)/dmask serve --config $(CONFIG)
@@ -69,6 +69,11 @@ bench: install
 	$(BIN)/python -m bench.video $(BENCH_ARGS)
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 	$(BIN)/python -m bench.text $(BENCH_ARGS)
+
+# The scale-out queue's benchmarks start a PostgreSQL 15 server of their own (Debian's binaries).
+bench-scale-out: install
+	$(BIN)/python -m bench.cluster $(BENCH_ARGS)
+	$(BIN)/python -m bench.scale $(BENCH_ARGS)
 
 clean:
 	rm -rf $(STAMPS) $(VENV) var
