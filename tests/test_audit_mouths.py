@@ -12,6 +12,9 @@ from gateway.errors import AuditError
 
 LABELS = Path(__file__).parent / "data" / "closed-mouths.txt"
 FACES_DEV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces-dev"
+TUNING_CLOSED = Path(__file__).parent / "data" / "tuning-closed-mouths.txt"
+TUNING_PARTED = Path(__file__).parent / "data" / "tuning-parted-mouths.txt"
+FACES_TUNE = FACES_DEV.parent / "faces-tune"
 
 
 def test_classes_follow_the_clinical_cut_offs() -> None:
@@ -41,6 +44,14 @@ def test_the_faces_dev_labels_name_photos_of_faces_dev() -> None:
     if not FACES_DEV.is_dir():
         pytest.skip("shared faces-dev set not present")
     check_labels(read_labels(LABELS), (photo.key for photo in load_face_set(FACES_DEV).photos))
+
+
+def test_the_tuning_labels_name_faces_tune_photos_in_one_state_each() -> None:
+    closed, parted = read_labels(TUNING_CLOSED), read_labels(TUNING_PARTED)
+    assert (len(closed), len(parted)) == (328, 146) and not closed & parted
+    if not FACES_TUNE.is_dir():
+        pytest.skip("shared faces-tune set not present")
+    check_labels(closed | parted, (photo.key for photo in load_face_set(FACES_TUNE).photos))
 
 
 def test_states_count_only_released_labelled_photos() -> None:

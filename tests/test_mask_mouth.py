@@ -13,6 +13,7 @@ from gateway.mask import FaceMasker, MaskSettings
 from gateway.mask.compose import MOUTH
 from gateway.mask.mouth import (
     CLOSED_APERTURE,
+    DRAWN_CLOSED_BELOW,
     MouthState,
     aperture,
     corner_lift,
@@ -49,6 +50,16 @@ def test_the_template_mouth_is_open_and_a_closed_state_closes_it_along_its_lengt
     assert np.array_equal(closed[UNTOUCHED], TEMPLATE[UNTOUCHED])
     wide = posed_template(TEMPLATE, MouthState(0.4, corner_lift(closed)))
     assert aperture(wide) == pytest.approx(0.4, abs=0.01)
+
+
+def test_a_mouth_measured_a_little_apart_is_drawn_closed_and_one_past_the_cut_parted() -> None:
+    # Landmarks put the lips of many closed mouths a little apart: under the cut they are drawn
+    # touching, past it with an opening (not the closed mouth's seam).
+    for measured, closed in ((CLOSED_APERTURE + 0.01, True), (DRAWN_CLOSED_BELOW + 0.01, False)):
+        face = posed_template(TEMPLATE, MouthState(measured, corner_lift(TEMPLATE))) * 80.0 + (300.0, 200.0, 0.0)
+        state = mouth_state(face, TEMPLATE)
+        assert (state.aperture == 0.0) is closed
+        assert is_closed(posed_template(TEMPLATE, state)) is closed
 
 
 def test_each_corner_takes_its_own_height() -> None:

@@ -26,12 +26,13 @@ from gateway.mask.topology import INNER_LIP_MIDPOINTS, LOWER_INNER_LIP, MOUTH_CO
 #: Widest aperture taken from the patient: beyond it the skin between lower lip and chin would
 #: fold over itself (a yawn is drawn as a wide open mouth all the same).
 LARGEST_APERTURE = 0.5
-#: Face Mesh reads the aperture of a drawn mouth as about ``APERTURE_GAIN`` times the drawn one
-#: plus ``APERTURE_OFFSET`` (a rendered mouth's rim is not a real one's): the mouth is drawn with
-#: the aperture that reads back as the patient's. Fitted on faces-tune, never on the audit's set;
-#: ``tools/calibrate_mouth.py`` measures the read-back again (docs/results.md).
-APERTURE_GAIN = 1.30
-APERTURE_OFFSET = 0.001
+#: A mouth drawn with aperture ``(measured - APERTURE_OFFSET) / APERTURE_GAIN`` reads back on the
+#: mask, on average, as the patient's did on the original (a rendered mouth's rim is not a real
+#: one's, and the masker's own landmarks read a mouth a little narrower than Face Mesh on the whole
+#: image). Fitted on faces-tune, never on the audit's set, by ``tools/calibrate_mouth.py``
+#: (docs/results.md).
+APERTURE_GAIN = 1.19
+APERTURE_OFFSET = 0.002
 #: Largest lift or drop of a corner taken from the patient, in inter-ocular distances: more is
 #: a failed fit, not a face.
 LARGEST_CORNER_SHIFT = 0.15
@@ -40,6 +41,12 @@ CORNER_REACH = 0.3
 #: Below this aperture the lips touch: the opening is drawn as the seam between them, without
 #: the dark interior of an open mouth.
 CLOSED_APERTURE = 0.05
+#: A mouth the masker measures under this aperture is drawn with its lips touching. It is above
+#: ``CLOSED_APERTURE`` because landmarks put the inner lips of many closed mouths a little apart
+#: (their rims in shadow); chosen on faces-tune mouths labelled closed or parted by eye so that
+#: the fewest of either are drawn in the other state, the closed ones favoured on a tie
+#: (``tools/calibrate_mouth.py``, docs/results.md).
+DRAWN_CLOSED_BELOW = 0.08
 #: Landmark of the chin, where the lower lip's movement has faded out.
 CHIN = 152
 #: Lowest point of the lower lip (outer contour), below which that movement starts to fade.
@@ -77,6 +84,11 @@ def corner_lift(points: np.ndarray) -> tuple[float, float]:
     return float(midline - right), float(midline - left)
 
 
+def measured_aperture(points: np.ndarray, template: np.ndarray) -> float:
+    """Aperture of the face at ``points`` (pixels), measured in ``template``'s frame."""
+    return aperture(normalise(points, template))
+
+
 def mouth_state(points: np.ndarray, template: np.ndarray) -> MouthState:
     """The state of the mouth of the face at ``points`` (pixels), measured in ``template``'s frame,
     with the aperture to draw so that it reads back as the patient's."""
@@ -85,7 +97,7 @@ def mouth_state(points: np.ndarray, template: np.ndarray) -> MouthState:
     measured = aperture(upright)
     # Lips that touch are drawn touching: the read-back line is fitted on open mouths, and a
     # closed mouth drawn slightly apart reads as parted.
-    drawn = 0.0 if measured < CLOSED_APERTURE else (measured - APERTURE_OFFSET) / APERTURE_GAIN
+    drawn = 0.0 if measured < DRAWN_CLOSED_BELOW else (measured - APERTURE_OFFSET) / APERTURE_GAIN
     return MouthState(float(np.clip(drawn, 0.0, LARGEST_APERTURE)), (lift[0], lift[1]))
 
 
