@@ -144,17 +144,21 @@ def still_speed() -> None:
 _redactor: TextRedactor | None = None
 
 
+def _worker_redactor() -> TextRedactor:
+    global _redactor
+    _redactor = _redactor or TextRedactor(TextSettings())
+    return _redactor
+
+
 def masked_and_redacted(data: bytes) -> tuple[dict[str, float], float]:
     """Decode, mask, redact text and encode one instance: seconds per stage (decode and mask
     together, as the masker pulls the frames), and the mean share of a frame the text step filled
     (the clip holds no text: every filled pixel is a false redaction)."""
-    global _redactor
-    _redactor = _redactor or TextRedactor(TextSettings())
     began = time.perf_counter()
     ds = pydicom.dcmread(BytesIO(data))
     images = list(masked_frames(_worker_masker(), decode_frames(ds), FRAME_RATE))
     masked = time.perf_counter()
-    redaction = _redactor.redact([image.rgb for image in images], {}, [image.rendered for image in images])
+    redaction = _worker_redactor().redact([image.rgb for image in images], {}, [image.rendered for image in images])
     redacted = time.perf_counter()
     encode_frames(ds, redaction.frames)
     ended = time.perf_counter()
@@ -168,12 +172,10 @@ def detector_on_masked(data: bytes) -> float:
     """Seconds of the text step on the masked frames of one instance without the masks' area:
     what the detector costs on the sampled frames where the source is left around the faces (a
     kept background, whose masking itself costs far more for its residual face check)."""
-    global _redactor
-    _redactor = _redactor or TextRedactor(TextSettings())
     ds = pydicom.dcmread(BytesIO(data))
     frames = [image.rgb for image in masked_frames(_worker_masker(), decode_frames(ds), FRAME_RATE)]
     began = time.perf_counter()
-    _redactor.redact(frames, {})
+    _worker_redactor().redact(frames, {})
     return time.perf_counter() - began
 
 
