@@ -326,3 +326,19 @@ def test_a_masked_sequence_keeps_its_rendered_eyes(masker: FaceMasker) -> None:
     output = _masked_profile(_part10(rgb_instance(frames)), masker)
     for out, image in zip(output, images, strict=True):
         assert (out == image.rgb).all()
+
+
+def test_a_filled_background_leaves_nothing_of_the_source_for_the_text_step(
+        masker: FaceMasker, keeping_masker: FaceMasker) -> None:
+    """With the default filled background the mask draws every pixel: the text beside the face
+    is gone with the background, and the text step has nothing left to look at."""
+    frame = resized(photo("astronaut"), 300 * 300)
+    planted = frame.copy()
+    cv2.putText(planted, "DOE^JANE", (30, 75), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1)
+    ink = (planted != frame).any(axis=2)
+    filled, kept = masker.mask_still(planted), keeping_masker.mask_still(planted)
+    assert filled.rendered.all() and not kept.rendered.all()
+    beside = ink & ~kept.rendered  # the ink outside the face, left by a kept background
+    assert beside.sum() > 100 and (filled.rgb[beside] == masker.settings.fill_color).all()
+    redaction = TextRedactor(TextSettings()).redact([filled.rgb], {}, [filled.rendered])
+    assert redaction.polygons == () and not redaction.text_left and (redaction.frames[0] == filled.rgb).all()

@@ -38,15 +38,17 @@ class ClipMasker(Protocol):
         """Raise ``ResidualFace`` if a face that no mask of ``faces`` covers is left."""
 
     def rendered_area(self, shape: tuple[int, ...], faces: list[FaceLandmarks]) -> np.ndarray:
-        """``H x W`` bool: where :meth:`render` drew the masks of ``faces`` (synthetic pixels)."""
+        """``H x W`` bool: where :meth:`render` drew (synthetic pixels: the masks of ``faces``, and
+        a filled background)."""
 
 
 @dataclass(frozen=True)
 class MaskedImage:
     """A masked still and where the mask drew.
 
-    ``rendered`` (``H x W`` bool) is the area of the rendered faces: synthetic pixels only, in
-    which no burned-in text of the source can survive, so later steps (the text step) leave it.
+    ``rendered`` (``H x W`` bool) is the area the masker drew, the rendered faces and a filled
+    background: synthetic pixels only, in which no burned-in text of the source can survive, so
+    later steps (the text step) leave it.
     """
 
     rgb: np.ndarray

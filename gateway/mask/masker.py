@@ -122,13 +122,15 @@ class FaceMasker:
         return MaskedImage(output, self.rendered_area(rgb.shape, faces))
 
     def rendered_area(self, shape: tuple[int, ...], faces: list[FaceLandmarks]) -> np.ndarray:
-        """``H x W`` bool: the pixels inside the rendered mask of any of ``faces``.
+        """``H x W`` bool: the pixels :meth:`render` drew, none of which shows the source's.
 
         The mask is opaque over its mesh, whose outer vertices are the face's outline, so the
-        convex hull of the mesh's vertices is what it drew. With ``eyes: original`` the eyelid
-        openings show the source's pixels, which may carry text: they are not part of it.
+        convex hull of the mesh's vertices is what it drew. With ``background: fill`` everything
+        outside the masks is the flat fill colour, drawn as well: then nothing of the source is
+        left in the output. With ``eyes: original`` the eyelid openings show the source's pixels,
+        which may carry text: they are not part of it.
         """
-        area = np.zeros(shape[:2], np.uint8)
+        area = np.full(shape[:2], int(self.settings.background is BackgroundPolicy.FILL), np.uint8)
         for face in faces:
             hull = cv2.convexHull(np.round(self._shape(face)[:MESH_VERTEX_COUNT, :2]).astype(np.int32))
             cv2.fillConvexPoly(area, hull, (1,))

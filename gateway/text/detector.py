@@ -100,8 +100,8 @@ class TextDetector:
         height, width = self.network_size(rgb.shape[0], rgb.shape[1], scale)
         resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA
                              if height < rgb.shape[0] else cv2.INTER_LINEAR)
-        bgr = resized[:, :, ::-1]  # the network was trained on BGR images
-        tensor = (bgr.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]
+        # The network was trained on BGR images scaled to -1..1, channels first: one pass.
+        tensor = cv2.dnn.blobFromImage(resized, 1 / 127.5, mean=(127.5, 127.5, 127.5), swapRB=True)
         return np.asarray(self._session.run(None, {self._input: tensor})[0][0, 0])
 
     def detect(self, rgb: np.ndarray, scale: float | None = None) -> list[TextRegion]:

@@ -92,9 +92,10 @@ class TextRedactor:
 
         ``attributes`` are the instance's values by keyword, for the device rules. ``keep_out``
         (one ``H x W`` bool array per frame): pixels left as they are, the area the face mask
-        rendered. No text of the source survives under the opaque render, and the detector takes
-        rendered eyes and shaded faces for glyphs, so a line lying inside it is not text and one
-        crossing its edge is filled outside it only. Device boxes are filled whole.
+        rendered (with a filled background, the whole frame). No text of the source survives under
+        the opaque render, and the detector takes rendered eyes and shaded faces for glyphs, so a
+        line lying inside it is not text and one crossing its edge is filled outside it only.
+        Device boxes are filled whole.
         """
         def kept(index: int) -> np.ndarray | None:
             return None if keep_out is None else keep_out[index]
@@ -124,7 +125,13 @@ class TextRedactor:
 
     def _find_outside(self, rgb: np.ndarray, keep_out: np.ndarray | None,
                       scale: float | None = None) -> tuple[list[TextRegion], int]:
-        """:meth:`find` without the lines lying in ``keep_out`` (of ``rgb``'s size)."""
+        """:meth:`find` without the lines lying in ``keep_out`` (of ``rgb``'s size).
+
+        Where ``keep_out`` is everything (a masked output with a filled background), no pixel
+        of the source is left to hold text, and the detector is not run.
+        """
+        if keep_out is not None and keep_out.all():
+            return [], 0
         regions, allowed = self.find(rgb, scale)
         if keep_out is None:
             return regions, allowed
