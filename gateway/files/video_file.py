@@ -198,7 +198,8 @@ def _filled(frames: Iterable[np.ndarray], mask: np.ndarray, colour: tuple[int, i
 def mask_video_file(masker: FaceMasker, source: Path, target: Path, preview: Path | None = None, *,
                     text: TextSettings) -> int:
     """Mask every frame of the video file `source` into `target`, then its burned-in text as
-    `text` says; optionally a contact sheet (the text filled outlined).
+    `text` says (when the masks leave pixels of the source to hold any); optionally a contact
+    sheet (the text filled outlined).
 
     Returns
     -------
@@ -220,7 +221,7 @@ def mask_video_file(masker: FaceMasker, source: Path, target: Path, preview: Pat
     try:
         count = write_frames(target, mask_frames(masker, read_frames(source), float(info.frame_rate)),
                              info.frame_rate)
-        if text.action != TextAction.KEEP:
+        if text.action != TextAction.KEEP and masker.keeps_source_pixels:
             polygons = redact_clip_text(target, count, info.frame_rate, text)
     except BaseException:
         target.unlink(missing_ok=True)

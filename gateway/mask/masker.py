@@ -121,6 +121,12 @@ class FaceMasker:
         self.check_residual(output, faces)
         return MaskedImage(output, self.rendered_area(rgb.shape, faces))
 
+    @property
+    def keeps_source_pixels(self) -> bool:
+        """Whether an output can show pixels of the source (and so its burned-in text): not with
+        a filled background and rendered eyes, where :meth:`rendered_area` is every pixel."""
+        return self.settings.background is not BackgroundPolicy.FILL or self.settings.eyes is EyeRendering.ORIGINAL
+
     def rendered_area(self, shape: tuple[int, ...], faces: list[FaceLandmarks]) -> np.ndarray:
         """``H x W`` bool: the pixels :meth:`render` drew, none of which shows the source's.
 
