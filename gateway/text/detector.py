@@ -132,8 +132,8 @@ class TextDetector:
         """Every text line in ``rgb``, as rotated rectangles in its pixels.
 
         ``scale`` overrides :meth:`scale`, and there is no second look: a crop is examined as it
-        was in its whole image. A line of the second look whose centre lies in one of the first
-        is the same line, and counted once.
+        was in its whole image. A line of the second look that lies inside one of the first adds
+        nothing, and is not counted twice.
         """
         regions = self._regions(rgb, scale)
         second = None if scale is not None else self.second_scale(rgb.shape[0], rgb.shape[1])
@@ -141,7 +141,7 @@ class TextDetector:
             return regions
         return regions + [region for region in self._regions(rgb, second)
                           if min(cv2.minAreaRect(region.corners)[1]) <= self.settings.second_look_height
-                          and not any(_contains(other, region.corners.mean(axis=0)) for other in regions)]
+                          and not any(_contains(other, region.corners) for other in regions)]
 
     def _regions(self, rgb: np.ndarray, scale: float | None) -> list[TextRegion]:
         """The text lines of one look at ``rgb`` (at ``scale``, or :meth:`scale`)."""
@@ -181,9 +181,9 @@ def sharpness(rgb: np.ndarray, region: TextRegion) -> float:
     return float((magnitude > SHARP_EDGE).sum() / max(int((magnitude > EDGE).sum()), 1))
 
 
-def _contains(region: TextRegion, point: np.ndarray) -> bool:
-    """Whether ``point`` (x, y) lies in ``region``'s rectangle."""
-    return cv2.pointPolygonTest(region.corners, (float(point[0]), float(point[1])), False) >= 0
+def _contains(region: TextRegion, points: np.ndarray) -> bool:
+    """Whether all ``points`` (x, y rows) lie in ``region``'s rectangle."""
+    return all(cv2.pointPolygonTest(region.corners, (float(x), float(y)), False) >= 0 for x, y in points)
 
 
 def _mean_inside(probability: np.ndarray, contour: np.ndarray) -> float:
