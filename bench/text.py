@@ -105,7 +105,7 @@ def quality(faces: int, faces_dir: Path | None, samples: Path | None, seed: int)
           flush=True)
     areas = []
     for rgb, rendered in text_free:
-        redaction = redactor.redact([rgb], {}, rendered)
+        redaction = redactor.redact([rgb], {}, None if rendered is None else [rendered])
         areas.append(float(fill_mask(redaction.polygons, rgb.shape[:2]).mean()) if redaction.polygons else 0.0)
     print(f"false redaction on {len(areas)} text-free images: mean {100 * float(np.mean(areas)):.2f}% of the area, "
           f"{sum(a > 0 for a in areas)} images touched", flush=True)
