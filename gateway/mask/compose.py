@@ -196,7 +196,7 @@ def draw_lid_margins(canvas: np.ndarray, opening: np.ndarray) -> None:
             continue
         coverage = np.zeros(window.shape[:2], dtype=np.uint8)
         cv2.fillPoly(coverage, [_fixed(band - origin[:2])], (int(round(255 * opacity)),), cv2.LINE_AA, SHIFT)
-        _blend(window, flat(window.shape, colour), coverage)
+        _blend(window, colour, coverage)
 
 
 def draw_lip_seam(canvas: np.ndarray, shape: np.ndarray) -> None:
@@ -213,21 +213,28 @@ def fill_opening(canvas: np.ndarray, layer: np.ndarray | tuple[int, int, int], o
     window = canvas[rows, columns]
     if not window.size:
         return
-    source = layer[rows, columns] if isinstance(layer, np.ndarray) else flat(window.shape, layer)
+    source = layer[rows, columns] if isinstance(layer, np.ndarray) else layer
     _blend(window, source, _opening_mask(window.shape[:2], opening - origin))
 
 
-def _blend(canvas: np.ndarray, layer: np.ndarray, coverage: np.ndarray) -> None:
-    """``layer`` over ``canvas`` (in place) with ``coverage`` (HxW, 0-255) as alpha.
+def _blend(canvas: np.ndarray, layer: np.ndarray | tuple[int, int, int], coverage: np.ndarray) -> None:
+    """``layer`` (an image like ``canvas``, or a colour) over ``canvas`` (in place) with
+    ``coverage`` (HxW, 0-255) as alpha.
 
     Fully covered pixels are copied (by OpenCV, faster than ``np.copyto`` with ``where``); only
-    the antialiased rim is mixed, which keeps a face that fills a
-    12-megapixel photo cheap.
+    the antialiased rim is mixed, which keeps a face that fills a 12-megapixel photo cheap. An
+    image layer must have its pixels contiguous (OpenCV copies a strided one first, which cost
+    more than the rest of the blend); a colour needs no layer image at all.
     """
-    cv2.copyTo(layer, (coverage == 255).view(np.uint8), canvas)
-    rim = (coverage > 0) & (coverage < 255)
-    alpha = coverage[rim].astype(np.float32)[:, None] / 255.0
-    canvas[rim] = (canvas[rim] * (1.0 - alpha) + layer[rim] * alpha + 0.5).astype(np.uint8)
+    if isinstance(layer, np.ndarray):
+        cv2.copyTo(layer, (coverage == 255).view(np.uint8), canvas)
+    else:
+        canvas[coverage == 255] = layer
+    # 1-254 wrap around to 0-253 (uint8), 0 and 255 to 255 and 254: the rim in one comparison.
+    rows, columns = np.nonzero(coverage - np.uint8(1) < np.uint8(254))
+    alpha = coverage[rows, columns].astype(np.float32)[:, None] / 255.0
+    source = layer[rows, columns] if isinstance(layer, np.ndarray) else np.array(layer, dtype=np.uint8)
+    canvas[rows, columns] = (canvas[rows, columns] * (1.0 - alpha) + source * alpha + 0.5).astype(np.uint8)
 
 
 def compose_face(
@@ -270,7 +277,7 @@ def compose_face(
         else:
             fill_opening(canvas, original, points[opening])
     fill_opening(canvas, LIP_SEAM if is_closed(shape) else MOUTH, shape[MOUTH_OPENING])
-    _blend(canvas, rendered[..., :3], rendered[..., 3])
+    _blend(canvas, cv2.cvtColor(rendered, cv2.COLOR_RGBA2RGB), rendered[..., 3])
     if is_closed(shape):
         draw_lip_seam(canvas, shape)
     if settings.eyes is EyeRendering.RENDERED:
