@@ -127,18 +127,19 @@ def _window(canvas: np.ndarray, polygon: np.ndarray) -> tuple[slice, slice, np.n
     return slice(y0, max(y0, y1)), slice(x0, max(x0, x1)), np.array([x0, y0, 0.0])
 
 
-def _iris_ellipse(iris: np.ndarray, size: float) -> tuple[tuple[int, int], tuple[int, int], float]:
-    """``cv2.ellipse`` centre, axes (fixed point) and angle of an iris scaled by ``size``."""
+def _iris_ellipse(iris: np.ndarray) -> tuple[tuple[int, int], tuple[float, float], float]:
+    """``cv2.ellipse`` centre (fixed point), half axes (pixels) and angle of an iris."""
     centre, ring = _fixed(iris[:1])[0], iris[1:, :2]
     horizontal, vertical = ring[0] - ring[2], ring[1] - ring[3]
-    axes = (np.linalg.norm(horizontal) / 2 * size, np.linalg.norm(vertical) / 2 * size)
+    axes = (float(np.linalg.norm(horizontal)) / 2, float(np.linalg.norm(vertical)) / 2)
     angle = float(np.degrees(np.arctan2(horizontal[1], horizontal[0])))
+    return (int(centre[0]), int(centre[1])), axes, angle
+
+
+def _fixed_axes(axes: tuple[float, float], size: float) -> tuple[int, int]:
+    """Fixed-point ``cv2.ellipse`` axes of half ``axes`` scaled by ``size`` (at least 1)."""
     scale = 1 << SHIFT
-    return (
-        (int(centre[0]), int(centre[1])),
-        (max(1, int(round(axes[0] * scale))), max(1, int(round(axes[1] * scale)))),
-        angle,
-    )
+    return max(1, int(round(axes[0] * size * scale))), max(1, int(round(axes[1] * size * scale)))
 
 
 def draw_eye(canvas: np.ndarray, opening: np.ndarray, iris: np.ndarray) -> None:
@@ -148,9 +149,9 @@ def draw_eye(canvas: np.ndarray, opening: np.ndarray, iris: np.ndarray) -> None:
     if not window.size:
         return
     eye = flat(window.shape, SCLERA)
+    centre, axes, angle = _iris_ellipse(iris - origin)
     for colour, size in ((LIMBUS, 1.0), (IRIS, IRIS_INNER), (PUPIL, PUPIL_SIZE)):
-        centre, axes, angle = _iris_ellipse(iris - origin, size)
-        cv2.ellipse(eye, centre, axes, angle, 0, 360, colour, -1, cv2.LINE_AA, SHIFT)
+        cv2.ellipse(eye, centre, _fixed_axes(axes, size), angle, 0, 360, colour, -1, cv2.LINE_AA, SHIFT)
     _blend(window, eye, _opening_mask(window.shape[:2], opening - origin))
 
 
@@ -276,9 +277,10 @@ def compose_face(
             draw_eye(canvas, shape[opening], shape[iris])
         else:
             fill_opening(canvas, original, points[opening])
-    fill_opening(canvas, LIP_SEAM if is_closed(shape) else MOUTH, shape[MOUTH_OPENING])
+    closed = is_closed(shape)
+    fill_opening(canvas, LIP_SEAM if closed else MOUTH, shape[MOUTH_OPENING])
     _blend(canvas, cv2.cvtColor(rendered, cv2.COLOR_RGBA2RGB), rendered[..., 3])
-    if is_closed(shape):
+    if closed:
         draw_lip_seam(canvas, shape)
     if settings.eyes is EyeRendering.RENDERED:
         for opening in (RIGHT_EYE_OPENING, LEFT_EYE_OPENING):
