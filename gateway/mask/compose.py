@@ -127,18 +127,19 @@ def _window(canvas: np.ndarray, polygon: np.ndarray) -> tuple[slice, slice, np.n
     return slice(y0, max(y0, y1)), slice(x0, max(x0, x1)), np.array([x0, y0, 0.0])
 
 
-def _iris_ellipse(iris: np.ndarray, size: float) -> tuple[tuple[int, int], tuple[int, int], float]:
-    """``cv2.ellipse`` centre, axes (fixed point) and angle of an iris scaled by ``size``."""
+def _iris_ellipse(iris: np.ndarray) -> tuple[tuple[int, int], tuple[float, float], float]:
+    """``cv2.ellipse`` centre (fixed point), half axes (pixels) and angle of an iris."""
     centre, ring = _fixed(iris[:1])[0], iris[1:, :2]
     horizontal, vertical = ring[0] - ring[2], ring[1] - ring[3]
-    axes = (np.linalg.norm(horizontal) / 2 * size, np.linalg.norm(vertical) / 2 * size)
+    axes = (float(np.linalg.norm(horizontal)) / 2, float(np.linalg.norm(vertical)) / 2)
     angle = float(np.degrees(np.arctan2(horizontal[1], horizontal[0])))
+    return (int(centre[0]), int(centre[1])), axes, angle
+
+
+def _fixed_axes(axes: tuple[float, float], size: float) -> tuple[int, int]:
+    """Fixed-point ``cv2.ellipse`` axes of half ``axes`` scaled by ``size`` (at least 1)."""
     scale = 1 << SHIFT
-    return (
-        (int(centre[0]), int(centre[1])),
-        (max(1, int(round(axes[0] * scale))), max(1, int(round(axes[1] * scale)))),
-        angle,
-    )
+    return max(1, int(round(axes[0] * size * scale))), max(1, int(round(axes[1] * size * scale)))
 
 
 def draw_eye(canvas: np.ndarray, opening: np.ndarray, iris: np.ndarray) -> None:
@@ -148,9 +149,9 @@ def draw_eye(canvas: np.ndarray, opening: np.ndarray, iris: np.ndarray) -> None:
     if not window.size:
         return
     eye = flat(window.shape, SCLERA)
+    centre, axes, angle = _iris_ellipse(iris - origin)
     for colour, size in ((LIMBUS, 1.0), (IRIS, IRIS_INNER), (PUPIL, PUPIL_SIZE)):
-        centre, axes, angle = _iris_ellipse(iris - origin, size)
-        cv2.ellipse(eye, centre, axes, angle, 0, 360, colour, -1, cv2.LINE_AA, SHIFT)
+        cv2.ellipse(eye, centre, _fixed_axes(axes, size), angle, 0, 360, colour, -1, cv2.LINE_AA, SHIFT)
     _blend(window, eye, _opening_mask(window.shape[:2], opening - origin))
 
 
@@ -196,7 +197,7 @@ def draw_lid_margins(canvas: np.ndarray, opening: np.ndarray) -> None:
             continue
         coverage = np.zeros(window.shape[:2], dtype=np.uint8)
         cv2.fillPoly(coverage, [_fixed(band - origin[:2])], (int(round(255 * opacity)),), cv2.LINE_AA, SHIFT)
-        _blend(window, flat(window.shape, colour), coverage)
+        _blend(window, colour, coverage)
 
 
 def draw_lip_seam(canvas: np.ndarray, shape: np.ndarray) -> None:
@@ -213,21 +214,28 @@ def fill_opening(canvas: np.ndarray, layer: np.ndarray | tuple[int, int, int], o
     window = canvas[rows, columns]
     if not window.size:
         return
-    source = layer[rows, columns] if isinstance(layer, np.ndarray) else flat(window.shape, layer)
+    source = layer[rows, columns] if isinstance(layer, np.ndarray) else layer
     _blend(window, source, _opening_mask(window.shape[:2], opening - origin))
 
 
-def _blend(canvas: np.ndarray, layer: np.ndarray, coverage: np.ndarray) -> None:
-    """``layer`` over ``canvas`` (in place) with ``coverage`` (HxW, 0-255) as alpha.
+def _blend(canvas: np.ndarray, layer: np.ndarray | tuple[int, int, int], coverage: np.ndarray) -> None:
+    """``layer`` (an image like ``canvas``, or a colour) over ``canvas`` (in place) with
+    ``coverage`` (HxW, 0-255) as alpha.
 
     Fully covered pixels are copied (by OpenCV, faster than ``np.copyto`` with ``where``); only
-    the antialiased rim is mixed, which keeps a face that fills a
-    12-megapixel photo cheap.
+    the antialiased rim is mixed, which keeps a face that fills a 12-megapixel photo cheap. An
+    image layer must have its pixels contiguous (OpenCV copies a strided one first, which cost
+    more than the rest of the blend); a colour needs no layer image at all.
     """
-    cv2.copyTo(layer, (coverage == 255).view(np.uint8), canvas)
-    rim = (coverage > 0) & (coverage < 255)
-    alpha = coverage[rim].astype(np.float32)[:, None] / 255.0
-    canvas[rim] = (canvas[rim] * (1.0 - alpha) + layer[rim] * alpha + 0.5).astype(np.uint8)
+    if isinstance(layer, np.ndarray):
+        cv2.copyTo(layer, (coverage == 255).view(np.uint8), canvas)
+    else:
+        canvas[coverage == 255] = layer
+    # 1-254 wrap around to 0-253 (uint8), 0 and 255 to 255 and 254: the rim in one comparison.
+    rows, columns = np.nonzero(coverage - np.uint8(1) < np.uint8(254))
+    alpha = coverage[rows, columns].astype(np.float32)[:, None] / 255.0
+    source = layer[rows, columns] if isinstance(layer, np.ndarray) else np.array(layer, dtype=np.uint8)
+    canvas[rows, columns] = (canvas[rows, columns] * (1.0 - alpha) + source * alpha + 0.5).astype(np.uint8)
 
 
 def compose_face(
@@ -269,9 +277,10 @@ def compose_face(
             draw_eye(canvas, shape[opening], shape[iris])
         else:
             fill_opening(canvas, original, points[opening])
-    fill_opening(canvas, LIP_SEAM if is_closed(shape) else MOUTH, shape[MOUTH_OPENING])
-    _blend(canvas, rendered[..., :3], rendered[..., 3])
-    if is_closed(shape):
+    closed = is_closed(shape)
+    fill_opening(canvas, LIP_SEAM if closed else MOUTH, shape[MOUTH_OPENING])
+    _blend(canvas, cv2.cvtColor(rendered, cv2.COLOR_RGBA2RGB), rendered[..., 3])
+    if closed:
         draw_lip_seam(canvas, shape)
     if settings.eyes is EyeRendering.RENDERED:
         for opening in (RIGHT_EYE_OPENING, LEFT_EYE_OPENING):

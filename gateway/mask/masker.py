@@ -56,6 +56,9 @@ class FaceMasker:
         self._renderer = MaskRenderer(self.settings.skin_albedo)
         self._refiner = EyeRefiner(self.settings)
         self._residual = ResidualFaceCheck() if self.settings.residual_check else None
+        #: The faces of the last ``render`` and their masks' vertices: the residual check and the
+        #: rendered area that follow it ask for the same faces' shapes again.
+        self._rendered_shapes: list[tuple[FaceLandmarks, np.ndarray]] = []
 
     def __enter__(self) -> FaceMasker:
         return self
@@ -94,6 +97,7 @@ class FaceMasker:
         """
         _checked(rgb)
         output = background(rgb, self.settings)
+        self._rendered_shapes = []
         for face in faces:
             self._mask_face(output, rgb, face, refine_eyes)
         return output
@@ -136,15 +140,16 @@ class FaceMasker:
         left in the output. With ``eyes: original`` the eyelid openings show the source's pixels,
         which may carry text: they are not part of it.
         """
-        area = np.full(shape[:2], int(self.settings.background is BackgroundPolicy.FILL), np.uint8)
+        area = np.full(shape[:2], self.settings.background is BackgroundPolicy.FILL, bool)
+        drawn = area.view(np.uint8)  # OpenCV draws the 1s and 0s straight into the bool array
         for face in faces:
             hull = cv2.convexHull(np.round(self._shape(face)[:MESH_VERTEX_COUNT, :2]).astype(np.int32))
-            cv2.fillConvexPoly(area, hull, (1,))
+            cv2.fillConvexPoly(drawn, hull, (1,))
         if self.settings.eyes is EyeRendering.ORIGINAL:
             openings = [np.round(face.points[opening, :2]).astype(np.int32) for face in faces
                         for opening in (RIGHT_EYE_OPENING, LEFT_EYE_OPENING)]
-            cv2.fillPoly(area, openings, (0,))
-        return area.astype(bool)
+            cv2.fillPoly(drawn, openings, (0,))
+        return area
 
     def check_residual(self, output: np.ndarray, faces: list[FaceLandmarks]) -> None:
         """Raise ``ResidualFace`` if a second detector finds a face no mask of ``faces`` covers.
@@ -160,7 +165,11 @@ class FaceMasker:
 
     def _shape(self, face: FaceLandmarks) -> np.ndarray:
         """The mask's vertices for ``face``: the template, its mouth posed as the patient's
-        (``mouth_state``), its variation drawn under the key."""
+        (``mouth_state``), its variation drawn under the key. Read-only; the faces of the last
+        ``render`` are not shaped again."""
+        for rendered, shape in self._rendered_shapes:
+            if rendered is face:
+                return shape
         variation = face.variation
         if variation is not None and self._key is not None:
             variation = keyed_variation(variation, self._key)
@@ -168,7 +177,9 @@ class FaceMasker:
         if self.settings.mouth_state:
             heights = self.settings.mouth_corners is MouthCorners.HEIGHTS
             template = posed_template(template, mouth_state(face.points, template), heights)
-        return mask_shape(face.points, template, self._blend, variation, self.settings.template_variation)
+        shape = mask_shape(face.points, template, self._blend, variation, self.settings.template_variation)
+        shape.flags.writeable = False
+        return shape
 
     def _region(self, mask: np.ndarray, points: np.ndarray, shape: tuple[int, ...]) -> Box:
         """The pixels the ``mask`` (``_shape``) of the face at ``points`` may touch: the mask
@@ -185,6 +196,7 @@ class FaceMasker:
         the drawn eyes by looking at them (``gateway.mask.refine``)."""
         points = face.points
         shape = self._shape(face)
+        self._rendered_shapes.append((face, shape))
         region = self._region(shape, points, rgb.shape)
         rendered_eyes = self.settings.eyes is EyeRendering.RENDERED
         if rendered_eyes:
