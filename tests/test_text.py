@@ -134,6 +134,15 @@ def test_small_text_on_a_small_photo_is_found_by_the_second_look(redactor: TextR
     assert min(covered(TextRedactor(TextSettings(), TextDetector(DetectorSettings(second_look=1.0))))) < 0.9
 
 
+def test_only_images_seen_at_less_than_twice_their_size_get_a_second_look() -> None:
+    """A 250 px photo (seen at 1.4x) is looked at again at 1.96x; a 640x480 frame's second look
+    would exceed the pixel budget; a 100 px image is seen at 3.2x by the first look already."""
+    detector = TextDetector()
+    assert detector.second_scale(250, 250) == pytest.approx(1.4 * 1.4)
+    assert detector.second_scale(480, 640) is None
+    assert detector.second_scale(100, 100) is None
+
+
 @pytest.mark.skipif(not SAMPLES.is_dir(), reason="needs the shared DICOM samples")
 def test_real_endoscope_overlay_is_found_and_verified(redactor: TextRedactor) -> None:
     """The overlay lines are filled and the verification finds nothing around them. The whole

@@ -61,7 +61,10 @@ class DetectorSettings:
     about 400 px or less): 8-9 px text in them is found at about 2x and missed at 1.4x, and the
     cost stays below that of one image at the budget. The second look is for small text, and keeps
     only lines at most ``second_look_height`` image pixels high: larger text is found by the first,
-    and what only the larger view makes of a rendered face on the mask's backdrop is no text.
+    and what only the larger view makes of a rendered face on the mask's backdrop is no text. An
+    image the first look already enlarges ``second_look_below`` times or more (a short side of
+    160 px or less, brought to ``min_side``) shows its small text at that size already and gets no
+    second look: a tags-only relay of small images would pay for it on every instance.
     """
 
     pixel_budget: int = 600_000
@@ -75,6 +78,7 @@ class DetectorSettings:
     glyph_sharpness: float = 0.45
     second_look: float = 1.4
     second_look_height: float = 24.0
+    second_look_below: float = 2.0
     threads: int = 1
 
 
@@ -127,7 +131,8 @@ class TextDetector:
         first = self.scale(height, width)
         second = first * self.settings.second_look
         fits = height * width * second * second <= self.settings.pixel_budget
-        return second if first >= 1.0 and self.settings.second_look > 1.0 and fits else None
+        wanted = 1.0 <= first < self.settings.second_look_below and self.settings.second_look > 1.0
+        return second if wanted and fits else None
 
     def detect(self, rgb: np.ndarray, scale: float | None = None) -> list[TextRegion]:
         """Every text line in ``rgb``, as rotated rectangles in its pixels.
