@@ -5,7 +5,12 @@ Prints medians in milliseconds for ``FaceMasker.mask_image`` on one-face stills,
 own, and frames per second for a 640x480 sequence (tracking detect + render per frame) in one
 process and in one process per core.
 
-    .venv/bin/python -m bench.mask [--rounds 15] [--frames 90] [--record]    (from the repository root)
+    .venv/bin/python -m bench.mask [--rounds 15] [--frames 90] [--eye-corrections 3,2,1,0] [--record]
+                                                                    (from the repository root)
+
+``--eye-corrections`` times the stills once per value of that setting (the default's alone
+without it): each correction is a Face Mesh look more, the speed an admin trades for eye
+fidelity (the audit measures that side).
 
 Targets (issue 5): 1024x768 <= 40 ms, 4000x3000 <= 300 ms, 640x480 sequence >= 30 frames/s
 using both cores.
@@ -78,17 +83,18 @@ def run_sequence(count: int) -> float:
 
 def measure(arguments: argparse.Namespace) -> None:
     """Run the benchmark and print its figures."""
-    settings = MaskSettings()
-    with FaceMasker(settings) as masker:
-        for width, height in ((1024, 768), (4000, 3000)):
-            rgb = still(width, height)
-            faces = masker.detect(rgb)
-            total, cpu = median_ms(lambda rgb=rgb: masker.mask_image(rgb), arguments.rounds)
-            detect, _ = median_ms(lambda rgb=rgb: masker.detect(rgb), arguments.rounds)
-            render, _ = median_ms(lambda rgb=rgb, faces=faces: masker.render(rgb, faces), arguments.rounds)
-            print(f"{width}x{height} one face: mask_image {total:.1f} ms median, {cpu:.1f} ms CPU "
-                  f"(detect {detect:.1f} ms, render+compose {render:.1f} ms, "
-                  f"{settings.eye_corrections} eye corrections), {arguments.rounds} rounds")
+    for corrections in arguments.eye_corrections or [MaskSettings().eye_corrections]:
+        settings = MaskSettings(eye_corrections=corrections)
+        with FaceMasker(settings) as masker:
+            for width, height in ((1024, 768), (4000, 3000)):
+                rgb = still(width, height)
+                faces = masker.detect(rgb)
+                total, cpu = median_ms(lambda rgb=rgb: masker.mask_image(rgb), arguments.rounds)
+                detect, _ = median_ms(lambda rgb=rgb: masker.detect(rgb), arguments.rounds)
+                render, _ = median_ms(lambda rgb=rgb, faces=faces: masker.render(rgb, faces), arguments.rounds)
+                print(f"{width}x{height} one face: mask_image {total:.1f} ms median, {cpu:.1f} ms CPU "
+                      f"(detect {detect:.1f} ms, render+compose {render:.1f} ms, "
+                      f"{corrections} eye corrections), {arguments.rounds} rounds")
     single = run_sequence(arguments.frames)
     print(f"640x480 sequence, one process: {single:.1f} frames/s")
     cores = os.cpu_count() or 1
@@ -97,10 +103,23 @@ def measure(arguments: argparse.Namespace) -> None:
     print(f"640x480 sequence, {cores} processes at once: {sum(rates):.1f} frames/s in total")
 
 
+def corrections_list(text: str) -> list[int]:
+    """``3,2,1`` -> ``[3, 2, 1]``; each value must be a valid ``eye_corrections``."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from error
+    if any(value < 0 for value in values):
+        raise argparse.ArgumentTypeError("eye corrections cannot be negative")
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--frames", type=int, default=90)
+    parser.add_argument("--eye-corrections", type=corrections_list, default=None,
+                        help="comma-separated eye_corrections values to time the stills with")
     run_benchmark(parser, measure)
 
 
