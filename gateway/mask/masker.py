@@ -53,7 +53,13 @@ class FaceMasker:
         self.calibration = load_calibration()
         self._blend = mesh_blend(self.template.vertices, self.settings.preserved_regions(), self.settings.brows)
         self._detector = LandmarkDetector(self.settings)
-        self._renderer = MaskRenderer(self.settings.skin_albedo, variation_share(self.template.vertices))
+        share = variation_share(self.template.vertices)
+        if self.settings.light_spares_mouth:
+            from gateway.mask.geometry import _smoothstep
+            t = self.template.vertices
+            d = np.sqrt((t[:, 0] / 0.5) ** 2 + ((t[:, 1] - 1.12) / 0.25) ** 2)
+            share = share * _smoothstep(1.0, 1.6, d)
+        self._renderer = MaskRenderer(self.settings.skin_albedo, share)
         self._refiner = EyeRefiner(self.settings)
         self._residual = ResidualFaceCheck() if self.settings.residual_check else None
         #: The faces of the last ``render`` and their masks' vertices: the residual check and the

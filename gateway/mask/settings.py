@@ -104,6 +104,7 @@ class MaskSettings(BaseModel):
         description="by how many degrees, at most, the light the mask is shaded by turns sideways "
         "and up or down from one photo to the next; no landmark moves. 0: always the same light",
     )
+    light_spares_mouth: bool = Field(default=False, description="experiment")
     shade_variation: float = Field(
         default=0.0, ge=0.0, le=0.3,
         description="how much lighter or darker (a fraction of `skin_albedo`) the mask's skin is "
