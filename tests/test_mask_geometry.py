@@ -6,17 +6,7 @@ import numpy as np
 import pytest
 
 from gateway.mask.calibration import CALIBRATED, displacement, load_calibration
-from gateway.mask.geometry import (
-    LOWER_FACE_FADE,
-    VARIATION_FADE,
-    VARIATION_VALUES,
-    eye_centres,
-    eye_frame,
-    mask_shape,
-    mesh_blend,
-    variation_of,
-    varied_lower_face,
-)
+from gateway.mask.geometry import VARIATION_VALUES, eye_centres, eye_frame, mask_shape, mesh_blend, variation_of
 from gateway.mask.masker import FaceMasker
 from gateway.mask.settings import BrowKeeping, MaskSettings, Region
 from gateway.mask.template import load_template
@@ -127,36 +117,3 @@ def test_variation_changes_the_template_away_from_the_kept_eyes(hopper_points: n
     kept = blend.shape == 1.0
     assert np.allclose(varied[kept], plain[kept])
     assert np.linalg.norm(varied[152] - plain[152]) / iod > 0.1  # the chin moves
-
-
-@pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_lower_face_variation_stays_below_the_cheeks_and_within_its_bounds(sign: float) -> None:
-    template = load_template().vertices
-    amount = 0.15
-    varied = varied_lower_face(template, sign * np.ones(VARIATION_VALUES), amount)
-    moved = varied - template
-    eyes = np.concatenate([REGION_VERTICES[r] for r in DEFAULT])
-    near_eyes = np.minimum(*(np.linalg.norm(template[:, :2] - [x, 0.0], axis=1) for x in (-0.5, 0.5)))
-    untouched = (template[:, 1] <= LOWER_FACE_FADE[0]) | (near_eyes <= VARIATION_FADE[0])
-    assert untouched[eyes].all()
-    assert (moved[untouched] == 0.0).all() and (moved[:, 2] == 0.0).all()
-    # Width (lower face, jaw and nose together) at most three times the amount of a vertex's own x, length
-    # at most the amount of its height below the fade's start.
-    assert (np.abs(moved[:, 0]) <= 3 * amount * np.abs(template[:, 0]) + 1e-12).all()
-    assert (np.abs(moved[:, 1]) <= amount * np.maximum(template[:, 1] - LOWER_FACE_FADE[0], 0.0) + 1e-12).all()
-    chin, jaw = 152, 172
-    assert sign * moved[chin, 1] > 0.1 and sign * moved[jaw, 0] * np.sign(template[jaw, 0]) > 0.1
-    assert np.array_equal(varied, varied_lower_face(template, sign * np.ones(VARIATION_VALUES), amount))
-    assert np.array_equal(varied_lower_face(template, np.ones(VARIATION_VALUES), 0.0), template)
-
-
-def test_lower_face_variation_leaves_the_kept_eyes_of_the_mask_alone(hopper_points: np.ndarray) -> None:
-    template = load_template().vertices
-    blend = mesh_blend(template, DEFAULT)
-    variation = variation_of(hopper_points)
-    plain = mask_shape(hopper_points, template, blend, variation, 0.12)
-    varied = mask_shape(hopper_points, template, blend, variation, 0.12, 0.15)
-    kept = blend.shape == 1.0
-    assert np.array_equal(varied[kept], plain[kept])
-    _, iod = eye_frame(hopper_points)
-    assert np.abs(varied - plain).max() / iod > 0.02

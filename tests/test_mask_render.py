@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.mask.geometry import LIGHT_AZIMUTH, LIGHT_ELEVATION, SKIN_SHADE, VARIATION_VALUES, mask_shape, mesh_blend
+from gateway.mask.geometry import mask_shape, mesh_blend
 from gateway.mask.masker import FaceMasker
-from gateway.mask.render import LIGHT, MaskRenderer, Shading, varied_shading
+from gateway.mask.render import MaskRenderer
 from gateway.mask.settings import MaskSettings
 from gateway.mask.template import load_template
 from gateway.mask.topology import FACE_OVAL, RIGHT_IRIS_CENTRE
@@ -53,29 +53,3 @@ def test_render_is_deterministic_and_independent_of_the_region_size(renderer: Ma
     renderer.render(shape, (0, 0, 1100, 900))  # grows the framebuffers in between
     second = renderer.render(shape, (x0, y0, x1, y1))
     assert np.array_equal(first, second)
-
-
-@pytest.mark.parametrize("value", [1.0, -1.0, 0.3])
-def test_varied_shading_turns_the_light_and_shades_the_skin_within_bounds(value: float) -> None:
-    variation = np.full(VARIATION_VALUES, value)
-    shading = varied_shading(variation, 30.0, 0.2)
-    light = np.array(shading.light)
-    assert np.isclose(np.linalg.norm(light), 1.0)
-    angle = np.degrees(np.arccos(np.clip(light @ LIGHT, -1.0, 1.0)))
-    assert 0.0 < angle <= 30.0 * (abs(variation[LIGHT_AZIMUTH]) + abs(variation[LIGHT_ELEVATION])) + 1e-9
-    assert np.isclose(shading.shade, 1.0 + 0.2 * variation[SKIN_SHADE])
-    assert varied_shading(variation, 30.0, 0.2) == shading  # deterministic
-    assert np.allclose(varied_shading(variation, 0.0, 0.0).light, LIGHT)
-    assert varied_shading(None, 30.0, 0.2) == Shading()
-
-
-def test_varied_shading_changes_the_colours_not_the_coverage(renderer: MaskRenderer, shape: np.ndarray) -> None:
-    region = (100, 80, 420, 420)
-    plain = renderer.render(shape, region)
-    assert np.array_equal(renderer.render(shape, region, Shading()), plain)
-    varied = renderer.render(shape, region, varied_shading(np.ones(VARIATION_VALUES), 30.0, 0.2))
-    assert np.array_equal(varied[..., 3], plain[..., 3])  # the same pixels covered, eye openings too
-    covered = plain[..., 3] == 255
-    difference = np.abs(varied[..., :3].astype(int) - plain[..., :3])[covered]
-    assert difference.mean() > 5
-    assert np.array_equal(renderer.render(shape, region), plain)  # the next face is lit as before

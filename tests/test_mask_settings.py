@@ -36,9 +36,6 @@ def test_yaml_style_values_are_parsed() -> None:
         {"max_faces": 0},
         {"detection_confidence": 1.5},
         {"max_gap_frames": -1},
-        {"lower_face_variation": 0.5},
-        {"light_variation": 60},
-        {"shade_variation": -0.1},
     ],
 )
 def test_invalid_settings_are_refused(values: dict) -> None:

@@ -39,25 +39,11 @@ from gateway.mask.topology import (
 
 #: Width of the fall-off from kept to template geometry, in inter-ocular distances.
 FALLOFF = 0.15
-#: How many values a variation has (``variation_of``), each in [-1, 1]: the template's size and
-#: vertical position (``varied_template``), its lower face's size, its jaw's width and its nose's
-#: width (``varied_lower_face``), and the shading's light azimuth, light elevation and skin shade
-#: (``gateway.mask.render.varied_shading``).
-VARIATION_VALUES = 8
-#: Where each of them is in a variation.
-SIZE, DROP, LOWER_FACE_SIZE, JAW_WIDTH, NOSE_WIDTH, LIGHT_AZIMUTH, LIGHT_ELEVATION, SKIN_SHADE = range(8)
+#: How many values a variation has: the template's size and its vertical position.
+VARIATION_VALUES = 2
 #: Distances from an eye centre (inter-ocular distances) over which the variation fades in:
 #: none up to the first (the eye and its lids), all of it beyond the second.
 VARIATION_FADE = (0.5, 0.8)
-#: Heights (inter-ocular distances below the eyes) over which the lower face's variation comes
-#: in: none above the first (the eyes, their lids and the upper cheeks), all of it below the second.
-LOWER_FACE_FADE = (0.3, 0.9)
-#: Centre (x, y) of the template's nose in normalised coordinates and the radius (a Gaussian's
-#: sigma) over which its width varies: little of it reaches the mouth.
-NOSE_CENTRE = np.array([0.0, 0.6])
-NOSE_RADIUS = 0.2
-#: Half the template's mouth width (inter-ocular distances): the jaw's width varies beyond it.
-MOUTH_HALF_WIDTH = 0.45
 
 
 def eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,15 +173,6 @@ def _smoothstep(low: float, high: float, value: np.ndarray) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
-def variation_share(template: np.ndarray) -> np.ndarray:
-    """Per-vertex share of a variation (normalised ``template``): 0 near the eye centres, 1
-    beyond ``VARIATION_FADE``."""
-    right, left = np.array([-0.5, 0.0]), np.array([0.5, 0.0])
-    xy = template[:, :2]
-    distance = np.minimum(np.linalg.norm(xy - right, axis=1), np.linalg.norm(xy - left, axis=1))
-    return _smoothstep(*VARIATION_FADE, distance)
-
-
 def varied_template(template: np.ndarray, variation: np.ndarray, amount: float) -> np.ndarray:
     """The template resized and moved by ``variation`` everywhere but around the eyes.
 
@@ -203,35 +180,17 @@ def varied_template(template: np.ndarray, variation: np.ndarray, amount: float) 
     every patient, the template's nose, mouth and outline then sit wherever the patient's own
     proportions put the alignment, the same way in every photo of that patient, and masks of
     the same person can be linked. Changing the template's size and vertical position from photo
-    to photo (``variation``'s ``SIZE`` and ``DROP`` values, in [-1, 1], scaled by
+    to photo (``variation``: ``VARIATION_VALUES`` values in [-1, 1], scaled by
     ``amount``: a fraction of its size, inter-ocular distances of its position)
     drowns that offset. The change fades out towards the eyes so that the kept eyes and lids
     are not distorted.
     """
-    size, drop = amount * variation[[SIZE, DROP]]
-    return template + variation_share(template)[:, None] * (size * template + np.array([0.0, drop, 0.0]))
-
-
-def varied_lower_face(template: np.ndarray, variation: np.ndarray, amount: float) -> np.ndarray:
-    """The template's lower face reshaped by ``variation``: longer or shorter and as much wider or
-    narrower (nose, the mouth's height, chin), the jaw wider or narrower beyond the mouth
-    corners, and the nose wider or narrower, each by up to ``amount`` (a fraction).
-
-    ``varied_template`` changes the whole template alike; this changes its proportions, as
-    faces of different people differ, so that the masks of one person are less alike to a face
-    recogniser. Nothing changes above ``LOWER_FACE_FADE`` or near the eyes (``VARIATION_FADE``),
-    and the mouth is scaled alike in both directions, so that its opening relative to its width
-    (the mouth's state, kept) stays the same.
-    """
-    scale, jaw, nose = amount * variation[[LOWER_FACE_SIZE, JAW_WIDTH, NOSE_WIDTH]]
-    x, y = template[:, 0], template[:, 1]
-    share = variation_share(template) * _smoothstep(*LOWER_FACE_FADE, y)
-    around_nose = np.exp(-np.sum((template[:, :2] - NOSE_CENTRE) ** 2, axis=1) / (2.0 * NOSE_RADIUS**2))
-    beyond_mouth = x - np.clip(x, -MOUTH_HALF_WIDTH, MOUTH_HALF_WIDTH)
-    varied = template.copy()
-    varied[:, 0] += share * (scale * x + jaw * beyond_mouth + nose * around_nose * x)
-    varied[:, 1] += share * scale * (y - LOWER_FACE_FADE[0])
-    return varied
+    right, left = np.array([-0.5, 0.0]), np.array([0.5, 0.0])
+    xy = template[:, :2]
+    distance = np.minimum(np.linalg.norm(xy - right, axis=1), np.linalg.norm(xy - left, axis=1))
+    fade = _smoothstep(*VARIATION_FADE, distance)
+    size, drop = amount * variation[:VARIATION_VALUES]
+    return template + fade[:, None] * (size * template + np.array([0.0, drop, 0.0]))
 
 
 def variation_of(points: np.ndarray) -> np.ndarray:
@@ -263,16 +222,14 @@ def mask_shape(
     blend: MeshBlend,
     variation: np.ndarray | None = None,
     amount: float = 0.0,
-    lower_face: float = 0.0,
 ) -> np.ndarray:
     """Vertices (478x3, pixels) of the mask of one face: kept geometry blended into the template.
 
-    ``variation`` varies the template's size and position by ``amount`` (see
-    :func:`varied_template`) and its lower face's proportions by ``lower_face`` (see
-    :func:`varied_lower_face`); None keeps them as they are.
+    ``variation`` scaled by ``amount`` (see :func:`varied_template`) varies the template's
+    proportions; None keeps them as they are.
     """
     if variation is not None:
-        template = varied_template(varied_lower_face(template, variation, lower_face), variation, amount)
+        template = varied_template(template, variation, amount)
     shape, rotation = place_template(template, points)
     displacement = points - shape
     down = rotation @ np.array([0.0, 1.0, 0.0])

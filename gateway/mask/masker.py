@@ -16,12 +16,12 @@ import numpy as np
 from gateway.errors import NoFaceFound, ResidualFace, UnsupportedPixelFormat
 from gateway.mask.calibration import load_calibration
 from gateway.mask.compose import background, compose_face, face_outline
-from gateway.mask.geometry import keyed_variation, mask_shape, mesh_blend, variation_of, variation_share
+from gateway.mask.geometry import keyed_variation, mask_shape, mesh_blend, variation_of
 from gateway.mask.interface import MaskedImage
 from gateway.mask.landmarks import Box, FaceLandmarks, LandmarkDetector
 from gateway.mask.mouth import mouth_state, posed_template
 from gateway.mask.refine import EyeDrawing, EyeRefiner
-from gateway.mask.render import REGION_MARGIN, MaskRenderer, varied_shading
+from gateway.mask.render import REGION_MARGIN, MaskRenderer
 from gateway.mask.residual import ResidualFaceCheck
 from gateway.mask.settings import BackgroundPolicy, EyeRendering, MaskSettings, MouthCorners
 from gateway.mask.template import load_template
@@ -53,13 +53,7 @@ class FaceMasker:
         self.calibration = load_calibration()
         self._blend = mesh_blend(self.template.vertices, self.settings.preserved_regions(), self.settings.brows)
         self._detector = LandmarkDetector(self.settings)
-        share = variation_share(self.template.vertices)
-        if self.settings.light_spares_mouth:
-            from gateway.mask.geometry import _smoothstep
-            t = self.template.vertices
-            d = np.sqrt((t[:, 0] / 0.5) ** 2 + ((t[:, 1] - 1.12) / 0.25) ** 2)
-            share = share * _smoothstep(1.0, 1.6, d)
-        self._renderer = MaskRenderer(self.settings.skin_albedo, share)
+        self._renderer = MaskRenderer(self.settings.skin_albedo)
         self._refiner = EyeRefiner(self.settings)
         self._residual = ResidualFaceCheck() if self.settings.residual_check else None
         #: The faces of the last ``render`` and their masks' vertices: the residual check and the
@@ -176,23 +170,16 @@ class FaceMasker:
         for rendered, shape in self._rendered_shapes:
             if rendered is face:
                 return shape
-        variation = self._variation(face)
+        variation = face.variation
+        if variation is not None and self._key is not None:
+            variation = keyed_variation(variation, self._key)
         template = self.template.vertices
         if self.settings.mouth_state:
             heights = self.settings.mouth_corners is MouthCorners.HEIGHTS
             template = posed_template(template, mouth_state(face.points, template), heights)
-        shape = mask_shape(
-            face.points, template, self._blend, variation,
-            self.settings.template_variation, self.settings.lower_face_variation,
-        )
+        shape = mask_shape(face.points, template, self._blend, variation, self.settings.template_variation)
         shape.flags.writeable = False
         return shape
-
-    def _variation(self, face: FaceLandmarks) -> np.ndarray | None:
-        """The variation of ``face``'s template and shading, drawn under the key if there is one."""
-        if face.variation is None or self._key is None:
-            return face.variation
-        return keyed_variation(face.variation, self._key)
 
     def _region(self, mask: np.ndarray, points: np.ndarray, shape: tuple[int, ...]) -> Box:
         """The pixels the ``mask`` (``_shape``) of the face at ``points`` may touch: the mask
@@ -217,8 +204,7 @@ class FaceMasker:
         x0, y0, x1, y1 = region
         if x1 <= x0 or y1 <= y0:
             return
-        shading = varied_shading(self._variation(face), self.settings.light_variation, self.settings.shade_variation)
-        rendered = self._renderer.render(shape, region, shading)
+        rendered = self._renderer.render(shape, region)
         corrects = refine_eyes and rendered_eyes and self.settings.eye_corrections > 0
         drawing = EyeDrawing.before_composing(output, face, shape, region, rendered) if corrects else None
         compose_face(output, rgb, rendered, shape, points, region, self.settings)

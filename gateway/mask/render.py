@@ -10,14 +10,12 @@ landmark models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import moderngl
 import numpy as np
 
-from gateway.mask.geometry import LIGHT_AZIMUTH, LIGHT_ELEVATION, SKIN_SHADE
 from gateway.mask.topology import (
     LEFT_BROW,
     LEFT_EYE_OPENING,
@@ -58,70 +56,35 @@ LIP_TINT = np.array([168.0, 92.0, 92.0])
 #: it pick the wrong one of two masked faces in a photo.
 SOCKET_SHADE = 0.75
 
-
-@dataclass(frozen=True)
-class Shading:
-    """How one mask is lit: the direction towards the light and a factor on the skin's albedo."""
-
-    light: tuple[float, float, float] = tuple(LIGHT)
-    shade: float = 1.0
-
-
-def varied_shading(variation: np.ndarray | None, light_degrees: float, shade: float) -> Shading:
-    """``LIGHT`` turned sideways and up or down by up to ``light_degrees`` and the skin's albedo
-    made lighter or darker by up to ``shade`` (a fraction), as ``variation`` says (its
-    ``LIGHT_AZIMUTH``, ``LIGHT_ELEVATION`` and ``SKIN_SHADE`` values); None: the fixed shading.
-
-    With one light and one skin for every patient, two masks of one person differ only where
-    their geometry does; varying them from photo to photo makes the masks of one person less
-    alike to a face recogniser, without moving any kept landmark.
-    """
-    if variation is None:
-        return Shading()
-    azimuth, elevation = np.radians(light_degrees * variation[[LIGHT_AZIMUTH, LIGHT_ELEVATION]])
-    turn_sideways = np.array(
-        [[np.cos(azimuth), 0.0, np.sin(azimuth)], [0.0, 1.0, 0.0], [-np.sin(azimuth), 0.0, np.cos(azimuth)]]
-    )
-    turn_up = np.array(
-        [[1.0, 0.0, 0.0], [0.0, np.cos(elevation), -np.sin(elevation)], [0.0, np.sin(elevation), np.cos(elevation)]]
-    )
-    light = turn_sideways @ turn_up @ LIGHT
-    return Shading((float(light[0]), float(light[1]), float(light[2])), 1.0 + shade * float(variation[SKIN_SHADE]))
-
 _VERTEX_SHADER = """
 #version 330
 uniform vec2 origin;
 uniform vec2 size;
 uniform vec2 depth;
-uniform vec3 light;
-uniform vec3 varied_light;
 in vec3 position;
 in vec3 normal;
 in vec3 colour;
-in float share;
 centroid out vec3 v_normal;
 centroid out vec3 v_colour;
-centroid out vec3 v_light;
 void main() {
     vec2 xy = (position.xy - origin) / size * 2.0 - 1.0;
     float z = (position.z - depth.x) / (depth.y - depth.x) * 2.0 - 1.0;
     gl_Position = vec4(xy, z, 1.0);
     v_normal = normal;
     v_colour = colour;
-    v_light = mix(light, varied_light, share);
 }
 """
 
 _FRAGMENT_SHADER = """
 #version 330
+uniform vec3 light;
 uniform float ambient;
 centroid in vec3 v_normal;
 centroid in vec3 v_colour;
-centroid in vec3 v_light;
 out vec4 colour;
 void main() {
     vec3 n = normalize(v_normal);
-    float lambert = max(dot(n, normalize(v_light)), 0.0);
+    float lambert = max(dot(n, light), 0.0);
     colour = vec4(v_colour * (ambient + (1.0 - ambient) * lambert), 1.0);
 }
 """
@@ -139,10 +102,9 @@ def vertex_normals(vertices: np.ndarray) -> np.ndarray:
     return normals / np.maximum(length, 1e-12)
 
 
-def vertex_colours(skin_albedo: tuple[int, int, int], shade: float = 1.0) -> np.ndarray:
-    """Per-vertex albedo in [0, 1]: skin (times ``shade``), darker brows, lid margins and eye
-    sockets, tinted lips."""
-    skin = np.minimum(np.array(skin_albedo, dtype=np.float64) * shade, 255.0)
+def vertex_colours(skin_albedo: tuple[int, int, int]) -> np.ndarray:
+    """Per-vertex albedo in [0, 1]: skin, darker brows, lid margins and eye sockets, tinted lips."""
+    skin = np.array(skin_albedo, dtype=np.float64)
     colours = np.tile(skin, (MESH_VERTEX_COUNT, 1))
     colours[np.concatenate([RIGHT_BROW, LEFT_BROW])] *= BROW_SHADE
     rims = np.concatenate([RIGHT_EYE_OPENING, LEFT_EYE_OPENING])
@@ -162,25 +124,19 @@ class MaskRenderer:
     ----------
     skin_albedo
         RGB albedo of the skin, the same for every patient.
-    light_share
-        (468,) how much of a varied light (``Shading.light``) each mesh vertex takes, the rest
-        being ``LIGHT``: 0 around the kept eyes keeps them lit alike in every mask. None: all of it.
     """
 
-    def __init__(self, skin_albedo: tuple[int, int, int], light_share: np.ndarray | None = None) -> None:
+    def __init__(self, skin_albedo: tuple[int, int, int]) -> None:
         self._ctx = moderngl.create_standalone_context(**CONTEXT_SETTINGS)
         self._program = self._ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
-        self._program["ambient"] = AMBIENT
         self._program["light"] = tuple(LIGHT)
-        self._vertices = self._ctx.buffer(reserve=MESH_VERTEX_COUNT * 10 * 4)
+        self._program["ambient"] = AMBIENT
+        self._vertices = self._ctx.buffer(reserve=MESH_VERTEX_COUNT * 9 * 4)
         indices = self._ctx.buffer(TRIANGLES.astype("u4").tobytes())
         self._vao = self._ctx.vertex_array(
-            self._program, [(self._vertices, "3f 3f 3f 1f", "position", "normal", "colour", "share")], indices
+            self._program, [(self._vertices, "3f 3f 3f", "position", "normal", "colour")], indices
         )
-        self._skin_albedo = skin_albedo
-        share = np.ones(MESH_VERTEX_COUNT) if light_share is None else light_share[:MESH_VERTEX_COUNT]
-        self._light_share = share[:, None]
-        self._colours = {1.0: vertex_colours(skin_albedo)}
+        self._colours = vertex_colours(skin_albedo)
         self._capacity = (0, 0)
         self._multisampled: moderngl.Framebuffer | None = None
 
@@ -201,18 +157,10 @@ class MaskRenderer:
             self._capacity = size
         return self._multisampled
 
-    def _colours_for(self, shade: float) -> np.ndarray:
-        if shade not in self._colours:
-            self._colours = {1.0: self._colours[1.0], shade: vertex_colours(self._skin_albedo, shade)}
-        return self._colours[shade]
-
-    def render(
-        self, vertices: np.ndarray, region: tuple[int, int, int, int], shading: Shading | None = None
-    ) -> np.ndarray:
+    def render(self, vertices: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
         """The mesh over ``region`` = ``(x0, y0, x1, y1)`` of the image, as RGBA uint8.
 
-        ``vertices`` are the mask's landmarks in image pixels (at least the 468 mesh vertices),
-        lit as ``shading`` says (None: the fixed ``LIGHT`` and skin albedo).
+        ``vertices`` are the mask's landmarks in image pixels (at least the 468 mesh vertices).
         Alpha is the mesh's coverage of each pixel (antialiased edges, zero in the eye and mouth
         openings and outside the face).
         """
@@ -220,15 +168,13 @@ class MaskRenderer:
         width, height = x1 - x0, y1 - y0
         scale = min(1.0, MAX_RENDER_SIDE / max(width, height))
         drawn_width, drawn_height = max(1, round(width * scale)), max(1, round(height * scale))
-        shading = shading or Shading()
         mesh = vertices[:MESH_VERTEX_COUNT]
-        data = np.hstack([mesh, vertex_normals(mesh), self._colours_for(shading.shade), self._light_share]).astype("f4")
+        data = np.hstack([mesh, vertex_normals(mesh), self._colours]).astype("f4")
         near, far = float(mesh[:, 2].min()) - 1.0, float(mesh[:, 2].max()) + 1.0
         # Make this renderer's context current: with several maskers in a process (one per
         # profile) the last one created is current, and drawing into it gave wrong masks.
         with self._ctx:
             self._vertices.write(data.tobytes())
-            self._program["varied_light"] = shading.light
             self._program["origin"] = (float(x0), float(y0))
             self._program["size"] = (float(width), float(height))
             self._program["depth"] = (near, far)

@@ -92,24 +92,6 @@ class MaskSettings(BaseModel):
         "(inter-ocular distances) change from one photo to the next, away from the eyes, so that "
         "masks of one person cannot be linked by where the template sits on the face. 0: never",
     )
-    lower_face_variation: float = Field(
-        default=0.0, ge=0.0, le=0.3,
-        description="how much the template's lower face changes its proportions from one photo "
-        "to the next (a fraction: the width of jaw, chin and mouth, the length from nose to chin, "
-        "the nose's width), nothing above the cheeks, so that masks of one person are less alike "
-        "to a face recogniser. 0: never",
-    )
-    light_variation: float = Field(
-        default=0.0, ge=0.0, le=45.0,
-        description="by how many degrees, at most, the light the mask is shaded by turns sideways "
-        "and up or down from one photo to the next; no landmark moves. 0: always the same light",
-    )
-    light_spares_mouth: bool = Field(default=False, description="experiment")
-    shade_variation: float = Field(
-        default=0.0, ge=0.0, le=0.3,
-        description="how much lighter or darker (a fraction of `skin_albedo`) the mask's skin is "
-        "from one photo to the next. 0: always `skin_albedo`",
-    )
     eyes: EyeRendering = Field(
         default=EyeRendering.RENDERED,
         description="inside the eyelid openings: `rendered` draws sclera, iris and pupil from the "
