@@ -520,6 +520,18 @@ def test_a_full_disk_refuses_instances_until_space_is_freed(disk: Path) -> None:
     assert [job.id for job in spool.jobs()] == [first, second]
 
 
+def test_a_disk_without_a_free_byte_is_full_even_without_a_floor(disk: Path) -> None:
+    """On the embedded spool's own disk (see above). Readiness asks with no size: with a floor
+    of 0, a spool opened before its disk filled up took a full disk for one with room."""
+    spool = FolderSpool(disk / "spool", min_free_bytes=0)
+    filler = fill(disk)
+    with pytest.raises(SpoolFull, match="disk is full"):
+        spool.check_capacity()
+    filler.unlink()
+    spool.check_capacity()
+    receive(spool)
+
+
 def test_state_changes_on_a_full_disk_leave_jobs_as_they_were(disk: Path) -> None:
     """On the embedded spool's own disk (see above)."""
     spool = FolderSpool(disk / "spool")

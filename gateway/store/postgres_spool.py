@@ -331,6 +331,11 @@ class PostgresSpool:
             if free < expected_bytes + (1 << 20) + self.min_free_bytes:
                 raise SpoolFull("the node's disk ran out of space; waiting for space to be freed")
             self._exhausted = False
+        # As the SQLite spool: not a byte free takes no instance, whatever the floor (readiness
+        # asks with no size).
+        if free == 0:
+            self.note_out_of_space()
+            raise SpoolFull("the node's disk is full")
         if free - expected_bytes < self.min_free_bytes:
             raise SpoolFull("free disk space is below the spool's floor")
         queued, read_at = self._queued_bytes

@@ -341,7 +341,9 @@ class FolderSpool:
             if free < exhausted + RESUME_MARGIN_BYTES + expected_bytes:
                 raise SpoolFull("the spool's disk ran out of space; waiting for space to be freed")
             self._exhausted_free = None
-        if free < expected_bytes:
+        # Not a byte free takes no instance, whatever the floor: with a floor of 0 a full disk
+        # would otherwise pass for one with room (readiness asks with no size).
+        if free < max(expected_bytes, 1):
             raise self._ran_out_of_space()
         if free - expected_bytes < self.min_free_bytes:
             raise SpoolFull("free disk space is below the spool's floor")
